@@ -1,0 +1,30 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub look-ups (and no 45 s of retries) in tests
+
+from helpers import make_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from ueo_core.models import load_model
+    return load_model("ueo-tiny", seed=0)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """red/green/blue/yellow class folders, 6 images each."""
+    return make_folder(tmp_path / "data", classes=("red", "green", "blue", "yellow"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end tests (minutes); run in CI")
+    config.addinivalue_line("markers", "shared_data: needs ../shared/data (skipped when absent)")

@@ -1,0 +1,144 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ueo_core.data import NO_TRUTH, UNKNOWN
+from ueo_core.methods import Batch, confidence_weights, get_method, list_methods
+from ueo_core.metrics import (compute_metrics, confidence_histogram, default_threshold, fpr_at_tpr,
+                              open_confusion, predictions_table)
+
+P = torch.tensor([[0.7, 0.2, 0.1],
+                  [0.1, 0.8, 0.1],
+                  [0.3, 0.3, 0.4],
+                  [0.5, 0.25, 0.25]], dtype=torch.float64)
+W = torch.tensor([0.9, 0.6, 0.3, 0.5], dtype=torch.float64)
+
+
+def H(p):  # hand-written entropy with the official code's 1e-5 inside the log
+    return -sum(x * math.log(x + 1e-5) for x in p)
+
+
+def rows():
+    return [list(map(float, r)) for r in P]
+
+
+def test_registry_has_every_method():
+    assert list_methods()[:5] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
+    assert not get_method("zero_shot").trains
+    with pytest.raises(ValueError, match="Unknown method"):
+        get_method("nope")
+
+
+def test_entropy_minimisation_loss_by_hand():
+    loss, _ = get_method("entropy").loss(Batch(probs=P))
+    assert loss.item() == pytest.approx(sum(H(r) for r in rows()) / 4, abs=1e-12)
+
+
+def test_information_maximisation_loss_by_hand():
+    mean = [sum(r[k] for r in rows()) / 4 for k in range(3)]
+    expected = sum(H(r) for r in rows()) / 4 - 0.7 * H(mean)
+    loss, stats = get_method("im").loss(Batch(probs=P, trade=0.7))
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    assert stats["loss_marginal"] == pytest.approx(H(mean), abs=1e-12)
+
+
+def test_ueo_loss_by_hand():
+    w = list(map(float, W))
+    cond = sum(wi * H(r) for wi, r in zip(w, rows())) / sum(w)
+    inv = [1 / wi for wi in w]
+    marg = [sum(iv * r[k] for iv, r in zip(inv, rows())) / sum(inv) for k in range(3)]
+    loss, stats = get_method("ueo").loss(Batch(probs=P, weights=W, trade=1.0))
+    assert loss.item() == pytest.approx(cond - H(marg), abs=1e-12)
+    assert stats["loss_cond"] == pytest.approx(cond, abs=1e-12)
+    # unconfident images dominate the marginal: it differs from the plain mean
+    assert marg != pytest.approx([sum(r[k] for r in rows()) / 4 for k in range(3)])
+
+
+def test_oracle_uses_true_known_mask_plus_official_epsilon():
+    known = torch.tensor([1, 1, 0, 0])
+    w = [1.001, 1.001, 0.001, 0.001]
+    cond = sum(wi * H(r) for wi, r in zip(w, rows())) / sum(w)
+    inv = [1 / wi for wi in w]
+    marg = [sum(iv * r[k] for iv, r in zip(inv, rows())) / sum(inv) for k in range(3)]
+    loss, _ = get_method("oracle").loss(Batch(probs=P, known=known))
+    assert loss.item() == pytest.approx(cond - H(marg), abs=1e-9)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 100.0])
+def test_confidence_weights_by_hand(temperature):
+    cos = torch.tensor([[0.30, 0.25, 0.20], [0.21, 0.22, 0.23]])
+    w = confidence_weights(cos, temperature)
+    for i, row in enumerate(cos.tolist()):
+        z = [math.exp(temperature * c) for c in row]
+        assert w[i].item() == pytest.approx(max(z) / sum(z), rel=1e-5)
+    if temperature == 1.0:  # the official code's unscaled cosines: weights are near-uniform, about 1/K
+        assert (w - 1 / 3).abs().max() < 0.02
+    else:
+        assert w[0] > 0.9
+
+
+# ---------------------------------------------------------------- metrics
+def test_metrics_against_direct_computation():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3) * 0.5, size=200)
+    truth = rng.integers(-1, 3, size=200)  # -1 = unknown
+    m = compute_metrics(probs, truth, threshold=0.6)
+    pred, conf = probs.argmax(1), probs.max(1)
+    known = truth >= 0
+    assert m["gacc"] == pytest.approx((pred[known] == truth[known]).mean())
+    per_class = [(pred[truth == k] == k).mean() for k in range(3)]
+    assert m["pacc"] == pytest.approx(np.mean(per_class))
+    # AUROC as the probability that a random known image is more confident than a random unknown one
+    ck, cu = conf[known], conf[~known]
+    pairs = (ck[:, None] > cu[None, :]).mean() + 0.5 * (ck[:, None] == cu[None, :]).mean()
+    assert m["auroc"] == pytest.approx(pairs)
+    # FPR at 95% TPR: the smallest threshold keeping >= 95% of known images, the share of unknowns above it
+    t = np.sort(ck)[::-1][int(np.ceil(0.95 * len(ck))) - 1]
+    assert m["fpr95"] == pytest.approx((cu >= t).mean())
+    open_pred = np.where(conf >= 0.6, pred, -1)
+    acc_k = (open_pred[known] == truth[known]).mean()
+    acc_u = (open_pred[~known] == -1).mean()
+    assert m["h_score"] == pytest.approx(2 * acc_k * acc_u / (acc_k + acc_u))
+
+
+def test_fpr95_simple_case():
+    conf = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    truth = np.array([0, 0, UNKNOWN, 0, UNKNOWN])
+    # accepting all known needs threshold 0.6, which accepts one of two unknowns
+    assert fpr_at_tpr(conf, truth) == pytest.approx(0.5)
+
+
+def test_default_threshold_splits_two_groups():
+    conf = np.r_[np.full(10, 0.2), np.full(10, 0.9)]
+    assert default_threshold(conf) == pytest.approx(0.55)
+    assert default_threshold(np.full(5, 0.4)) == pytest.approx(0.4)
+
+
+def test_metrics_without_truth_and_closed_set():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    m = compute_metrics(probs, None)
+    assert "gacc" not in m and m["n"] == 3
+    m = compute_metrics(probs, np.array([0, 1, 1]))
+    assert m["gacc"] == pytest.approx(2 / 3) and m["auroc"] is not None and math.isnan(m["auroc"])
+    m = compute_metrics(probs, np.array([NO_TRUTH] * 3))
+    assert "gacc" not in m
+
+
+def test_open_confusion_and_histogram():
+    probs = np.array([[0.9, 0.1], [0.45, 0.55], [0.8, 0.2], [0.3, 0.7]])
+    truth = np.array([0, UNKNOWN, UNKNOWN, 1])
+    cm = open_confusion(probs.argmax(1), probs.max(1), truth, 2, threshold=0.6)
+    assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
+    h = confidence_histogram(probs.max(1), truth, bins=10)
+    assert sum(h["all"]) == 4 and sum(h["known"]) == 2 and sum(h["unknown"]) == 2
+    assert h["all"][5] == 1 and h["all"][9] == 1  # 0.55 and 0.9
+
+
+def test_predictions_table():
+    probs = np.array([[0.9, 0.1], [0.4, 0.6]])
+    rows = predictions_table(["a.png", "b.png"], probs, ["cat", "dog"], ["cat", None], threshold=0.7)
+    assert rows[0]["predicted_class"] == "cat" and rows[0]["predicted_known"] is True
+    assert rows[1]["predicted_class"] == "dog" and rows[1]["predicted_known"] is False
+    assert rows[1]["entropy"] == pytest.approx(-(0.4 * math.log(0.4) + 0.6 * math.log(0.6)), abs=1e-5)

@@ -1,0 +1,195 @@
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ueo_core.config import RunConfig
+from ueo_core.data import DataError, load_folder
+from ueo_core.models import load_model
+from ueo_core.runs import RunFolder, load_checkpoint
+from ueo_core.trainer import BackgroundRun, Trainer, norm_affine_params
+
+from conftest import ROOT
+
+
+def cfg_for(folder, tmp_path, **kw):
+    base = dict(data=str(folder), prior=["red", "green", "blue"], epochs=2, batch_size=8, lr_prompt=0.05,
+                lr_visual=0.05, seed=7, run_dir=str(tmp_path / "run"))
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["ueo-tiny", "ueo-tiny-rn"])
+def test_one_step_changes_exactly_prompt_context_and_norm_affine(folder, tmp_path, name):
+    loaded = load_model(name, seed=0)
+    before = snapshot(loaded.model)
+    tr = Trainer(cfg_for(folder, tmp_path, epochs=1, batch_size=24, run_dir=None), loaded=loaded)
+    seen = {}
+
+    def on(e):
+        if e.kind == "start":
+            seen["ctx0"] = tr.prompt.ctx.detach().clone()
+        if e.kind == "step":  # right after optimizer.step(): .grad holds this step's gradients
+            steps.append(e)
+            named = [("prompt.ctx", tr.prompt.ctx)] + list(loaded.model.named_parameters())
+            grads.update({n: p.grad.clone() for n, p in named if p.grad is not None})
+    grads, steps = {}, []
+    tr.add_listener(on)
+    tr.run()
+    ctx0 = seen["ctx0"]
+    assert len(steps) == 1
+    norm_names = {f"visual.{n}" for n, _ in norm_affine_params(loaded.model.visual)}
+    assert set(grads) == {"prompt.ctx"} | norm_names
+    # (open_clip zero-initialises each ResNet block's last BatchNorm weight, so the earlier norms in that branch
+    # get exactly zero gradient at the first step; every parameter with a non-zero gradient must move)
+    moving = {n for n, g in grads.items() if g.abs().sum() > 0}
+    assert "prompt.ctx" in moving and len(moving) > len(grads) / 2
+    assert not torch.equal(tr.prompt.ctx.detach(), ctx0)
+    after = snapshot(loaded.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == moving - {"prompt.ctx"}  # nothing else moved (BatchNorm running stats included)
+    assert not any("running_" in k or "num_batches" in k for k in changed)  # BatchNorm statistics stay frozen
+    assert all(not p.requires_grad for p in loaded.model.parameters())  # frozen again after the run
+
+
+def test_two_epoch_ueo_run_writes_every_file_and_resumes(folder, tmp_path):
+    events = []
+    cfg = cfg_for(folder, tmp_path)
+    result = Trainer(cfg, listeners=[events.append]).run()
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done"
+    assert kinds.count("step") == 2 * 3 and kinds.count("epoch") == 3 and kinds.count("checkpoint") == 2
+    step = next(e for e in events if e.kind == "step").data
+    for key in ("loss", "cond_entropy", "marginal_entropy", "lr", "eta", "loss_cond", "loss_marginal"):
+        assert key in step
+    ep = [e for e in events if e.kind == "epoch"][-1].data
+    assert sum(ep["histogram"]["all"]) == 24 and sum(ep["histogram"]["unknown"]) == 6
+    run = RunFolder(cfg.run_dir)
+    for name in ("config.json", "steps.jsonl", "epochs.jsonl", "metrics.json", "predictions.csv",
+                 "checkpoint.safetensors", "report.md", "skipped.txt"):
+        assert (run.path / name).exists(), name
+    assert len(run.read_jsonl("steps.jsonl")) == 6 and len(run.read_jsonl("epochs.jsonl")) == 3
+    with open(run.path / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 24 and set(rows[0]) >= {"path", "predicted_class", "confidence", "entropy"}
+    tensors, meta = load_checkpoint(run.path)
+    assert meta["epoch"] == 2 and meta["classes"] == ["red", "green", "blue"]
+    assert set(tensors) >= {"prompt.ctx", "ueo_weights"} and any(k.startswith("visual.") for k in tensors)
+    assert (run.path / "checkpoint.safetensors").stat().st_size < 200_000  # trainable params only: small
+    init = load_model("ueo-tiny", seed=cfg.seed)
+    from ueo_core.prompts import PromptLearner
+    assert not torch.allclose(tensors["prompt.ctx"], PromptLearner(init, cfg.prior).ctx.detach())
+
+    # resume: 1 epoch, then continue to 2 == the uninterrupted run above
+    cfg1 = cfg_for(folder, tmp_path, epochs=2, run_dir=str(tmp_path / "r1"))
+    tr1 = Trainer(cfg1)
+    tr1.add_listener(lambda e: tr1.cancel() if e.kind == "checkpoint" and e.data["epoch"] == 1 else None)
+    assert tr1.run().status == "cancelled"
+    assert load_checkpoint(tmp_path / "r1")[1]["epoch"] == 1
+    resumed = Trainer(cfg1.replace(resume=str(tmp_path / "r1"))).run()
+    t2, _ = load_checkpoint(tmp_path / "r1")
+    for k in tensors:
+        assert torch.allclose(tensors[k], t2[k], atol=1e-6), k
+    assert resumed.metrics["gacc"] == pytest.approx(result.metrics["gacc"])
+    assert resumed.metrics_before == pytest.approx(result.metrics_before, nan_ok=True)
+    r1 = RunFolder(tmp_path / "r1")
+    assert [r["epoch"] for r in r1.read_jsonl("epochs.jsonl")] == [0, 1, 2]
+    assert len(r1.read_jsonl("steps.jsonl")) == 6
+
+
+def test_fixed_seed_repeats_exactly(folder, tmp_path):
+    a = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=1)).run()
+    b = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=1)).run()
+    assert np.array_equal(a.probs, b.probs)
+
+
+def test_cancel_stops_between_steps(folder, tmp_path):
+    tr = Trainer(cfg_for(folder, tmp_path, epochs=50, batch_size=4))
+    steps = []
+
+    def on(e):
+        if e.kind == "step":
+            steps.append(e)
+            if len(steps) == 3:
+                tr.cancel()
+    tr.add_listener(on)
+    result = tr.run()
+    assert result.status == "cancelled" and len(steps) == 3
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_background_run_and_error_event(folder, tmp_path):
+    bg = BackgroundRun(Trainer(cfg_for(folder, tmp_path, epochs=1))).start()
+    bg.join(120)
+    kinds = [e.kind for e in bg.drain()]
+    assert kinds[0] == "start" and kinds[-1] == "done" and bg.result.status == "done"
+
+    bad = BackgroundRun(Trainer(cfg_for(folder, tmp_path, prior=["red"], run_dir=None))).start()
+    bad.join(60)
+    events = bad.drain()
+    assert events[-1].kind == "error" and "at least 2" in events[-1].data["message"]
+    assert bad.error and "Traceback" not in bad.error
+
+
+def test_zero_shot_does_not_train_and_oracle_needs_truth(folder, tmp_path):
+    events = []
+    r = Trainer(cfg_for(folder, tmp_path, method="zero_shot"), listeners=[events.append]).run()
+    assert r.status == "done" and not any(e.kind == "step" for e in events)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in list((folder / "red").iterdir())[:3]:
+        (flat / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(DataError, match="ground truth"):
+        Trainer(cfg_for(flat, tmp_path, method="oracle", run_dir=None)).run()
+
+
+@pytest.mark.parametrize("method", ["entropy", "im", "oracle"])
+def test_baselines_train(folder, tmp_path, method):
+    r = Trainer(cfg_for(folder, tmp_path, method=method, epochs=1, run_dir=None)).run()
+    assert r.status == "done" and "auroc" in r.metrics
+
+
+def test_weight_temperature_option(folder, tmp_path):
+    tr = Trainer(cfg_for(folder, tmp_path, epochs=1, run_dir=None, weight_temperature=1.0))
+    tr.run()
+    assert (tr.weights - 1 / 3).abs().max() < 0.01  # unscaled cosines: near-uniform weights (official code)
+    tr2 = Trainer(cfg_for(folder, tmp_path, epochs=1, run_dir=None))
+    tr2.run()
+    assert tr2.weights.std() > tr.weights.std()
+
+
+def test_cli_train_eval_embed(folder, tmp_path):
+    run = tmp_path / "cli-run"
+    env_cmd = [sys.executable, "-m", "ueo_core"]
+    out = subprocess.run(env_cmd + ["train", str(folder), "--prior", "red,green,blue", "--epochs", "1",
+                                    "--batch-size", "8", "--out", str(run)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "run folder" in out.stdout and (run / "metrics.json").exists()
+    m = json.loads((run / "metrics.json").read_text())
+    assert set(m) == {"before", "after", "seconds"}
+    ev = subprocess.run(env_cmd + ["eval", str(folder), "--run", str(run), "--out", str(tmp_path / "ev")],
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    m2 = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m2["after"]["gacc"] == pytest.approx(m["after"]["gacc"])  # the adapted parameters were loaded
+    em = subprocess.run(env_cmd + ["embed", str(folder), "--run", str(run), "--output", str(tmp_path / "e.csv")],
+                        capture_output=True, text=True, cwd=ROOT, timeout=300,
+                        env={**__import__("os").environ, "UEO_CACHE": str(tmp_path / "cache")})
+    assert em.returncode == 0, em.stderr
+    with open(tmp_path / "e.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 24 and {"before_x", "after_y"} <= set(rows[0])
+    bad = subprocess.run(env_cmd + ["train", str(tmp_path / "nowhere")], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "Folder not found" in bad.stderr and "Traceback" not in bad.stderr
+    helptext = subprocess.run(env_cmd + ["train", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert "--weight-temperature" in helptext.stdout and "--lr-visual" in helptext.stdout

@@ -1,0 +1,224 @@
+"""Headless UEO Studio: ``python -m ueo_core train|eval|embed|models``.
+
+The CLI is one more listener of the same trainer the app uses; it shows a tqdm progress bar and writes a run folder.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from .config import RunConfig
+from .data import DataError, load_folder, load_preset
+from .methods import METHODS
+from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
+from .presets import PRESETS
+
+DEFAULTS = RunConfig()
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="image folder: one sub-folder per class (truth from folder names), or a flat folder "
+                                "of unlabeled images")
+    p.add_argument("--prior", help="known class names, comma-separated (default: every class sub-folder). Class "
+                                   "folders not named here are treated as unknown")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="benchmark class list and split (sets the prior and "
+                                                              "which class folders are in the target)")
+    p.add_argument("--setting", default=DEFAULTS.setting, choices=["CDA", "PDA", "ODA", "OPDA", "CSDA"],
+                   help="with --preset: closed / partial / open / open-partial / all classes (default %(default)s)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULTS.model,
+                   help="open_clip architecture, e.g. ViT-B-32, RN50 (default %(default)s: a tiny random model "
+                        "for trying the mechanics)")
+    p.add_argument("--pretrained", help="open_clip pretrained tag, e.g. openai (downloads weights; see `models`)")
+    p.add_argument("--checkpoint", help="local open_clip checkpoint file for --model (offline use)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present, else CPU)")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", help="run folder to write (default runs/<time>-<method>)")
+    p.add_argument("--template", default=DEFAULTS.template,
+                   help="prompt template; the words before {} initialise the learnable context (default "
+                        "'%(default)s')")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="images per step (default %(default)s)")
+    p.add_argument("--threshold", type=float,
+                   help="known/unknown confidence threshold (default: unsupervised 2-means split of confidences)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
+    p.add_argument("--workers", type=int, default=DEFAULTS.num_workers,
+                   help="DataLoader worker processes (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m ueo_core", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="adapt a model to an unlabeled folder with UEO or a baseline")
+    _add_data_args(t)
+    _add_model_args(t)
+    _add_run_args(t)
+    t.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS),
+                   help="; ".join(f"{k}: {m.description}" for k, m in METHODS.items()) + " (default %(default)s)")
+    t.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the folder (default %(default)s)")
+    t.add_argument("--lr-prompt", type=float, default=DEFAULTS.lr_prompt,
+                   help="SGD learning rate of the prompt context; 0 freezes it (default %(default)s)")
+    t.add_argument("--lr-visual", type=float, default=DEFAULTS.lr_visual,
+                   help="SGD learning rate of the image tower's norm affine params; 0 freezes them "
+                        "(default %(default)s)")
+    t.add_argument("--trade", type=float, default=DEFAULTS.trade,
+                   help="lambda, weight of the marginal-entropy term (default %(default)s)")
+    t.add_argument("--weight-temperature", type=float,
+                   help="UEO weights = max softmax(T * cosine). Default: the model's logit scale (the paper); "
+                        "1.0 reproduces the official code (unscaled cosines, near-uniform weights)")
+    t.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
+                   help="evaluate every N epochs (default %(default)s; the last epoch always)")
+    t.add_argument("--resume", help="run folder (or checkpoint) to continue from")
+
+    e = sub.add_parser("eval", help="evaluate zero-shot, or a run's adapted checkpoint, on a folder")
+    _add_data_args(e)
+    _add_model_args(e)
+    _add_run_args(e)
+    e.add_argument("--run", help="run folder whose adapted parameters (and model, prompt, prior) to evaluate")
+
+    m = sub.add_parser("embed", help="image features and a 2-D UMAP of a folder, before (and after) adaptation")
+    _add_data_args(m)
+    _add_model_args(m)
+    m.add_argument("--run", help="also embed with this run's adapted image tower")
+    m.add_argument("--output", default="embedding.csv", help="CSV to write: path, class, x, y (default %(default)s)")
+    m.add_argument("--seed", type=int, default=0, help="UMAP random state (default %(default)s)")
+
+    sub.add_parser("models", help="list the open_clip architectures and pretrained tags")
+    return ap
+
+
+def _prior(text: Optional[str]):
+    return [s.strip() for s in text.split(",")] if text else None
+
+
+def _run_dir(args, method: str) -> str:
+    return args.out or str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{method}")
+
+
+class ProgressBar:
+    """A trainer listener: tqdm over optimisation steps, one line per evaluation."""
+
+    def __init__(self, file=sys.stderr):
+        self.bar = None
+        self.file = file
+
+    def __call__(self, ev) -> None:
+        d = ev.data
+        if ev.kind == "start":
+            tqdm.write(f"{d['data']}\nmodel: {d['model']['model']} on {d['model']['device']}; "
+                       f"{d['trainable_parameters']:,} trainable parameters", file=self.file)
+            if d["total_steps"]:
+                self.bar = tqdm(total=d["total_steps"], unit="step", file=self.file, dynamic_ncols=True)
+        elif ev.kind == "step" and self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=d["epoch"], loss=f"{d['loss']:.4f}", H=f"{d['cond_entropy']:.3f}")
+        elif ev.kind == "epoch":
+            tqdm.write(f"epoch {d['epoch']}: " + format_metrics(d["metrics"]), file=self.file)
+        elif ev.kind in ("done", "cancelled", "error") and self.bar is not None:
+            self.bar.close()
+        if ev.kind == "error":
+            tqdm.write(f"error: {d['message']}", file=self.file)
+
+
+def format_metrics(m: dict) -> str:
+    keys = [k for k in ("gacc", "pacc", "auroc", "fpr95", "h_score", "mean_confidence") if m.get(k) is not None]
+    return "  ".join(f"{k}={m[k]:.4f}" for k in keys)
+
+
+def cmd_train(args, method: Optional[str] = None) -> int:
+    from .trainer import Trainer
+
+    method = method or args.method
+    cfg = RunConfig(data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
+                    model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device,
+                    method=method, template=args.template, batch_size=args.batch_size, threshold=args.threshold,
+                    seed=args.seed, num_workers=args.workers, run_dir=_run_dir(args, method))
+    if args.command == "train":
+        cfg = cfg.replace(epochs=args.epochs, lr_prompt=args.lr_prompt, lr_visual=args.lr_visual, trade=args.trade,
+                          weight_temperature=args.weight_temperature, eval_every=args.eval_every, resume=args.resume)
+    if getattr(args, "run", None):  # eval of an adapted run: its model, prompt and prior, its parameters
+        src = json.loads((Path(args.run) / "config.json").read_text())
+        src.pop("summary", None)
+        cfg = RunConfig.from_dict(src).replace(data=args.data, method="zero_shot", resume=args.run,
+                                               run_dir=cfg.run_dir, epochs=0, device=args.device)
+        if args.prior or args.preset:
+            cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
+    result = Trainer(cfg, listeners=[ProgressBar()]).run()
+    print(f"before: {format_metrics(result.metrics_before)}")
+    print(f"after:  {format_metrics(result.metrics)}")
+    print(f"run folder: {result.run_dir}  ({result.seconds:.1f} s)")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from .embed import image_features, params_digest, umap_2d
+    from .runs import load_checkpoint
+    from .trainer import apply_state
+
+    if args.preset:
+        ims = load_preset(args.data, args.preset, args.setting)
+    else:
+        ims = load_folder(args.data, prior=_prior(args.prior), need_prior=False)
+    loaded = load_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
+    cols = {}
+    with tqdm(total=len(ims), desc="features (before)", unit="img") as bar:
+        before = image_features(loaded, ims.files, progress=lambda d, n: bar.update(d - bar.n))
+    cols["before"] = umap_2d(before, seed=args.seed)
+    if args.run:
+        tensors, _ = load_checkpoint(args.run)
+        apply_state(loaded, tensors)
+        with tqdm(total=len(ims), desc="features (after)", unit="img") as bar:
+            after = image_features(loaded, ims.files, variant=params_digest(tensors),
+                                   progress=lambda d, n: bar.update(d - bar.n))
+        cols["after"] = umap_2d(after, seed=args.seed)
+    with open(args.output, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "folder"] + [f"{k}_{a}" for k in cols for a in "xy"])
+        for i, f in enumerate(ims.files):
+            w.writerow([f, ims.folder_names[i] or ""] + [f"{cols[k][i, j]:.5f}" for k in cols for j in (0, 1)])
+    print(f"wrote {args.output} ({len(ims)} images; {', '.join(cols)})")
+    return 0
+
+
+def cmd_models() -> int:
+    from .models import register_configs
+    import open_clip
+
+    register_configs()
+    print(f"built-in: {TINY_MODEL} (random init, for trying the mechanics)")
+    by_arch: dict[str, list[str]] = {}
+    for arch, tag in list_pretrained():
+        by_arch.setdefault(arch, []).append(tag)
+    for arch in sorted(by_arch):
+        print(f"{arch}: {', '.join(by_arch[arch])}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "eval":
+            return cmd_train(args, method="zero_shot")
+        if args.command == "embed":
+            return cmd_embed(args)
+        return cmd_models()
+    except (DataError, ModelLoadError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,64 @@
+"""RunConfig: every knob of a run, with the official UEO code's defaults (tim-learn/UEO demo.py) unless noted."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .models import TINY_MODEL
+from .prompts import DEFAULT_TEMPLATE
+
+
+@dataclass
+class RunConfig:
+    # --- data
+    data: str = ""                          # image folder (class-per-folder or flat)
+    prior: Optional[list[str]] = None       # known class names; None = every class folder (closed set)
+    preset: Optional[str] = None            # office31 / officehome / visda / domainnet / pacs: prior + target classes
+    setting: str = "ODA"                    # with a preset: CDA / PDA / ODA / OPDA / CSDA
+    # --- model
+    model: str = TINY_MODEL                 # open_clip architecture name
+    pretrained: Optional[str] = None        # open_clip pretrained tag (e.g. 'openai'); None = random init
+    checkpoint: Optional[str] = None        # local open_clip checkpoint file (instead of a tag)
+    device: Optional[str] = None            # None: CUDA when present, else CPU
+    # --- method and objective
+    method: str = "ueo"                     # zero_shot / entropy / im / ueo / oracle
+    template: str = DEFAULT_TEMPLATE        # prompt; the words before {} initialise the learnable context
+    trade: float = 1.0                      # lambda: weight of the marginal-entropy term (official --trade)
+    weight_temperature: Optional[float] = None  # UEO weights = max softmax(T * cos). None: the model's logit scale
+    #   (the paper); 1.0 reproduces the official code, whose weights come from unscaled cosines (near-uniform).
+    # --- optimisation (official: SGD, no momentum, cosine decay per step)
+    epochs: int = 50                        # official --epochs
+    batch_size: int = 64                    # official --bs
+    lr_prompt: float = 1e-4                 # official --plr; 0 freezes the prompt context
+    lr_visual: float = 1e-4                 # official --vlr; 0 freezes the image-tower norm params
+    crop_scale: tuple = (0.5, 1.0)          # RandomResizedCrop scale of the training augmentation
+    seed: int = 2023                        # official --seed
+    num_workers: int = 0                    # DataLoader workers (0: in-process, fully repeatable)
+    eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
+    threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
+    # --- bookkeeping
+    run_dir: Optional[str] = None           # where the run folder is written; None: nothing written
+    resume: Optional[str] = None            # a run folder or checkpoint to continue from
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"Unknown config keys: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "crop_scale" in d and d["crop_scale"] is not None:
+            d["crop_scale"] = tuple(d["crop_scale"])
+        return cls(**d)
+
+    def replace(self, **kw) -> "RunConfig":
+        return dataclasses.replace(self, **kw)

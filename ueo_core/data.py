@@ -1,0 +1,280 @@
+"""Image folders, class-name priors, safe reading of user files.
+
+An ``ImageSet`` is what every method trains and evaluates on: the readable image files, the prior (known class
+names), and — when the folder has one sub-folder per class — the ground truth: which known class each image is, or
+that it is *unknown* (its folder is not in the prior). Unreadable files are skipped with a reason, never fatal.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+UNKNOWN = -1   # label of an image whose class folder is not in the prior
+NO_TRUTH = -2  # label of an image from a flat folder (no ground truth)
+
+MAX_PIXELS = 8000 * 8000            # larger images are refused (decompression-bomb guard)
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class DataError(ValueError):
+    """Bad data or prior given by the user; the message says what to fix."""
+
+
+# --------------------------------------------------------------------------------------------------- the prior
+def normalize_name(name: str) -> str:
+    return re.sub(r"[\s_]+", " ", name).strip().lower()
+
+
+def parse_prior(prior: str | Iterable[str]) -> list[str]:
+    """Class names from a list or from text separated by commas / new lines. Refuses empty names and duplicates."""
+    if isinstance(prior, str):
+        names = [n.strip() for n in re.split(r"[,\n]", prior)]
+        names = [n for n in names if n]  # blank lines / trailing commas in free text are harmless
+    else:
+        names = [str(n).strip() for n in prior]
+        if any(not n for n in names):
+            raise DataError("The class-name prior contains an empty name.")
+    seen = {}
+    for n in names:
+        key = normalize_name(n)
+        if key in seen:
+            raise DataError(f"The class-name prior names '{n}' twice (as '{seen[key]}' and '{n}'). "
+                            f"Each known class must appear once.")
+        seen[key] = n
+    if len(names) < 2:
+        raise DataError(f"The class-name prior needs at least 2 known classes (got {len(names)}): with one class the "
+                        f"softmax is always 1, so there is nothing to adapt and no way to tell known from unknown.")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------- image checking
+def check_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Optional[str]:
+    """None when the file is a readable image, else the reason it is not."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    return f"image too large ({w}x{h} pixels; limit {max_pixels:,})"
+                img.load()  # a full decode: catches truncated and corrupt data, not just a bad header
+    except UnidentifiedImageError:
+        return "not an image (unrecognised format)"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return "image too large (decompression bomb guard)"
+    except (OSError, SyntaxError, ValueError) as err:
+        return f"corrupt or truncated image ({str(err)[:80]})"
+    return None
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def _has_image_ext(name: str) -> bool:
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+# ------------------------------------------------------------------------------------------------- image sets
+@dataclass
+class ImageSet:
+    root: Path
+    files: list[str]                 # readable images, sorted
+    classes: list[str]               # the prior: known class names, in label order
+    labels: np.ndarray               # index into classes, UNKNOWN, or NO_TRUTH
+    folder_names: list[Optional[str]]  # the class folder of each file (None in a flat folder)
+    folders: list[str] = field(default_factory=list)    # all class folders found
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def has_truth(self) -> bool:
+        return bool(len(self.labels)) and bool((self.labels != NO_TRUTH).all())
+
+    @property
+    def known_mask(self) -> np.ndarray:
+        return self.labels >= 0
+
+    @property
+    def has_unknown(self) -> bool:
+        return self.has_truth and bool((self.labels == UNKNOWN).any())
+
+    def counts(self) -> dict[str, int]:
+        """Images per class folder (or 'unlabeled' for a flat folder)."""
+        out: dict[str, int] = {}
+        for f in self.folder_names:
+            key = f if f is not None else "unlabeled"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        known = int(self.known_mask.sum())
+        s = f"{len(self)} images in {self.root}"
+        if self.has_truth:
+            s += f" ({known} of {len(self.classes)} known classes, {len(self) - known} unknown)"
+        else:
+            s += " (no class folders: no ground truth)"
+        if self.skipped:
+            s += f"; {len(self.skipped)} files skipped"
+        return s
+
+
+def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
+                include: Optional[Sequence[str]] = None, max_pixels: int = MAX_PIXELS, need_prior: bool = True,
+                progress: Optional[Callable[[int, int], None]] = None) -> ImageSet:
+    """Read an image folder.
+
+    - class-per-folder (``root/<class>/**/<image>``): the folder names are the truth; folders not in the prior are
+      *unknown*. With no prior, every folder is a known class (closed set).
+    - flat (images directly in ``root``): no truth; a prior is required.
+    ``include`` keeps only these class folders (used by presets: the target classes of a split).
+    ``need_prior=False`` allows a flat folder without a prior (``classes`` is then empty: for embeddings only).
+    Files that are not readable images are skipped and listed with the reason.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"Folder not found: {root}")
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    subdirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    candidates: list[tuple[str, Optional[str]]] = []  # (path, class folder)
+    skipped: list[tuple[str, str]] = []
+    if subdirs:
+        if include is not None:
+            wanted = {normalize_name(n) for n in include}
+            subdirs = [d for d in subdirs if normalize_name(d) in wanted]
+        for d in subdirs:
+            for dirpath, dirnames, filenames in os.walk(root / d, followlinks=False):
+                dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
+                for fn in sorted(filenames):
+                    if not fn.startswith("."):
+                        candidates.append((os.path.join(dirpath, fn), d))
+        for e in entries:
+            if e.is_file() and not e.name.startswith("."):
+                skipped.append((e.path, "not inside a class folder (the folder has class sub-folders)"))
+    else:
+        candidates = [(e.path, None) for e in entries if e.is_file() and not e.name.startswith(".")]
+
+    files, folder_names = [], []
+    for i, (path, cls) in enumerate(candidates):
+        if progress is not None:
+            progress(i, len(candidates))
+        if not _has_image_ext(path):
+            skipped.append((path, "not an image file type"))
+            continue
+        reason = check_image(path, max_pixels)
+        if reason:
+            skipped.append((path, reason))
+        else:
+            files.append(path)
+            folder_names.append(cls)
+    if not files:
+        what = "no readable images" if candidates else "no files"
+        raise DataError(f"{root} has {what}" + (f" ({len(skipped)} files skipped)." if skipped else ".") +
+                        " Put images in it, one sub-folder per class (or all in the folder itself).")
+
+    if prior is None and not subdirs and not need_prior:
+        classes = []
+    elif prior is None:
+        if not subdirs:
+            raise DataError("This folder has no class sub-folders, so give the class names you expect (the prior).")
+        classes = parse_prior(sorted({f for f in folder_names if f is not None}))
+    else:
+        classes = parse_prior(prior)
+    index = {normalize_name(c): i for i, c in enumerate(classes)}
+    labels = np.array([NO_TRUTH if f is None else index.get(normalize_name(f), UNKNOWN) for f in folder_names],
+                      dtype=np.int64)
+    return ImageSet(root=root, files=files, classes=classes, labels=labels, folder_names=folder_names,
+                    folders=subdirs, skipped=skipped)
+
+
+def load_preset(root: str | Path, preset: str, setting: str = "ODA", **kw) -> ImageSet:
+    """A domain folder of a benchmark (e.g. ``PACS/sketch``) with the prior and target classes of a split."""
+    from .presets import get_preset
+    prior, target = get_preset(preset).split(setting)
+    return load_folder(root, prior=prior, include=target, **kw)
+
+
+# ------------------------------------------------------------------------------------------- torch datasets
+class ImageDataset(torch.utils.data.Dataset):
+    """(transformed image, index) for each file; the index lets the trainer look up per-image weights."""
+
+    def __init__(self, files: Sequence[str], transform: Callable):
+        self.files = list(files)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        return self.transform(load_rgb(self.files[i])), i
+
+
+# ------------------------------------------------------------------------------------------- safe unzipping
+MAX_ZIP_FILES = 20_000
+MAX_ZIP_BYTES = 2 * 1024 ** 3        # uncompressed total
+MAX_ZIP_RATIO = 200                  # uncompressed / compressed, per entry (zip-bomb guard)
+
+
+def safe_extract_zip(zip_path: str | Path, dest: str | Path, max_files: int = MAX_ZIP_FILES,
+                     max_bytes: int = MAX_ZIP_BYTES) -> tuple[list[str], list[tuple[str, str]]]:
+    """Extract a user's zip into ``dest``, refusing what could escape or explode.
+
+    Raises DataError for an archive that must be refused as a whole (not a zip, too many files, too large in
+    total); entries with absolute or ``..`` paths, links and oversized ratios are skipped and reported.
+    Returns (extracted paths, skipped (name, reason)).
+    """
+    dest = Path(dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise DataError(f"Not a readable zip file: {err}") from err
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) > max_files:
+            raise DataError(f"The zip holds {len(infos):,} files; the limit is {max_files:,}.")
+        total = sum(i.file_size for i in infos)
+        if total > max_bytes:
+            raise DataError(f"The zip unpacks to {total / 1e6:,.0f} MB; the limit is {max_bytes / 1e6:,.0f} MB.")
+        extracted, skipped = [], []
+        for info in infos:
+            name = info.filename
+            parts = Path(name.replace("\\", "/")).parts
+            if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+                skipped.append((name, "unsafe path (absolute or '..')"))
+                continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                skipped.append((name, "symbolic link"))
+                continue
+            if "__MACOSX" in parts or any(p.startswith(".") for p in parts):
+                continue
+            if info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO:
+                skipped.append((name, "compression ratio too high (zip bomb guard)"))
+                continue
+            target = (dest / Path(*parts)).resolve()
+            if dest not in target.parents:
+                skipped.append((name, "unsafe path"))
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, length=1 << 20)
+            extracted.append(str(target))
+    return extracted, skipped

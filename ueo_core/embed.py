@@ -1,0 +1,91 @@
+"""Image features (cached on disk) and their 2-D UMAP, for the embeddings before and after adaptation.
+
+The cache key covers everything the features depend on: the model (architecture, weights source, and a hash of
+any adapted parameters), the image size, and each file's path, size and modification time. A second call with
+the same inputs reads a ``.npy`` file instead of running the image tower.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .data import ImageDataset
+from .models import LoadedModel
+
+DEFAULT_CACHE = Path(os.environ.get("UEO_CACHE", Path.home() / ".cache" / "ueo_studio"))
+
+
+def _hash_update_files(h, files: Sequence[str]) -> None:
+    for f in files:
+        st = os.stat(f)
+        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+
+
+def params_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """A short hash of a set of tensors (e.g. the adapted parameters of a checkpoint)."""
+    h = hashlib.sha1()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def feature_key(loaded: LoadedModel, files: Sequence[str], variant: str = "") -> str:
+    h = hashlib.sha1(f"{loaded.name}|{loaded.pretrained}|{loaded.image_size}|{variant}\n".encode())
+    _hash_update_files(h, files)
+    return h.hexdigest()[:24]
+
+
+def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "", batch_size: int = 128,
+                   cache_dir: Optional[str | Path] = DEFAULT_CACHE,
+                   progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+    """(N, D) L2-normalised float32 image features, from the cache when the same inputs were seen before.
+
+    ``variant`` names the state of the image tower (e.g. a digest of adapted norm parameters); the model's current
+    weights are what is encoded, so pass a different variant whenever they differ.
+    """
+    from .trainer import encode_images  # the same encoder the trainer evaluates with
+
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "features" / f"{feature_key(loaded, files, variant)}.npy"
+        if path.exists():
+            return np.load(path)
+    feats = encode_images(loaded, ImageDataset(files, loaded.preprocess), batch_size, progress=progress)
+    feats = feats.cpu().numpy().astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, feats)
+        tmp.replace(path)
+    return feats
+
+
+def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
+            cache_dir: Optional[str | Path] = DEFAULT_CACHE) -> np.ndarray:
+    """2-D UMAP (cosine metric) of the features; cached by a hash of the features and the settings."""
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    n = len(features)
+    if n < 4:
+        raise ValueError(f"UMAP needs at least 4 images (got {n}).")
+    path = None
+    if cache_dir is not None:
+        h = hashlib.sha1(features.tobytes())
+        h.update(f"{seed}|{n_neighbors}|{min_dist}".encode())
+        path = Path(cache_dir) / "umap" / f"{h.hexdigest()[:24]}.npy"
+        if path.exists():
+            return np.load(path)
+    import umap  # imported lazily: numba compilation takes seconds
+
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist, metric="cosine",
+                        random_state=seed)
+    coords = reducer.fit_transform(features).astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, coords)
+    return coords

@@ -1,0 +1,149 @@
+"""Metrics over (probabilities, truth) arrays, and the per-image predictions table.
+
+Truth labels: 0..K-1 a known class, UNKNOWN (-1) an image of a class outside the prior, NO_TRUTH (-2) no label.
+
+- GACC  accuracy over known-class images (argmax over the K known classes), as the official code's "GACC".
+- PACC  mean of per-class accuracies over the known classes present.
+- AUROC known (positive) vs unknown by max-softmax confidence.
+- FPR95 fraction of unknown images accepted at the threshold that accepts 95 % of known images.
+- H-score harmonic mean of known accuracy (a rejected known image counts as wrong) and the unknown rejection rate,
+  at a confidence threshold.
+- threshold default (unsupervised): the midpoint of the two cluster centres of 2-means on the confidences
+  (sklearn KMeans, 1-D), i.e. the split between a confident and an unconfident group, which needs no labels.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+
+from .data import NO_TRUTH, UNKNOWN
+
+EPS = 1e-12
+
+
+def confidence(probs: np.ndarray) -> np.ndarray:
+    return probs.max(axis=1)
+
+
+def entropy_np(probs: np.ndarray) -> np.ndarray:
+    return -(probs * np.log(probs + EPS)).sum(axis=1)
+
+
+def default_threshold(conf: np.ndarray, seed: int = 0) -> float:
+    """Unsupervised known/unknown threshold: midpoint between the 2-means cluster centres of the confidences."""
+    conf = np.asarray(conf, dtype=np.float64).reshape(-1, 1)
+    if len(conf) < 2 or np.ptp(conf) < 1e-9:
+        return float(conf.mean()) if len(conf) else 0.5
+    centres = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(conf).cluster_centers_.ravel()
+    return float(centres.mean())
+
+
+def gacc(pred: np.ndarray, truth: np.ndarray) -> float:
+    known = truth >= 0
+    return float((pred[known] == truth[known]).mean()) if known.any() else float("nan")
+
+
+def pacc(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> float:
+    known = truth >= 0
+    if not known.any():
+        return float("nan")
+    cm = confusion_matrix(truth[known], pred[known], labels=list(range(n_classes)))
+    support = cm.sum(axis=1)
+    return float((cm.diagonal()[support > 0] / support[support > 0]).mean())
+
+
+def auroc(conf: np.ndarray, truth: np.ndarray) -> float:
+    is_known = (truth >= 0).astype(int)
+    if is_known.min() == is_known.max():
+        return float("nan")
+    return float(roc_auc_score(is_known, conf))
+
+
+def fpr_at_tpr(conf: np.ndarray, truth: np.ndarray, tpr_level: float = 0.95) -> float:
+    is_known = (truth >= 0).astype(int)
+    if is_known.min() == is_known.max():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(is_known, conf)
+    return float(fpr[np.searchsorted(tpr, tpr_level, side="left")])
+
+
+def open_set_predictions(pred: np.ndarray, conf: np.ndarray, threshold: float) -> np.ndarray:
+    """Predicted class, or UNKNOWN where confidence is below the threshold."""
+    return np.where(conf >= threshold, pred, UNKNOWN)
+
+
+def h_score(pred: np.ndarray, conf: np.ndarray, truth: np.ndarray, threshold: float) -> dict:
+    open_pred = open_set_predictions(pred, conf, threshold)
+    known, unknown = truth >= 0, truth == UNKNOWN
+    acc_known = float((open_pred[known] == truth[known]).mean()) if known.any() else float("nan")
+    acc_unknown = float((open_pred[unknown] == UNKNOWN).mean()) if unknown.any() else float("nan")
+    if np.isnan(acc_known) or np.isnan(acc_unknown) or acc_known + acc_unknown == 0:
+        h = float("nan") if (np.isnan(acc_known) or np.isnan(acc_unknown)) else 0.0
+    else:
+        h = 2 * acc_known * acc_unknown / (acc_known + acc_unknown)
+    return {"known_acc_open": acc_known, "unknown_rejection": acc_unknown, "h_score": h}
+
+
+def open_confusion(pred: np.ndarray, conf: np.ndarray, truth: np.ndarray, n_classes: int,
+                   threshold: float) -> np.ndarray:
+    """(K+1)x(K+1) confusion matrix; the last row/column is 'unknown'. Rows: truth; columns: prediction."""
+    labelled = truth != NO_TRUTH
+    t = np.where(truth[labelled] == UNKNOWN, n_classes, truth[labelled])
+    o = open_set_predictions(pred, conf, threshold)[labelled]
+    o = np.where(o == UNKNOWN, n_classes, o)
+    return confusion_matrix(t, o, labels=list(range(n_classes + 1)))
+
+
+def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: Optional[float] = None) -> dict:
+    """Every metric that the truth allows. Without truth, only label-free statistics."""
+    probs = np.asarray(probs, dtype=np.float64)
+    conf = confidence(probs)
+    pred = probs.argmax(axis=1)
+    thr = default_threshold(conf) if threshold is None else float(threshold)
+    out = {"n": int(len(probs)), "threshold": thr, "mean_confidence": float(conf.mean()),
+           "mean_entropy": float(entropy_np(probs).mean()),
+           "predicted_unknown_rate": float((conf < thr).mean())}
+    if truth is None:
+        return out
+    truth = np.asarray(truth)
+    labelled = truth != NO_TRUTH
+    if not labelled.any():
+        return out
+    p, c, t = pred[labelled], conf[labelled], truth[labelled]
+    out.update({"gacc": gacc(p, t), "pacc": pacc(p, t, probs.shape[1]), "auroc": auroc(c, t),
+                "fpr95": fpr_at_tpr(c, t)})
+    out.update(h_score(p, c, t, thr))
+    return out
+
+
+def confidence_histogram(conf: np.ndarray, truth: Optional[np.ndarray] = None, bins: int = 20) -> dict:
+    """Counts of max-softmax confidence in equal bins on [0, 1], split by true known/unknown when truth exists."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    hist = {"edges": edges.tolist(), "all": np.histogram(conf, edges)[0].tolist()}
+    if truth is not None and (truth != NO_TRUTH).any():
+        hist["known"] = np.histogram(conf[truth >= 0], edges)[0].tolist()
+        hist["unknown"] = np.histogram(conf[truth == UNKNOWN], edges)[0].tolist()
+    return hist
+
+
+PREDICTION_FIELDS = ["path", "true_class", "predicted_class", "confidence", "entropy", "predicted_known"]
+
+
+def predictions_table(files: Sequence[str], probs: np.ndarray, classes: Sequence[str],
+                      folder_names: Sequence[Optional[str]], threshold: float) -> list[dict]:
+    conf, ent, pred = confidence(probs), entropy_np(probs), probs.argmax(axis=1)
+    return [{"path": f, "true_class": fo if fo is not None else "", "predicted_class": classes[k],
+             "confidence": round(float(c), 6), "entropy": round(float(e), 6), "predicted_known": bool(c >= threshold)}
+            for f, fo, k, c, e in zip(files, folder_names, pred, conf, ent)]
+
+
+def write_predictions(path: str | Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=PREDICTION_FIELDS)
+        w.writeheader()
+        w.writerows(rows)

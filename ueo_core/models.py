@@ -1,0 +1,175 @@
+"""Loading OpenCLIP models: by name + pretrained tag, from a local checkpoint, or randomly initialised.
+
+Everything goes through open_clip's own factory (``create_model_and_transforms`` / ``get_tokenizer``); this module
+only adds the project's model configs, device choice, and one clear error when weights cannot be had.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import open_clip
+import torch
+from torchvision import transforms as T
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+# Tiny, randomly initialised CLIPs for tests: whole training runs take seconds on a CPU.
+TINY_MODEL = "ueo-tiny"          # ViT image tower (LayerNorm)
+TINY_RESNET_MODEL = "ueo-tiny-rn"  # ResNet image tower (BatchNorm)
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Make the project's JSON model configs known to open_clip (idempotent)."""
+    global _registered
+    if not _registered:
+        open_clip.add_model_config(CONFIG_DIR)
+        _registered = True
+
+
+class ModelLoadError(RuntimeError):
+    """Weights or architecture could not be obtained. The message says what to do instead."""
+
+
+def pick_device(device: Optional[str] = None) -> torch.device:
+    """``device`` if given, else CUDA when present, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; a no-op context on CPU (fp32 there, for repeatable results)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: Callable
+    preprocess: Callable          # the model's own evaluation transform
+    name: str
+    pretrained: Optional[str]     # tag, checkpoint path or None (random init)
+    device: torch.device
+    image_size: int
+    mean: tuple = field(default=open_clip.OPENAI_DATASET_MEAN)
+    std: tuple = field(default=open_clip.OPENAI_DATASET_STD)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp().item())
+
+    def train_transform(self, scale=(0.5, 1.0)) -> Callable:
+        """The official UEO training augmentation: RandomResizedCrop(scale 0.5-1, bicubic) + horizontal flip."""
+        return T.Compose([
+            T.RandomResizedCrop(self.image_size, scale=scale, interpolation=T.InterpolationMode.BICUBIC),
+            T.RandomHorizontalFlip(p=0.5),
+            T.Lambda(_to_rgb),
+            T.ToTensor(),
+            T.Normalize(self.mean, self.std),
+        ])
+
+    def describe(self) -> dict:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return {"model": self.name, "pretrained": self.pretrained, "device": device_label(self.device),
+                "parameters": n_params, "image_size": self.image_size, "logit_scale": round(self.logit_scale, 4)}
+
+
+def _to_rgb(img):
+    return img.convert("RGB")
+
+
+def list_pretrained() -> list[tuple[str, str]]:
+    """(architecture, tag) pairs offered by open_clip's zoo."""
+    return open_clip.list_pretrained()
+
+
+def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpoint: Optional[str | os.PathLike] = None,
+               device: Optional[str] = None, seed: int = 0, cache_dir: Optional[str] = None) -> LoadedModel:
+    """Load an OpenCLIP model.
+
+    - ``name`` + ``pretrained`` tag (e.g. ``ViT-B-32`` / ``openai``): open_clip downloads (or finds cached) weights.
+    - ``checkpoint``: a local file with the model's state dict (open_clip's own loader reads it).
+    - neither: random initialisation, seeded (used by the tests with the tiny configs).
+    """
+    register_configs()
+    dev = pick_device(device)
+    if name not in open_clip.list_models():
+        raise ModelLoadError(
+            f"Unknown model architecture '{name}'. Choose one of open_clip.list_models(), e.g. ViT-B-32, RN50, "
+            f"or the built-in '{TINY_MODEL}'.")
+    source = None
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"Checkpoint file not found: {path}. Give the path of a local open_clip "
+                                 f"checkpoint for architecture '{name}'.")
+        source = str(path)
+    elif pretrained:
+        source = pretrained
+    torch.manual_seed(seed)
+    try:
+        with _quiet_open_clip():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=source, device=dev, cache_dir=cache_dir)
+    except ModelLoadError:
+        raise
+    except Exception as err:  # open_clip raises RuntimeError/OSError/HF errors for missing weights or bad tags
+        if checkpoint is not None:
+            raise ModelLoadError(
+                f"Could not load checkpoint {source} into '{name}': {err}. Is it a state dict for this "
+                f"architecture?") from err
+        tags = [t for a, t in open_clip.list_pretrained() if a == name]
+        hint = f"Known tags for {name}: {', '.join(tags)}." if tags else f"{name} has no pretrained tags in open_clip."
+        raise ModelLoadError(
+            f"Could not get weights '{pretrained}' for {name} ({err.__class__.__name__}: {str(err)[:200]}). "
+            f"If this machine is offline, download the weights elsewhere and pass them as a local checkpoint "
+            f"(--checkpoint PATH), or use the built-in model. {hint}") from err
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", 224)
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return LoadedModel(model=model, tokenizer=open_clip.get_tokenizer(name), preprocess=preprocess, name=name,
+                       pretrained=source, device=dev, image_size=int(size),
+                       mean=tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+                       std=tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)))
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip logs a warning on every random init; we report the source ourselves."""
+    logger = logging.getLogger()
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def text_tower(model: torch.nn.Module) -> Any:
+    """The module holding token_embedding / transformer / ln_final / text_projection.
+
+    ``CLIP`` keeps them on the model itself; ``CustomTextCLIP`` (e.g. MobileCLIP, SigLIP) on ``model.text`` when that
+    is open_clip's ``TextTransformer``. Hugging Face text towers have no token embedding we can prompt-tune.
+    """
+    for cand in (model, getattr(model, "text", None)):
+        if cand is not None and all(hasattr(cand, a) for a in ("token_embedding", "transformer", "ln_final")):
+            return cand
+    raise ModelLoadError("This model's text tower is not an open_clip TextTransformer, so its prompt context cannot "
+                         "be learned. Choose a CLIP model with a standard text tower (ViT-B-32, RN50, ...).")

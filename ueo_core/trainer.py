@@ -1,0 +1,388 @@
+"""One trainer for every method. Read top to bottom: setup, zero-shot evaluation, the loop, the end.
+
+It emits events to any listener (a callable taking an ``Event``): ``start``, ``step``, ``epoch``, ``checkpoint``,
+``done``, ``error``, ``cancelled``. The CLI's progress bar and the app's live charts are both listeners, so they can
+never disagree. With ``config.run_dir`` set it also writes the run folder (see ``runs.py``).
+"""
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .config import RunConfig
+from .data import DataError, ImageDataset, ImageSet, load_folder, load_preset
+from .methods import Batch, confidence_weights, get_method
+from .metrics import compute_metrics, confidence_histogram, predictions_table
+from .models import LoadedModel, ModelLoadError, autocast, load_model
+from .prompts import PromptLearner
+from .runs import RunFolder, load_checkpoint, write_report
+
+NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
+
+
+@dataclass
+class Event:
+    kind: str
+    data: dict = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+
+
+class Cancelled(Exception):
+    pass
+
+
+def norm_affine_params(visual: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The affine weight and bias of every normalisation layer of the image tower, selected by module type.
+
+    The official code selects parameters whose *name* contains 'bn' or 'ln'. For OpenAI's ViTs that is the same set;
+    for ResNets it misses the BatchNorm inside each ``downsample`` branch (named ``downsample.1``) and would pick any
+    unrelated parameter whose name merely contains those letters. Selecting by type is what the paper describes.
+    """
+    out = []
+    for mname, module in visual.named_modules():
+        if isinstance(module, NORM_TYPES):
+            for pname, p in module.named_parameters(recurse=False):
+                out.append((f"{mname}.{pname}" if mname else pname, p))
+    return out
+
+
+def apply_state(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> int:
+    """Copy saved ``visual.*`` norm parameters into the model's image tower; returns how many were set."""
+    params = dict(norm_affine_params(loaded.model.visual))
+    n = 0
+    with torch.no_grad():
+        for name, value in tensors.items():
+            if name.startswith("visual.") and name[7:] in params:
+                params[name[7:]].copy_(value.to(params[name[7:]].device, params[name[7:]].dtype))
+                n += 1
+    return n
+
+
+def encode_images(loaded: LoadedModel, dataset, batch_size: int, num_workers: int = 0,
+                  progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    """L2-normalised image features of a dataset, in order, as float32 on the model's device."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    feats, done = [], 0
+    with torch.no_grad(), autocast(loaded.device):
+        for images, _ in loader:
+            f = loaded.model.encode_image(images.to(loaded.device, non_blocking=True), normalize=True)
+            feats.append(f.float())
+            done += len(images)
+            if progress:
+                progress(done, len(dataset))
+    return torch.cat(feats)
+
+
+@dataclass
+class RunResult:
+    status: str                       # done / cancelled / error
+    metrics_before: dict
+    metrics: dict
+    probs: Optional[np.ndarray] = None
+    run_dir: Optional[Path] = None
+    error: Optional[str] = None
+    seconds: float = 0.0
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, listeners: tuple = (), loaded: Optional[LoadedModel] = None,
+                 image_set: Optional[ImageSet] = None):
+        self.config = config
+        self.listeners: list[Callable[[Event], None]] = list(listeners)
+        self.loaded = loaded
+        self.image_set = image_set
+        self._cancel = threading.Event()
+        self.folder: Optional[RunFolder] = RunFolder(config.run_dir).create() if config.run_dir else None
+        self.prompt: Optional[PromptLearner] = None
+        self.visual_params: list[tuple[str, nn.Parameter]] = []
+        self.weights: Optional[torch.Tensor] = None
+
+    # ---------------------------------------------------------------- plumbing
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        self.listeners.append(fn)
+
+    def cancel(self) -> None:
+        """Stop after the current step (the last epoch's checkpoint is kept)."""
+        self._cancel.set()
+
+    def emit(self, kind: str, **data) -> None:
+        ev = Event(kind, data)
+        if self.folder is not None:
+            if kind == "step":
+                self.folder.append("steps.jsonl", data)
+            elif kind == "epoch":
+                self.folder.append("epochs.jsonl", {k: v for k, v in data.items() if k != "probs"})
+        for fn in self.listeners:
+            fn(ev)
+
+    # ---------------------------------------------------------------- setup
+    def setup(self) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % (2 ** 32))
+        if self.image_set is None:
+            if not cfg.data:
+                raise DataError("No data folder given.")
+            if cfg.preset:
+                self.image_set = load_preset(cfg.data, cfg.preset, cfg.setting)
+            else:
+                self.image_set = load_folder(cfg.data, prior=cfg.prior)
+        self.method = get_method(cfg.method)
+        if self.method.needs_truth and not self.image_set.has_truth:
+            raise DataError(f"Method '{cfg.method}' needs ground truth (class sub-folders), and this folder has none.")
+        if self.loaded is None:
+            self.loaded = load_model(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
+                                     device=cfg.device, seed=cfg.seed)
+        model = self.loaded.model
+        model.eval()  # always: BatchNorm statistics stay frozen, as in the official code
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.prompt = PromptLearner(self.loaded, self.image_set.classes, cfg.template).to(self.loaded.device)
+        self.visual_params = norm_affine_params(model.visual)
+        self.eval_set = ImageDataset(self.image_set.files, self.loaded.preprocess)
+        self.train_set = ImageDataset(self.image_set.files, self.loaded.train_transform(tuple(cfg.crop_scale)))
+        self.truth = self.image_set.labels if self.image_set.has_truth else None
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        """Name -> parameter of everything that learns (names as saved in the checkpoint)."""
+        out = {}
+        if self.config.lr_prompt > 0:
+            out["prompt.ctx"] = self.prompt.ctx
+        if self.config.lr_visual > 0:
+            out.update({f"visual.{n}": p for n, p in self.visual_params})
+        return out
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def cosine_logits(self) -> torch.Tensor:
+        cfg = self.config
+        feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers)
+        with autocast(self.loaded.device):
+            text = self.prompt().float()
+        return feats @ text.T
+
+    def evaluate(self, epoch: int) -> tuple[dict, np.ndarray, torch.Tensor]:
+        cos = self.cosine_logits()
+        probs = torch.softmax(self.loaded.logit_scale * cos, dim=1).cpu().numpy()
+        metrics = compute_metrics(probs, self.truth, self.config.threshold)
+        hist = confidence_histogram(probs.max(axis=1), self.truth)
+        self.emit("epoch", epoch=epoch, metrics=metrics, histogram=hist, probs=probs)
+        return metrics, probs, cos
+
+    # ---------------------------------------------------------------- checkpoint
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {"prompt.ctx": self.prompt.ctx}
+        tensors.update({f"visual.{n}": p for n, p in self.visual_params})
+        if self.weights is not None:
+            tensors["ueo_weights"] = self.weights
+        return tensors
+
+    def save_checkpoint(self, epoch: int) -> None:
+        if self.folder is None:
+            return
+        path = self.folder.save_checkpoint(self.state_tensors(), {
+            "epoch": epoch, "config": self.config.to_dict(), "classes": self.image_set.classes,
+            "files": len(self.image_set)})
+        self.emit("checkpoint", epoch=epoch, path=str(path))
+
+    def load_state(self, source: str) -> int:
+        """Load trainable parameters (and the UEO weights) saved by ``save_checkpoint``; returns the epoch."""
+        tensors, meta = load_checkpoint(source)
+        if meta.get("classes") and list(meta["classes"]) != list(self.image_set.classes):
+            raise DataError("The checkpoint was trained for other classes: "
+                            f"{meta['classes']} vs {self.image_set.classes}.")
+        params = {"prompt.ctx": self.prompt.ctx, **{f"visual.{n}": p for n, p in self.visual_params}}
+        with torch.no_grad():
+            for name, value in tensors.items():
+                if name in params:
+                    params[name].copy_(value.to(params[name].device, params[name].dtype))
+        if "ueo_weights" in tensors:
+            self.weights = tensors["ueo_weights"].to(self.loaded.device)
+        return int(meta.get("epoch", 0))
+
+    # ---------------------------------------------------------------- the run
+    def run(self) -> RunResult:
+        t0 = time.time()
+        cfg = self.config
+        try:
+            self.setup()
+            return self._run(t0)
+        except Cancelled:
+            self.emit("cancelled", seconds=time.time() - t0)
+            return RunResult("cancelled", getattr(self, "metrics_before", {}), getattr(self, "last_metrics", {}),
+                             run_dir=self.folder and self.folder.path, seconds=time.time() - t0)
+        except Exception as err:
+            message = explain_error(err, cfg, self.folder)
+            self.emit("error", message=message, traceback=traceback.format_exc())
+            raise
+
+    def _run(self, t0: float) -> RunResult:
+        cfg, ims, dev = self.config, self.image_set, self.loaded.device
+        trainable = self.trainable() if self.method.trains else {}
+        steps_per_epoch = math.ceil(len(ims) / cfg.batch_size)
+        total_steps = cfg.epochs * steps_per_epoch if self.method.trains else 0
+        summary = {"model": self.loaded.describe(), "data": ims.summary(), "classes": ims.classes,
+                   "n_images": len(ims), "n_skipped": len(ims.skipped), "has_truth": ims.has_truth,
+                   "trainable_parameters": sum(p.numel() for p in trainable.values()),
+                   "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+                   "prompts": self.prompt.prompts, "truncated_context": self.prompt.length}
+        if self.folder is not None:
+            self.folder.write_json("config.json", {**cfg.to_dict(), "summary": summary})
+            self.folder.write_skipped(ims.skipped)
+        self.emit("start", config=cfg.to_dict(), **summary)
+
+        start_epoch, self.metrics_before = 0, {}
+        if cfg.resume:
+            start_epoch = self.load_state(cfg.resume)
+            src = Path(cfg.resume) if Path(cfg.resume).is_dir() else Path(cfg.resume).parent
+            zero = [r for r in RunFolder(src).read_jsonl("epochs.jsonl") if r.get("epoch") == 0]
+            self.metrics_before = zero[0]["metrics"] if zero else {}
+            if self.folder is not None:
+                self.folder.reset_logs(start_epoch)
+        metrics, probs, cos = self.evaluate(start_epoch)
+        if start_epoch == 0:
+            self.metrics_before = metrics
+        if self.method.needs_weights and self.weights is None:
+            if start_epoch > 0:
+                raise DataError("This checkpoint holds no UEO weights (the zero-shot confidences), so UEO cannot "
+                                "resume from it. Start a new run instead.")
+            temp = self.loaded.logit_scale if cfg.weight_temperature is None else cfg.weight_temperature
+            self.weights = confidence_weights(cos, temp)  # fixed for the whole run: zero-shot confidences
+        self.last_metrics = metrics
+        known = torch.as_tensor(ims.labels >= 0, device=dev) if ims.has_truth else None
+
+        if self.method.trains and trainable and start_epoch < cfg.epochs:
+            for p in trainable.values():
+                p.requires_grad_(True)
+            groups = []
+            if "prompt.ctx" in trainable:
+                groups.append({"params": [trainable["prompt.ctx"]], "lr": cfg.lr_prompt})
+            vis = [p for n, p in trainable.items() if n.startswith("visual.")]
+            if vis:
+                groups.append({"params": vis, "lr": cfg.lr_visual})
+            optimizer = torch.optim.SGD(groups)  # no momentum, no weight decay (official)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+            for _ in range(start_epoch * steps_per_epoch):  # resume: the schedule picks up where it was
+                optimizer.step()
+                scheduler.step()
+            step, t_loop = start_epoch * steps_per_epoch, time.time()
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                # seeds per epoch: a resumed run repeats an uninterrupted one exactly (CPU)
+                torch.manual_seed(cfg.seed * 1000 + epoch)
+                gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+                loader = torch.utils.data.DataLoader(self.train_set, batch_size=cfg.batch_size, shuffle=True,
+                                                     generator=gen, num_workers=cfg.num_workers,
+                                                     pin_memory=dev.type == "cuda")
+                for images, idx in loader:
+                    if self._cancel.is_set():
+                        raise Cancelled()
+                    t_step = time.time()
+                    images, idx = images.to(dev, non_blocking=True), idx.to(dev)
+                    with autocast(dev):
+                        text = self.prompt()
+                        feats = self.loaded.model.encode_image(images, normalize=True)
+                        logits = self.loaded.logit_scale * feats.float() @ text.float().T
+                    probs_b = torch.softmax(logits, dim=1)
+                    batch = Batch(probs=probs_b, trade=cfg.trade,
+                                  weights=self.weights[idx] if self.weights is not None else None,
+                                  known=known[idx] if known is not None else None)
+                    loss, stats = self.method.loss(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    lr = optimizer.param_groups[0]["lr"]
+                    optimizer.step()
+                    scheduler.step()
+                    step += 1
+                    done_steps = step - start_epoch * steps_per_epoch
+                    elapsed = time.time() - t_loop
+                    eta = elapsed / done_steps * (total_steps - step)
+                    self.emit("step", step=step, epoch=epoch, total_steps=total_steps, loss=float(loss.detach()), lr=lr,
+                              seconds=time.time() - t_step, eta=eta, batch=len(idx),
+                              **self.method.monitor(probs_b.detach()), **stats)
+                if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                    metrics, probs, cos = self.evaluate(epoch)
+                    self.last_metrics = metrics
+                self.save_checkpoint(epoch)
+            for p in trainable.values():
+                p.requires_grad_(False)
+        elif start_epoch == 0:
+            self.save_checkpoint(0)
+
+        # the end: final predictions from the last evaluation
+        thr = metrics["threshold"]
+        rows = predictions_table(ims.files, probs, ims.classes, ims.folder_names, thr)
+        seconds = time.time() - t0
+        if self.folder is not None:
+            self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics,
+                                                    "seconds": seconds})
+            self.folder.write_predictions(rows)
+            write_report(self.folder, cfg.to_dict(), self.metrics_before, metrics, {**summary, "seconds": seconds})
+        self.emit("done", metrics=metrics, metrics_before=self.metrics_before, seconds=seconds,
+                  run_dir=str(self.folder.path) if self.folder else None)
+        return RunResult("done", self.metrics_before, metrics, probs=probs,
+                         run_dir=self.folder and self.folder.path, seconds=seconds)
+
+
+def explain_error(err: Exception, cfg: RunConfig, folder: Optional[RunFolder]) -> str:
+    """One plain-language sentence for the user (the traceback goes to logs only)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
+        kept = f" The last checkpoint is kept in {folder.path}." if folder and folder.checkpoint_path.exists() else ""
+        return (f"The GPU ran out of memory at batch size {cfg.batch_size}. Try a smaller batch size "
+                f"(e.g. {max(1, cfg.batch_size // 2)}) or a smaller model.{kept}")
+    if isinstance(err, (DataError, ModelLoadError, ValueError, FileNotFoundError)):
+        return str(err)
+    return f"The run failed: {err.__class__.__name__}: {err}"
+
+
+# ------------------------------------------------------------------------ background runs (for the app)
+class BackgroundRun:
+    """A trainer on a daemon thread. Events queue up; ``drain()`` returns those not yet seen."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.queue: "queue.Queue[Event]" = queue.Queue()
+        self.events: list[Event] = []
+        self.result: Optional[RunResult] = None
+        self.error: Optional[str] = None
+        trainer.add_listener(self.queue.put)
+        self.thread = threading.Thread(target=self._target, daemon=True, name="ueo-trainer")
+
+    def _target(self):
+        try:
+            self.result = self.trainer.run()
+        except Exception as err:  # already emitted as an 'error' event with a plain message
+            self.error = explain_error(err, self.trainer.config, self.trainer.folder)
+
+    def start(self) -> "BackgroundRun":
+        self.thread.start()
+        return self
+
+    def drain(self) -> list[Event]:
+        new = []
+        while True:
+            try:
+                new.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        self.events.extend(new)
+        return new
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def cancel(self) -> None:
+        self.trainer.cancel()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        self.thread.join(timeout)
