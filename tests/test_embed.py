@@ -48,7 +48,8 @@ def test_after_adaptation_features_differ(tiny, folder, tmp_path):
     from ueo_core.config import RunConfig
     from ueo_core.models import load_model
     from ueo_core.trainer import Trainer
-    cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], epochs=1, batch_size=8, lr_visual=0.5,
+    cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None, epochs=1,
+                    batch_size=8, lr_visual=0.5,
                     run_dir=str(tmp_path / "run"))
     Trainer(cfg).run()
     tensors, _ = load_checkpoint(tmp_path / "run")
@@ -69,6 +70,7 @@ def test_pacs_open_set_split_and_a_short_run(tmp_path):
     assert len(ims) == 860 and ims.classes == ["dog", "elephant", "giraffe", "guitar", "horse"]
     assert (ims.labels == -1).sum() == 130 + 80  # house (80 sketches) and person are unknown
     cfg = RunConfig(data=str(SHARED_DATA / "PACS" / "sketch"), preset="pacs", setting="ODA", epochs=1,
+                    model="ueo-tiny", pretrained=None,
                     batch_size=64, run_dir=str(tmp_path / "run"))
     r = Trainer(cfg, image_set=ims).run()
     assert r.status == "done" and 0 <= r.metrics["auroc"] <= 1

@@ -17,7 +17,7 @@ from conftest import ROOT
 
 
 def cfg_for(folder, tmp_path, **kw):
-    base = dict(data=str(folder), prior=["red", "green", "blue"], epochs=2, batch_size=8, lr_prompt=0.05,
+    base = dict(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None, epochs=2, batch_size=8, lr_prompt=0.05,
                 lr_visual=0.05, seed=7, run_dir=str(tmp_path / "run"))
     base.update(kw)
     return RunConfig(**base)
@@ -170,7 +170,7 @@ def test_cli_train_eval_embed(folder, tmp_path):
     run = tmp_path / "cli-run"
     env_cmd = [sys.executable, "-m", "ueo_core"]
     out = subprocess.run(env_cmd + ["train", str(folder), "--prior", "red,green,blue", "--epochs", "1",
-                                    "--batch-size", "8", "--out", str(run)], capture_output=True, text=True,
+                                    "--batch-size", "8", "--out", str(run), "--model", "ueo-tiny", "--pretrained", "none"], capture_output=True, text=True,
                          cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "run folder" in out.stdout and (run / "metrics.json").exists()
@@ -181,7 +181,8 @@ def test_cli_train_eval_embed(folder, tmp_path):
     assert ev.returncode == 0, ev.stderr
     m2 = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m2["after"]["gacc"] == pytest.approx(m["after"]["gacc"])  # the adapted parameters were loaded
-    em = subprocess.run(env_cmd + ["embed", str(folder), "--run", str(run), "--output", str(tmp_path / "e.csv")],
+    em = subprocess.run(env_cmd + ["embed", str(folder), "--run", str(run), "--output", str(tmp_path / "e.csv"),
+                                   "--model", "ueo-tiny", "--pretrained", "none"],
                         capture_output=True, text=True, cwd=ROOT, timeout=300,
                         env={**__import__("os").environ, "UEO_CACHE": str(tmp_path / "cache")})
     assert em.returncode == 0, em.stderr

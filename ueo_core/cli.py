@@ -15,7 +15,7 @@ from typing import Optional
 from tqdm import tqdm
 
 from .config import RunConfig
-from .data import DataError, load_folder, load_preset
+from .data import DataError, load_data
 from .methods import METHODS
 from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
 from .presets import PRESETS
@@ -25,7 +25,7 @@ DEFAULTS = RunConfig()
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="image folder: one sub-folder per class (truth from folder names), or a flat folder "
-                                "of unlabeled images")
+                                "of unlabeled images; or shapes:flat|sketch|photo for the built-in Shapes world")
     p.add_argument("--prior", help="known class names, comma-separated (default: every class sub-folder). Class "
                                    "folders not named here are treated as unknown")
     p.add_argument("--preset", choices=sorted(PRESETS), help="benchmark class list and split (sets the prior and "
@@ -36,9 +36,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULTS.model,
-                   help="open_clip architecture, e.g. ViT-B-32, RN50 (default %(default)s: a tiny random model "
-                        "for trying the mechanics)")
-    p.add_argument("--pretrained", help="open_clip pretrained tag, e.g. openai (downloads weights; see `models`)")
+                   help="open_clip architecture, e.g. ViT-B-32, RN50 (default %(default)s: the built-in small CLIP "
+                        "trained on Shapes, works offline)")
+    p.add_argument("--pretrained", default=DEFAULTS.pretrained,
+                   help="open_clip pretrained tag, e.g. openai (downloads weights; see `models`); 'builtin' for "
+                        "ueo-shapes; 'none' for random init (default %(default)s)")
     p.add_argument("--checkpoint", help="local open_clip checkpoint file for --model (offline use)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present, else CPU)")
 
@@ -99,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _pretrained(args) -> Optional[str]:
+    tag = args.pretrained
+    if tag in (None, "", "none"):
+        return None
+    if args.model != DEFAULTS.model and tag == DEFAULTS.pretrained:
+        return None if args.checkpoint else _missing_tag(args.model)
+    return tag
+
+
+def _missing_tag(model: str):
+    raise ModelLoadError(f"Give --pretrained TAG (see `python -m ueo_core models`) or --checkpoint PATH for {model}, "
+                         f"or --pretrained none for a random initialisation.")
+
+
 def _prior(text: Optional[str]):
     return [s.strip() for s in text.split(",")] if text else None
 
@@ -142,7 +158,7 @@ def cmd_train(args, method: Optional[str] = None) -> int:
 
     method = method or args.method
     cfg = RunConfig(data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
-                    model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device,
+                    model=args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device,
                     method=method, template=args.template, batch_size=args.batch_size, threshold=args.threshold,
                     seed=args.seed, num_workers=args.workers, run_dir=_run_dir(args, method))
     if args.command == "train":
@@ -167,11 +183,8 @@ def cmd_embed(args) -> int:
     from .runs import load_checkpoint
     from .trainer import apply_state
 
-    if args.preset:
-        ims = load_preset(args.data, args.preset, args.setting)
-    else:
-        ims = load_folder(args.data, prior=_prior(args.prior), need_prior=False)
-    loaded = load_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
+    ims = load_data(args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting, need_prior=False)
+    loaded = load_model(args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device)
     cols = {}
     with tqdm(total=len(ims), desc="features (before)", unit="img") as bar:
         before = image_features(loaded, ims.files, progress=lambda d, n: bar.update(d - bar.n))
@@ -197,7 +210,7 @@ def cmd_models() -> int:
     import open_clip
 
     register_configs()
-    print(f"built-in: {TINY_MODEL} (random init, for trying the mechanics)")
+    print(f"tests: {TINY_MODEL} (random init, for trying the mechanics)")
     by_arch: dict[str, list[str]] = {}
     for arch, tag in list_pretrained():
         by_arch.setdefault(arch, []).append(tag)

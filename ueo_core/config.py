@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .models import TINY_MODEL
+from .models import BUILTIN_MODEL, BUILTIN_TAG
 from .prompts import DEFAULT_TEMPLATE
 
 
@@ -18,8 +18,9 @@ class RunConfig:
     preset: Optional[str] = None            # office31 / officehome / visda / domainnet / pacs: prior + target classes
     setting: str = "ODA"                    # with a preset: CDA / PDA / ODA / OPDA / CSDA
     # --- model
-    model: str = TINY_MODEL                 # open_clip architecture name
-    pretrained: Optional[str] = None        # open_clip pretrained tag (e.g. 'openai'); None = random init
+    model: str = BUILTIN_MODEL              # open_clip architecture name
+    pretrained: Optional[str] = BUILTIN_TAG  # open_clip pretrained tag (e.g. 'openai'); 'builtin': the shipped
+    #   small CLIP (assets/); None = random init
     checkpoint: Optional[str] = None        # local open_clip checkpoint file (instead of a tag)
     device: Optional[str] = None            # None: CUDA when present, else CPU
     # --- method and objective

@@ -205,6 +205,28 @@ def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
                     folders=subdirs, skipped=skipped)
 
 
+SHAPES_PREFIX = "shapes:"
+
+
+def resolve_data(spec: str | Path) -> Path:
+    """A folder path, or ``shapes:<domain>`` for the built-in Shapes world (generated on first use)."""
+    s = str(spec)
+    if s.startswith(SHAPES_PREFIX):
+        from .shapes import shapes_folder
+        return shapes_folder(s[len(SHAPES_PREFIX):] or "photo")
+    return Path(s).expanduser()
+
+
+def load_data(spec: str | Path, prior=None, preset: Optional[str] = None, setting: str = "ODA", **kw) -> ImageSet:
+    """``load_folder``/``load_preset`` for a data spec; Shapes defaults to its own preset (6 known, 2 unknown)."""
+    root = resolve_data(spec)
+    if preset is None and prior is None and str(spec).startswith(SHAPES_PREFIX):
+        preset = "shapes"
+    if preset:
+        return load_preset(root, preset, setting, **kw)
+    return load_folder(root, prior=prior, **kw)
+
+
 def load_preset(root: str | Path, preset: str, setting: str = "ODA", **kw) -> ImageSet:
     """A domain folder of a benchmark (e.g. ``PACS/sketch``) with the prior and target classes of a split."""
     from .presets import get_preset

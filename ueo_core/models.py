@@ -17,6 +17,12 @@ import torch
 from torchvision import transforms as T
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+# The built-in small CLIP, trained by scripts/train_builtin_clip.py on Shapes and shipped in assets/:
+# the default model when nothing else is chosen or downloadable.
+BUILTIN_MODEL = "ueo-shapes"
+BUILTIN_TAG = "builtin"
+BUILTIN_CHECKPOINT = ASSETS / "ueo-shapes-clip.safetensors"
 # Tiny, randomly initialised CLIPs for tests: whole training runs take seconds on a CPU.
 TINY_MODEL = "ueo-tiny"          # ViT image tower (LayerNorm)
 TINY_RESNET_MODEL = "ueo-tiny-rn"  # ResNet image tower (BatchNorm)
@@ -93,8 +99,8 @@ def _to_rgb(img):
 
 
 def list_pretrained() -> list[tuple[str, str]]:
-    """(architecture, tag) pairs offered by open_clip's zoo."""
-    return open_clip.list_pretrained()
+    """(architecture, tag) pairs: the built-in model, then open_clip's zoo."""
+    return [(BUILTIN_MODEL, BUILTIN_TAG)] + open_clip.list_pretrained()
 
 
 def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpoint: Optional[str | os.PathLike] = None,
@@ -103,6 +109,8 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
 
     - ``name`` + ``pretrained`` tag (e.g. ``ViT-B-32`` / ``openai``): open_clip downloads (or finds cached) weights.
     - ``checkpoint``: a local file with the model's state dict (open_clip's own loader reads it).
+    - ``pretrained="builtin"`` with ``ueo-shapes``: the shipped checkpoint in ``assets/`` (same path as any local
+      checkpoint).
     - neither: random initialisation, seeded (used by the tests with the tiny configs).
     """
     register_configs()
@@ -112,6 +120,10 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
             f"Unknown model architecture '{name}'. Choose one of open_clip.list_models(), e.g. ViT-B-32, RN50, "
             f"or the built-in '{TINY_MODEL}'.")
     source = None
+    if pretrained == BUILTIN_TAG and checkpoint is None:
+        if name != BUILTIN_MODEL:
+            raise ModelLoadError(f"The '{BUILTIN_TAG}' weights exist only for '{BUILTIN_MODEL}'.")
+        checkpoint, pretrained = BUILTIN_CHECKPOINT, None
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .config import RunConfig
-from .data import DataError, ImageDataset, ImageSet, load_folder, load_preset
+from .data import DataError, ImageDataset, ImageSet, load_data
 from .methods import Batch, confidence_weights, get_method
 from .metrics import compute_metrics, confidence_histogram, predictions_table
 from .models import LoadedModel, ModelLoadError, autocast, load_model
@@ -133,10 +133,7 @@ class Trainer:
         if self.image_set is None:
             if not cfg.data:
                 raise DataError("No data folder given.")
-            if cfg.preset:
-                self.image_set = load_preset(cfg.data, cfg.preset, cfg.setting)
-            else:
-                self.image_set = load_folder(cfg.data, prior=cfg.prior)
+            self.image_set = load_data(cfg.data, prior=cfg.prior, preset=cfg.preset, setting=cfg.setting)
         self.method = get_method(cfg.method)
         if self.method.needs_truth and not self.image_set.has_truth:
             raise DataError(f"Method '{cfg.method}' needs ground truth (class sub-folders), and this folder has none.")
