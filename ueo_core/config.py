@@ -63,3 +63,17 @@ class RunConfig:
 
     def replace(self, **kw) -> "RunConfig":
         return dataclasses.replace(self, **kw)
+
+
+def suggested_settings(model: str, pretrained: Optional[str] = None) -> dict:
+    """Defaults the app proposes. The official ones (SGD lr 1e-4, 50 epochs) are tuned for ViT-B/RN50 CLIP on a
+    GPU; the built-in small CLIP on a CPU needs a larger step and fewer epochs to move in a minute."""
+    from .models import BUILTIN_MODEL
+    if model == BUILTIN_MODEL:
+        return {"epochs": 5, "batch_size": 64, "lr_prompt": 1e-2, "lr_visual": 1e-2,
+                "note": "Quick settings for the built-in model (5 epochs, lr 1e-2): measured on Shapes in "
+                        "bench/shapes_table.py. The paper's defaults are 50 epochs at lr 1e-4."}
+    d = RunConfig()
+    return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": d.lr_prompt, "lr_visual": d.lr_visual,
+            "note": "The paper's defaults (official code): SGD lr 1e-4 for prompt and norm params, 50 epochs, "
+                    "batch 64. On a CPU, fewer epochs keep a run short: see the Model page for the cost."}

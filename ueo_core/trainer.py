@@ -383,3 +383,40 @@ class BackgroundRun:
 
     def join(self, timeout: Optional[float] = None) -> None:
         self.thread.join(timeout)
+
+
+def estimate_run(loaded: LoadedModel, ims: ImageSet, epochs: int, batch_size: int,
+                 template: str = "a photo of a {}.") -> dict:
+    """Time one real training step (decode + augment + forward + backward, no update) and one evaluation
+    batch on this device, and extrapolate to a whole run. The model's weights are left untouched."""
+    dev = loaded.device
+    n = min(batch_size, len(ims))
+    prompt = PromptLearner(loaded, ims.classes, template).to(dev)
+    params = [prompt.ctx] + [p for _, p in norm_affine_params(loaded.model.visual)]
+    train = ImageDataset(ims.files[:n], loaded.train_transform())
+    evals = ImageDataset(ims.files[:n], loaded.preprocess)
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        with torch.no_grad(), autocast(dev):  # warm-up: first calls pay one-off kernel/setup costs
+            loaded.model.encode_image(torch.stack([evals[i][0] for i in range(min(n, 2))]).to(dev))
+            prompt()
+        t0 = time.time()
+        images = torch.stack([train[i][0] for i in range(n)]).to(dev)
+        with autocast(dev):
+            logits = loaded.logit_scale * loaded.model.encode_image(images, normalize=True).float() @ prompt().float().T
+        loss = -(logits.softmax(1) * logits.log_softmax(1)).sum(1).mean()
+        loss.backward()
+        step = time.time() - t0
+        t1 = time.time()
+        with torch.no_grad(), autocast(dev):
+            loaded.model.encode_image(torch.stack([evals[i][0] for i in range(n)]).to(dev))
+        eval_per_image = (time.time() - t1) / n
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+    steps = epochs * math.ceil(len(ims) / batch_size)
+    eval_seconds = eval_per_image * len(ims)
+    return {"images": len(ims), "epochs": epochs, "batch": batch_size, "steps": steps, "seconds_per_step": step,
+            "eval_seconds": eval_seconds, "minutes": (steps * step + epochs * eval_seconds) / 60}

@@ -1,0 +1,131 @@
+"""Data: choose images and the class-name prior; see counts, thumbnails and skipped files."""
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from studio import charts, state, ui
+from studio.uploads import save_upload
+from ueo_core.data import IMG_EXTENSIONS, DataError, parse_prior
+from ueo_core.presets import get_preset
+from ueo_core.shapes import DOMAINS as SHAPE_DOMAINS
+
+ui.page("Data", "🗂️")
+choice = state.data_choice()
+sources = ["Built-in Shapes", "Folder on this machine", "Upload photos or a zip"]
+pacs = state.shared_pacs()
+if pacs:
+    sources.insert(1, "PACS (shared data)")
+src_index = {"shapes": 0, "pacs": 1 if pacs else 0, "folder": sources.index("Folder on this machine"),
+             "upload": sources.index("Upload photos or a zip")}.get(choice["source"], 0)
+st.session_state.setdefault("data_source", sources[src_index])
+source = st.radio("Where are the images?", sources, horizontal=True, key="data_source")
+
+# ------------------------------------------------------------------------------------------- pick the images
+root, preset, default_prior = None, None, None
+if source == "Built-in Shapes":
+    dom = st.selectbox("Domain", SHAPE_DOMAINS, index=SHAPE_DOMAINS.index(choice["spec"].split(":")[1])
+                       if choice["spec"].startswith("shapes:") else 2,
+                       help="flat = what the built-in model was trained on; sketch and photo are shifted domains")
+    ui.explain("Eight shapes; the default prior names six of them, so crosses and arrows are the unknowns.")
+    spec, label, preset, kind = f"shapes:{dom}", f"Shapes · {dom}", "shapes", "shapes"
+elif source == "PACS (shared data)":
+    dom = st.selectbox("PACS domain", ["art_painting", "cartoon", "photo", "sketch"], index=3)
+    far = st.checkbox("Add Imagenette photos as far-OOD unknowns", value=False,
+                      disabled=state.shared_imagenette() is None)
+    ui.explain("PACS: 7 classes; the default prior names the first 5 (dog … horse), so house and person are unknown.")
+    if far:
+        mix = state.workspace() / "mixes" / f"pacs-{dom}-imagenette"
+        mix.mkdir(parents=True, exist_ok=True)
+        for base in (pacs / dom, state.shared_imagenette()):
+            for d in sorted(base.iterdir()):
+                link = mix / d.name
+                if d.is_dir() and not link.exists():
+                    link.symlink_to(d, target_is_directory=True)
+        spec, label = str(mix), f"PACS · {dom} + Imagenette (far-OOD)"
+    else:
+        spec, label = str(pacs / dom), f"PACS · {dom}"
+    default_prior, kind = list(get_preset("pacs").split("ODA")[0]), "pacs"
+elif source == "Folder on this machine":
+    st.session_state.setdefault("folder_path", choice["spec"] if choice["source"] == "folder" else "")
+    path = st.text_input("Folder path", key="folder_path",
+                         placeholder="/home/me/photos  (one sub-folder per class, or images directly inside)")
+    spec, label, kind = os.path.expanduser(path.strip()), f"Folder · {path.strip()}", "folder"
+    if spec and not Path(spec).is_dir():
+        st.error(f"Folder not found: {spec}")
+        spec = ""
+else:
+    kind = "upload"
+    files = st.file_uploader("Photos (many at once) or one zip file with a folder per class",
+                             type=[e.strip(".") for e in IMG_EXTENSIONS] + ["zip"], accept_multiple_files=True)
+    spec, label = (choice["spec"], choice["label"]) if choice["source"] == "upload" else ("", "")
+    if files and st.button("Use these files", type="primary"):
+        try:
+            root, refused = save_upload(files, state.new_upload_dir())
+            if refused:
+                st.warning(f"{len(refused)} zip entries refused: " +
+                           "; ".join(f"{n} ({r})" for n, r in refused[:10]))
+            spec, label = str(root), f"Upload · {len(files)} file(s)"
+            state.set_data_choice(source="upload", spec=spec, label=label)
+        except DataError as err:
+            st.error(str(err))
+    if not spec:
+        st.info("Upload images, then press 'Use these files'.")
+
+# ------------------------------------------------------------------------------------------------- prior
+if spec:
+    folders = []
+    root = spec if not spec.startswith("shapes:") else None
+    if root:
+        try:
+            folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        except OSError as err:
+            st.error(f"Cannot read {root}: {err}")
+    if preset:
+        folders = list(get_preset(preset).classnames)
+        default_prior = list(get_preset(preset).split("ODA")[0])
+    same = choice["spec"] == spec and choice.get("prior")
+    current = list(choice["prior"]) if same else (default_prior or folders)
+    st.subheader("Class-name prior (the known classes)")
+    ui.explain("The model is told only these names. Sub-folders not named here count as *unknown* — "
+               "that is what UEO must learn to reject.")
+    picked = st.multiselect("Known classes from the folder names", folders,
+                            default=[c for c in current if c in folders], key=f"prior_pick|{spec}")
+    extra = st.text_input("More class names (comma-separated)",
+                          value=", ".join(c for c in current if c not in folders), key=f"prior_extra|{spec}")
+    if st.button("Apply data and prior", type="primary"):
+        try:
+            prior = parse_prior(list(picked) + [x.strip() for x in extra.split(",") if x.strip()])
+            state.set_data_choice(source=kind, spec=spec, label=label, prior=prior, preset=None)
+            state.image_set()  # read now, so problems show here
+            st.success(f"Using {label} with {len(prior)} known classes.")
+        except DataError as err:
+            st.error(str(err))
+        except Exception as err:  # never a traceback on the page
+            st.error(state.friendly(err))
+
+# ---------------------------------------------------------------------------------------- what is in it
+choice = state.data_choice()
+st.divider()
+st.subheader(f"In use: {choice['label']}")
+try:
+    with st.spinner("Reading images (checking every file)…"):
+        ims = state.image_set()
+except Exception as err:
+    st.error(state.friendly(err))
+    st.stop()
+st.write(ims.summary())
+st.write("**Prior:** " + ", ".join(ims.classes))
+counts = ims.counts()
+st.plotly_chart(charts.bar(counts, "images per class folder", "images", range_y=None), width="stretch")
+with st.expander("Thumbnails per class", expanded=True):
+    for cls in counts:
+        idx = [i for i, f in enumerate(ims.folder_names) if (f or "unlabeled") == cls]
+        tag = "known" if ims.has_truth and ims.labels[idx[0]] >= 0 else ("unknown" if ims.has_truth else "no label")
+        st.markdown(f"**{cls}** · {len(idx)} images · {tag}")
+        ui.gallery([ims.files[i] for i in idx], limit=8)
+st.subheader(f"Skipped files ({len(ims.skipped)})")
+if ims.skipped:
+    st.dataframe([{"file": p, "reason": r} for p, r in ims.skipped], width="stretch", hide_index=True)
+else:
+    st.caption("Every file was a readable image.")

@@ -1,0 +1,83 @@
+"""Model: the built-in small CLIP, any OpenCLIP model + tag, or a local checkpoint; device and run cost."""
+import streamlit as st
+
+from studio import state, ui
+from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, TINY_MODEL, ModelLoadError, list_pretrained
+from ueo_core.trainer import estimate_run
+
+ui.page("Model", "🧠")
+choice = state.model_choice()
+kinds = ["Built-in small CLIP (offline)", "OpenCLIP zoo (downloads weights)", "Local checkpoint file"]
+kind = st.radio("Which model?", kinds, horizontal=True,
+                index=0 if choice["pretrained"] == BUILTIN_TAG else 2 if choice.get("checkpoint") else 1)
+if kind == kinds[0]:
+    ui.explain("A 10 M-parameter CLIP the project trained on the flat Shapes domain (assets/). It knows shapes, "
+               "not dogs: on real photos expect little.")
+    new = dict(name=BUILTIN_MODEL, pretrained=BUILTIN_TAG, checkpoint=None, label=state.DEFAULT_MODEL["label"])
+elif kind == kinds[1]:
+    zoo = [(a, t) for a, t in list_pretrained() if t != BUILTIN_TAG]
+    archs = sorted({a for a, _ in zoo})
+    arch = st.selectbox("Architecture", archs, index=archs.index("ViT-B-32") if "ViT-B-32" in archs else 0)
+    tags = [t for a, t in zoo if a == arch]
+    tag = st.selectbox("Pretrained weights", tags, index=tags.index("openai") if "openai" in tags else 0)
+    ui.explain("The first use downloads the weights (hundreds of MB) into the local cache; offline this fails "
+               "with a message, and the built-in model still works.")
+    new = dict(name=arch, pretrained=tag, checkpoint=None, label=f"{arch} · {tag}")
+else:
+    from ueo_core.models import register_configs
+    import open_clip
+    register_configs()
+    archs = sorted(open_clip.list_models())
+    arch = st.selectbox("Architecture of the checkpoint", archs,
+                        index=archs.index("ViT-B-32") if "ViT-B-32" in archs else 0)
+    path = st.text_input("Checkpoint file (.pt, .bin or .safetensors)", value=choice.get("checkpoint") or "")
+    new = dict(name=arch, pretrained=None, checkpoint=path.strip() or None, label=f"{arch} · {path.strip()}")
+
+if st.button("Load this model", type="primary"):
+    if kind == kinds[2] and not new["checkpoint"]:
+        st.error("Give the path of the checkpoint file.")
+    else:
+        try:
+            with st.spinner(f"Loading {new['label']} (downloads on first use)…"):
+                state.loaded_model(new)
+            state.set_model_choice(**new)
+            st.success(f"Loaded {new['label']}.")
+        except ModelLoadError as err:
+            st.error(str(err))
+        except Exception as err:
+            st.error(state.friendly(err))
+
+st.divider()
+choice = state.model_choice()
+st.subheader(f"In use: {choice['label']}")
+try:
+    loaded = state.loaded_model()
+except Exception as err:
+    st.error(state.friendly(err))
+    st.stop()
+info = loaded.describe()
+c1, c2, c3 = st.columns(3)
+c1.metric("Device", info["device"])
+c2.metric("Parameters", f"{info['parameters'] / 1e6:.1f} M")
+c3.metric("Input size", f"{info['image_size']} px")
+
+st.subheader("What a run will cost")
+try:
+    ims = state.image_set()
+except Exception as err:
+    st.warning(f"Choose data first: {state.friendly(err)}")
+    st.stop()
+epochs = st.number_input("Epochs", 1, 500, value=st.session_state.get("adapt_epochs", 5))
+batch = st.number_input("Batch size", 1, 1024, value=st.session_state.get("adapt_batch", 64))
+if st.button("Measure one training step"):
+    with st.spinner("Timing one UEO step on this device…"):
+        try:
+            est = estimate_run(loaded, ims, int(epochs), int(batch))
+            st.session_state["cost"] = est
+        except Exception as err:
+            st.error(state.friendly(err))
+est = st.session_state.get("cost")
+if est:
+    st.write(f"{est['images']} images × {est['epochs']} epochs = {est['steps']} steps of {est['batch']}; "
+             f"one step took {est['seconds_per_step']:.2f} s here → about **{est['minutes']:.1f} minutes** "
+             f"(plus an evaluation pass per epoch, ~{est['eval_seconds']:.0f} s each).")

@@ -1,0 +1,114 @@
+"""Adapt: pick a method and its settings, start/stop a run, watch it train live."""
+import streamlit as st
+
+from studio import charts, state, ui
+from ueo_core.analysis import run_curves
+from ueo_core.config import RunConfig, suggested_settings
+from ueo_core.methods import METHODS
+from ueo_core.runs import RunFolder
+
+ui.page("Adapt", "🏃")
+try:
+    ims = state.image_set()
+except Exception as err:
+    st.error(f"Choose data first (Data page): {state.friendly(err)}")
+    st.stop()
+model = state.model_choice()
+st.caption(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}")
+
+rid = state.active_run_id()
+running = state.is_running(rid)
+sugg = suggested_settings(model["name"], model.get("pretrained"))
+
+with st.form("settings"):
+    names = [m for m in METHODS if not (METHODS[m].needs_truth and not ims.has_truth)]
+    method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label,
+                          help="\n\n".join(f"**{METHODS[m].label}**: {METHODS[m].description}" for m in names))
+    template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
+                             "context)", value=RunConfig.template)
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = c1.number_input("Epochs", 1, 500, sugg["epochs"])
+    batch = c2.number_input("Batch size", 1, 1024, sugg["batch_size"])
+    lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, sugg["lr_prompt"], format="%.0e")
+    lr_visual = c4.number_input("LR norm params", 0.0, 10.0, sugg["lr_visual"], format="%.0e")
+    c5, c6, c7 = st.columns(3)
+    trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, RunConfig.trade)
+    wt = c6.selectbox("UEO weight temperature", ["model logit scale (paper)", "1.0 (official code)"])
+    seed = c7.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
+    st.caption(sugg["note"])
+    start = st.form_submit_button("▶ Start", type="primary", disabled=running)
+
+if start:
+    cfg = RunConfig(data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
+                    pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), method=method,
+                    template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
+                    lr_visual=float(lr_visual), trade=float(trade), seed=int(seed),
+                    weight_temperature=None if wt.startswith("model") else 1.0)
+    try:
+        from ueo_core.prompts import split_template
+        split_template(template)
+        rid = state.start_run(cfg, ims)
+        st.session_state["adapt_epochs"], st.session_state["adapt_batch"] = int(epochs), int(batch)
+        running = True
+    except ValueError as err:
+        st.error(str(err))
+
+if running and st.button("■ Stop", help="stops after the current step; the last epoch's checkpoint is kept"):
+    state.background(rid).cancel()
+
+if not rid:
+    st.info("No run yet: press Start.")
+    st.stop()
+
+
+@st.fragment(run_every=1.0 if running else None)
+def live(rid: str) -> None:
+    folder = RunFolder(state.runs_dir() / rid)
+    bg = state.background(rid)
+    steps, epochs = run_curves(folder.path)
+    cfg = folder.config or {}
+    total = (cfg.get("summary") or {}).get("total_steps") or 0
+    alive = bool(bg and bg.alive)
+    metrics = folder.read_json("metrics.json")
+    st.subheader(f"Run `{rid}` · {cfg.get('method', '')}")
+    if total:
+        done = steps[-1]["step"] if steps else 0
+        eta = steps[-1]["eta"] if steps else None
+        st.progress(min(done / total, 1.0), text=f"step {done}/{total}" +
+                    (f" · about {eta:.0f} s left" if alive and eta is not None else ""))
+    elif alive:
+        st.progress(0.0, text="evaluating zero-shot…")
+    if bg and bg.error:
+        st.error(bg.error)
+    elif metrics:
+        b, a = metrics["before"], metrics["after"]
+        cols = st.columns(4)
+        for col, k in zip(cols, ("gacc", "pacc", "auroc", "h_score")):
+            if a.get(k) is not None:
+                col.metric(k.upper(), f"{a[k] * 100:.1f}", f"{(a[k] - (b.get(k) or 0)) * 100:+.1f} vs zero-shot")
+        st.success(f"Done in {metrics['seconds']:.0f} s. Explore and Inspect show the result.")
+    elif not alive:
+        st.warning("This run stopped before finishing (cancelled or interrupted); its last checkpoint is kept.")
+    if steps:
+        st.plotly_chart(charts.step_curves(steps), width="stretch", key="curves")
+        ui.explain("The loss falls as confident images get more confident (mean entropy ↓) while the marginal "
+                   "entropy stays high: predictions stay spread over classes instead of collapsing onto one.")
+    if epochs:
+        c1, c2 = st.columns(2)
+        with c1:
+            st.plotly_chart(charts.histogram_animation(epochs), width="stretch", key="hist")
+            ui.explain("Max-softmax confidence of every image. UEO should push truly known images right and keep "
+                       "unknown ones left; press play or drag the epoch slider.")
+        with c2:
+            if "auroc" in epochs[0]["metrics"]:
+                st.plotly_chart(charts.metric_curves(epochs), width="stretch", key="metrics")
+                ui.explain("GACC: accuracy on known-class images; PACC: mean per-class accuracy; AUROC: how well "
+                           "confidence separates known from unknown (0.5 = chance).")
+            st.dataframe([{"epoch": e["epoch"], **{k: round(v, 4) for k, v in e["metrics"].items()
+                                                   if isinstance(v, float)}} for e in epochs],
+                         hide_index=True, width="stretch")
+    if running and not alive:
+        st.rerun()  # the run ended: refresh the whole page (Start button, sidebar)
+
+
+live(rid)

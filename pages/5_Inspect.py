@@ -1,0 +1,59 @@
+"""Inspect: what the model rejects as unknown, mistakes, confusion matrix, downloads."""
+import numpy as np
+import streamlit as st
+
+from studio import charts, pick, state, ui
+from ueo_core.analysis import read_predictions
+from ueo_core.runs import RunFolder
+
+ui.page("Inspect", "🔍")
+rid = pick.finished_run()
+if not rid:
+    st.stop()
+folder = RunFolder(state.runs_dir() / rid)
+try:
+    preds = read_predictions(folder.path)
+except Exception as err:
+    st.error(state.friendly(err))
+    st.stop()
+default_thr = (folder.read_json("metrics.json") or {}).get("after", {}).get("threshold", 0.5)
+thr = st.slider("Known/unknown threshold on confidence", 0.0, 1.0, float(round(default_thr, 3)), 0.005)
+ui.explain(f"Images less confident than the threshold are rejected as unknown. The default ({default_thr:.3f}) "
+           f"splits the confidences into two groups without labels (2-means).")
+groups = preds.at_threshold(thr)
+cap = lambda i: f"{preds.classes[preds.pred[i]]} {preds.confidence[i]:.2f}"  # noqa: E731
+st.subheader(f"Rejected as unknown ({len(groups['rejected'])} of {len(preds)}), most confident first")
+ui.gallery([preds.paths[i] for i in groups["rejected"]], [cap(i) for i in groups["rejected"]], limit=32)
+if preds.truth is not None:
+    c1, c2 = st.columns(2)
+    with c1:
+        st.subheader(f"False rejections ({len(groups['false_rejections'])})")
+        ui.explain("Known-class images the model called unknown.")
+        ui.gallery([preds.paths[i] for i in groups["false_rejections"]],
+                   [f"{preds.true_class[i]} {preds.confidence[i]:.2f}" for i in groups["false_rejections"]],
+                   limit=16, columns=4)
+    with c2:
+        st.subheader(f"False acceptances ({len(groups['false_acceptances'])})")
+        ui.explain("Unknown images the model accepted as one of the known classes.")
+        ui.gallery([preds.paths[i] for i in groups["false_acceptances"]],
+                   [f"{preds.true_class[i]}→{cap(i)}" for i in groups["false_acceptances"]], limit=16, columns=4)
+    c3, c4 = st.columns(2)
+    with c3:
+        st.plotly_chart(charts.confusion_heatmap(preds.confusion(thr), preds.classes + ["unknown"]),
+                        width="stretch")
+    with c4:
+        st.plotly_chart(charts.bar(preds.per_class_accuracy(), "accuracy per known class"), width="stretch")
+else:
+    st.info("This folder has no class sub-folders, so there is no ground truth to check mistakes against.")
+
+st.subheader("Downloads")
+d1, d2, d3 = st.columns(3)
+d1.download_button("predictions.csv", (folder.path / "predictions.csv").read_bytes(), f"{rid}-predictions.csv",
+                   "text/csv")
+if folder.checkpoint_path.exists():
+    d2.download_button("adapted checkpoint (.safetensors)", folder.checkpoint_path.read_bytes(),
+                       f"{rid}.safetensors", "application/octet-stream",
+                       help="prompt context + norm affine parameters only (safetensors: no pickle)")
+if (folder.path / "report.md").exists():
+    d3.download_button("run report (.md)", (folder.path / "report.md").read_bytes(), f"{rid}-report.md",
+                       "text/markdown")

@@ -1,0 +1,47 @@
+"""Learn: the UEO objective, with a small interactive batch."""
+import numpy as np
+import streamlit as st
+
+from studio import charts, ui
+from ueo_core.analysis import softmax, ueo_batch_terms
+
+ui.page("Learn", "🎓")
+st.markdown("**UEO** adapts CLIP without labels. Each image $i$ gets a weight $w_i$: its zero-shot confidence "
+            "(the largest softmax probability before any training). Then it minimises")
+st.latex(r"\mathcal{L} \;=\; \underbrace{\frac{\sum_i w_i\, H(p_i)}{\sum_i w_i}}_{\text{confident images: be sure}}"
+         r"\;-\;\lambda\, H\!\Big(\underbrace{\frac{\sum_i w_i^{-1} p_i}{\sum_i w_i^{-1}}}_{\bar p:\ \text{weighted "
+         r"towards unsure images}}\Big), \qquad H(p) = -\sum_k p_k \log p_k")
+st.markdown("- **Entropy** $H(p)$ is small when one class has all the probability, largest ($\\log K$) when it is "
+            "spread evenly.\n- The first term makes likely-*known* images (high $w$) more confident.\n"
+            "- The second term keeps the average prediction spread over classes, and it is dominated by "
+            "likely-*unknown* images (low $w$): they are kept unsure instead of being forced into a class — so "
+            "their low confidence still marks them as unknown after training.\n"
+            "- Without the weights this is *information maximisation* (IM); without the second term it is plain "
+            "*entropy minimisation* (TENT), which can collapse all predictions onto one class.")
+
+st.subheader("Try it: a batch of four images, three classes")
+ui.explain("Drag the logits (similarities) of each image. Scale = the logit scale (CLIP uses 100 on cosines).")
+scale = st.slider("logit scale", 1.0, 20.0, 5.0, 0.5)
+defaults = [[1.2, 0.1, 0.0], [0.0, 0.9, 0.2], [0.3, 0.35, 0.3], [0.1, 0.0, 0.15]]
+probs = []
+cols = st.columns(4)
+for i, col in enumerate(cols):
+    with col:
+        st.markdown(f"**image {i + 1}**")
+        z = [st.slider(f"class {k + 1}", -1.0, 2.0, defaults[i][k], 0.05, key=f"z{i}{k}") for k in range(3)]
+        probs.append(softmax(z, scale))
+probs = np.array(probs)
+t = ueo_batch_terms(probs)
+st.dataframe([{"image": i + 1, "p": " / ".join(f"{x:.2f}" for x in probs[i]), "entropy H(p)": round(t["entropy"][i], 3),
+               "weight w = max p": round(t["weights"][i], 3), "share of entropy term": round(t["share_cond"][i], 3),
+               "share of marginal": round(t["share_marginal"][i], 3)} for i in range(4)], hide_index=True,
+             width="stretch")
+c1, c2 = st.columns(2)
+c1.plotly_chart(charts.bar({f"class {k + 1}": v for k, v in enumerate(t["marginal"])},
+                           "UEO marginal p̄ (weighted towards unsure images)"), width="stretch")
+c2.plotly_chart(charts.bar({f"class {k + 1}": v for k, v in enumerate(t["plain_marginal"])},
+                           "plain mean prediction (IM)"), width="stretch")
+m1, m2, m3 = st.columns(3)
+m1.metric("weighted entropy term", f"{t['cond']:.3f}")
+m2.metric("marginal entropy H(p̄)", f"{t['marginal_entropy']:.3f}", help=f"maximum log 3 = {t['max_entropy']:.3f}")
+m3.metric("UEO loss (λ = 1)", f"{t['loss']:.3f}")

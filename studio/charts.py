@@ -1,0 +1,128 @@
+"""Plotly figures for the pages (drawing only: the numbers come from ueo_core)."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+KNOWN_COLOR, UNKNOWN_COLOR, ALL_COLOR = "#2b8a3e", "#e8590c", "#4263eb"
+
+
+def _layout(fig: go.Figure, title: str = "", height: int = 320) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def step_curves(steps: list[dict]) -> go.Figure:
+    """Loss, mean conditional entropy and marginal entropy per step."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "entropies"))
+    x = [s["step"] for s in steps]
+    fig.add_trace(go.Scatter(x=x, y=[s["loss"] for s in steps], name="loss", mode="lines"), 1, 1)
+    fig.add_trace(go.Scatter(x=x, y=[s["cond_entropy"] for s in steps], name="mean entropy H(p_i)",
+                             mode="lines"), 1, 2)
+    fig.add_trace(go.Scatter(x=x, y=[s["marginal_entropy"] for s in steps], name="marginal entropy H(mean p)",
+                             mode="lines"), 1, 2)
+    fig.update_xaxes(title_text="step")
+    return _layout(fig)
+
+
+def confidence_histogram(hist: dict, title: str = "") -> go.Figure:
+    edges = np.asarray(hist["edges"])
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure()
+    if "known" in hist:
+        fig.add_bar(x=centres, y=hist["known"], name="truly known", marker_color=KNOWN_COLOR, opacity=0.75)
+        fig.add_bar(x=centres, y=hist["unknown"], name="truly unknown", marker_color=UNKNOWN_COLOR, opacity=0.75)
+        fig.update_layout(barmode="overlay")
+    else:
+        fig.add_bar(x=centres, y=hist["all"], name="all images", marker_color=ALL_COLOR)
+    fig.update_xaxes(title_text="confidence (max softmax)", range=[0, 1])
+    fig.update_yaxes(title_text="images")
+    return _layout(fig, title)
+
+
+def metric_curves(epochs: list[dict], keys=("gacc", "pacc", "auroc")) -> go.Figure:
+    fig = go.Figure()
+    x = [e["epoch"] for e in epochs]
+    for k in keys:
+        ys = [e["metrics"].get(k) for e in epochs]
+        if any(y is not None for y in ys):
+            fig.add_trace(go.Scatter(x=x, y=ys, name=k.upper(), mode="lines+markers"))
+    fig.update_xaxes(title_text="epoch (0 = zero-shot)")
+    fig.update_yaxes(range=[0, 1])
+    return _layout(fig, "metrics per epoch")
+
+
+def embedding_scatter(xy: np.ndarray, color: Sequence, hover: Sequence[str], title: str,
+                      continuous: bool = False) -> go.Figure:
+    """WebGL scatter (smooth with 10,000 points); customdata carries the image index for selections."""
+    fig = go.Figure()
+    idx = np.arange(len(xy))
+    if continuous:
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=idx, text=hover,
+                                   hovertemplate="%{text}<extra></extra>",
+                                   marker=dict(size=6, color=np.asarray(color, dtype=float), colorscale="Viridis",
+                                               cmin=0, cmax=1, colorbar=dict(title="conf."))))
+    else:
+        color = np.asarray(color, dtype=object)
+        for value in sorted(set(color.tolist()), key=str):
+            m = color == value
+            c = {"known": KNOWN_COLOR, "unknown": UNKNOWN_COLOR}.get(str(value))
+            fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(value),
+                                       customdata=idx[m], text=np.asarray(hover, dtype=object)[m],
+                                       hovertemplate="%{text}<extra></extra>",
+                                       marker=dict(size=6, color=c)))
+    fig.update_layout(dragmode="lasso")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return _layout(fig, title, height=420)
+
+
+def confusion_heatmap(cm: np.ndarray, labels: Sequence[str]) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=cm, x=list(labels), y=list(labels), colorscale="Blues", text=cm,
+                               texttemplate="%{text}", hovertemplate="true %{y} → predicted %{x}: %{z}<extra></extra>"))
+    fig.update_xaxes(title_text="predicted")
+    fig.update_yaxes(title_text="true", autorange="reversed")
+    return _layout(fig, "confusion (with 'unknown')", height=420)
+
+
+def bar(values: dict, title: str, ylabel: str = "", range_y: Optional[list] = (0, 1)) -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), marker_color=ALL_COLOR))
+    if range_y:
+        fig.update_yaxes(range=list(range_y))
+    fig.update_yaxes(title_text=ylabel)
+    return _layout(fig, title)
+
+
+def overlay_curves(series: dict[str, tuple[list, list]], title: str, xlabel: str) -> go.Figure:
+    fig = go.Figure()
+    for name, (x, y) in series.items():
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines"))
+    fig.update_xaxes(title_text=xlabel)
+    return _layout(fig, title)
+
+
+def histogram_animation(epochs: list[dict]) -> go.Figure:
+    """Confidence histograms of every evaluated epoch, with a slider and a play button."""
+    first = confidence_histogram(epochs[0]["histogram"])
+    frames = []
+    for e in epochs:
+        f = confidence_histogram(e["histogram"])
+        frames.append(go.Frame(data=f.data, name=str(e["epoch"])))
+    fig = go.Figure(data=first.data, layout=first.layout, frames=frames)
+    ymax = max(max(max(e["histogram"].get(k, [0])) for k in ("all", "known", "unknown") if k in e["histogram"])
+               for e in epochs)
+    fig.update_yaxes(range=[0, ymax * 1.1])
+    steps = [dict(method="animate", label=str(e["epoch"]),
+                  args=[[str(e["epoch"])], dict(mode="immediate", frame=dict(duration=300, redraw=True),
+                                                transition=dict(duration=0))]) for e in epochs]
+    fig.update_layout(
+        sliders=[dict(active=len(epochs) - 1, currentvalue=dict(prefix="epoch "), steps=steps, pad=dict(t=30))],
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=1.15, xanchor="left", buttons=[
+            dict(label="▶ play", method="animate",
+                 args=[None, dict(frame=dict(duration=500, redraw=True), fromcurrent=False)])])],
+        height=420, title="confidence histogram per epoch (0 = zero-shot)")
+    return fig

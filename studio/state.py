@@ -1,0 +1,158 @@
+"""Session glue for the Streamlit pages: the per-browser workspace, the chosen data and model, background runs.
+
+No maths here: the engine (``ueo_core``) does the work; this module remembers what the user chose.
+
+Workspace: each browser session gets an unguessable token, kept in ``st.session_state`` and in the URL (``?ws=``),
+so a refresh finds the same folder (uploads, runs) while other sessions cannot list or guess it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import streamlit as st
+
+from ueo_core.config import RunConfig
+from ueo_core.data import DataError, ImageSet, load_data
+from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, LoadedModel, load_model
+from ueo_core.trainer import BackgroundRun, Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo_studio" / "workspaces"))
+SHARED_DATA = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "data"))
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+
+DEFAULT_DATA = {"source": "shapes", "spec": "shapes:photo", "label": "Shapes · photo", "prior": None,
+                "preset": None, "setting": "ODA"}
+DEFAULT_MODEL = {"name": BUILTIN_MODEL, "pretrained": BUILTIN_TAG, "checkpoint": None,
+                 "label": "Built-in small CLIP (trained on Shapes, offline)"}
+
+
+def workspace() -> Path:
+    """This browser session's folder; the token travels in the URL so a refresh keeps it."""
+    token = st.session_state.get("ws")
+    url_token = st.query_params.get("ws")
+    if token is None and url_token and _TOKEN.match(url_token) and (WORKSPACES / url_token).is_dir():
+        token = url_token
+    if token is None:
+        token = uuid.uuid4().hex
+    st.session_state["ws"] = token
+    if st.query_params.get("ws") != token:
+        st.query_params["ws"] = token
+    path = WORKSPACES / token
+    (path / "runs").mkdir(parents=True, exist_ok=True)
+    (path / "uploads").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    return workspace() / "runs"
+
+
+def new_upload_dir() -> Path:
+    d = workspace() / "uploads" / time.strftime("%Y%m%d-%H%M%S")
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ choices
+def data_choice() -> dict:
+    return st.session_state.setdefault("data", dict(DEFAULT_DATA))
+
+
+def set_data_choice(**kw) -> None:
+    st.session_state["data"] = {**DEFAULT_DATA, **kw}
+
+
+def model_choice() -> dict:
+    return st.session_state.setdefault("model", dict(DEFAULT_MODEL))
+
+
+def set_model_choice(**kw) -> None:
+    st.session_state["model"] = {**DEFAULT_MODEL, **kw}
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _image_set(spec: str, prior: Optional[tuple], preset: Optional[str], setting: str, mtime: float) -> ImageSet:
+    return load_data(spec, prior=list(prior) if prior else None, preset=preset, setting=setting)
+
+
+def image_set(choice: Optional[dict] = None) -> ImageSet:
+    """The chosen data as an ImageSet (cached; a changed folder is read again). Raises DataError."""
+    c = choice or data_choice()
+    spec = c["spec"]
+    mtime = 0.0
+    if not spec.startswith("shapes:") and os.path.isdir(spec):
+        mtime = os.stat(spec).st_mtime
+    return _image_set(spec, tuple(c["prior"]) if c.get("prior") else None, c.get("preset"),
+                      c.get("setting", "ODA"), mtime)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _model(name: str, pretrained: Optional[str], checkpoint: Optional[str], device: Optional[str]) -> LoadedModel:
+    return load_model(name, pretrained=pretrained, checkpoint=checkpoint, device=device)
+
+
+def loaded_model(choice: Optional[dict] = None) -> LoadedModel:
+    """The chosen model, loaded once per server (read-only: runs load their own copy). Raises ModelLoadError."""
+    c = choice or model_choice()
+    return _model(c["name"], c.get("pretrained"), c.get("checkpoint"), c.get("device"))
+
+
+# ---------------------------------------------------------------------------------------------- runs
+@st.cache_resource(show_spinner=False)
+def _registry() -> dict[str, BackgroundRun]:
+    """run id -> live background run, shared by the server process (the id is an unguessable capability)."""
+    return {}
+
+
+def start_run(cfg: RunConfig, ims: ImageSet) -> str:
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}-{secrets.token_hex(3)}"
+    cfg = cfg.replace(run_dir=str(runs_dir() / run_id))
+    bg = BackgroundRun(Trainer(cfg, image_set=ims)).start()
+    _registry()[run_id] = bg
+    st.session_state["active_run"] = run_id
+    st.query_params["run"] = run_id
+    return run_id
+
+
+def active_run_id() -> Optional[str]:
+    rid = st.session_state.get("active_run") or st.query_params.get("run")
+    if rid and (runs_dir() / rid).is_dir():
+        st.session_state["active_run"] = rid
+        return rid
+    return None
+
+
+def background(run_id: Optional[str]) -> Optional[BackgroundRun]:
+    return _registry().get(run_id) if run_id else None
+
+
+def is_running(run_id: Optional[str]) -> bool:
+    bg = background(run_id)
+    return bool(bg and bg.alive)
+
+
+def shared_pacs() -> Optional[Path]:
+    p = SHARED_DATA / "PACS"
+    return p if p.is_dir() else None
+
+
+def shared_imagenette() -> Optional[Path]:
+    p = SHARED_DATA / "imagenette-ood"
+    return p if p.is_dir() else None
+
+
+def friendly(err: Exception) -> str:
+    """A plain message for any error (tracebacks never reach the page)."""
+    if isinstance(err, (DataError, ValueError, FileNotFoundError)):
+        return str(err)
+    return f"{err.__class__.__name__}: {err}"

@@ -1,0 +1,48 @@
+"""Saving a browser upload into the session's folder, safely (the checks themselves live in ueo_core.data)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ueo_core.data import DataError, safe_extract_zip
+
+MAX_UPLOAD_FILES = 2000
+MAX_FILE_BYTES = 200 * 1024 ** 2
+
+
+def save_upload(files: Sequence, dest: Path) -> tuple[Path, list[tuple[str, str]]]:
+    """Write uploaded files (objects with ``.name`` and ``.getbuffer()``) under ``dest``.
+
+    One zip: extracted with the zip-slip / symlink / bomb guards; a single top folder becomes the root.
+    Images: written flat (names stripped of any directory part). Returns (data root, refused entries).
+    Raises DataError for an upload refused as a whole.
+    """
+    if not files:
+        raise DataError("Nothing was uploaded.")
+    if len(files) > MAX_UPLOAD_FILES:
+        raise DataError(f"{len(files)} files: the limit is {MAX_UPLOAD_FILES} per upload (put them in a zip).")
+    zips = [f for f in files if f.name.lower().endswith(".zip")]
+    if zips and len(files) > 1:
+        raise DataError("Upload either one zip file or image files, not both.")
+    for f in files:
+        if len(f.getbuffer()) > MAX_FILE_BYTES:
+            raise DataError(f"{f.name} is larger than {MAX_FILE_BYTES // 1024 ** 2} MB.")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if zips:
+        tmp = dest.parent / (dest.name + ".zip")
+        tmp.write_bytes(zips[0].getbuffer())
+        try:
+            _, refused = safe_extract_zip(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        inner = [p for p in dest.iterdir() if not p.name.startswith(".")]
+        if len(inner) == 1 and inner[0].is_dir() and any(q.is_dir() for q in inner[0].iterdir()):
+            dest = inner[0]
+        return dest, refused
+    for f in files:
+        name = Path(f.name.replace("\\", "/")).name
+        if not name or name.startswith("."):
+            continue
+        (dest / name).write_bytes(f.getbuffer())
+    return dest, []

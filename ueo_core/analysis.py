@@ -1,0 +1,160 @@
+"""What the app shows, computed here (pages only lay it out): a run's predictions at a threshold, galleries of
+rejections, per-class accuracy, run comparison tables, the embeddings of a run, and the teaching numbers.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .metrics import open_confusion
+from .runs import RunFolder, load_checkpoint
+
+EPS = 1e-5  # as in the objectives (official code)
+
+
+# ------------------------------------------------------------------------------------------ a run's predictions
+@dataclass
+class Predictions:
+    paths: list[str]
+    true_class: list[str]          # folder name ('' when none)
+    pred: np.ndarray               # predicted known-class index
+    confidence: np.ndarray
+    entropy: np.ndarray
+    classes: list[str]             # the prior
+    truth: Optional[np.ndarray]    # index into classes, -1 unknown; None without ground truth
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def at_threshold(self, threshold: float) -> dict:
+        """Index lists for the galleries, most confident first; truth-based lists only when truth exists."""
+        rejected = np.where(self.confidence < threshold)[0]
+        order = lambda idx: idx[np.argsort(-self.confidence[idx], kind="stable")]  # noqa: E731
+        out = {"rejected": order(rejected), "accepted": order(np.where(self.confidence >= threshold)[0])}
+        if self.truth is not None:
+            known = self.truth >= 0
+            out["false_rejections"] = order(np.where(known & (self.confidence < threshold))[0])
+            out["false_acceptances"] = order(np.where(~known & (self.confidence >= threshold))[0])
+            out["wrong_class"] = order(np.where(known & (self.confidence >= threshold) &
+                                                (self.pred != np.maximum(self.truth, 0)))[0])
+        return out
+
+    def confusion(self, threshold: float) -> np.ndarray:
+        return open_confusion(self.pred, self.confidence, self.truth, len(self.classes), threshold)
+
+    def per_class_accuracy(self) -> dict[str, float]:
+        """Closed-set accuracy of each known class (argmax over the prior)."""
+        out = {}
+        for k, name in enumerate(self.classes):
+            mask = self.truth == k
+            if mask.any():
+                out[name] = float((self.pred[mask] == k).mean())
+        return out
+
+
+def read_predictions(run_dir: str | Path) -> Predictions:
+    folder = RunFolder(run_dir)
+    cfg = folder.config or {}
+    classes = cfg.get("summary", {}).get("classes") or []
+    with open(folder.path / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    index = {c: i for i, c in enumerate(classes)}
+    from .data import normalize_name
+    norm_index = {normalize_name(c): i for c, i in index.items()}
+    has_truth = bool(rows) and all(r["true_class"] for r in rows)
+    truth = np.array([norm_index.get(normalize_name(r["true_class"]), -1) for r in rows]) if has_truth else None
+    return Predictions(paths=[r["path"] for r in rows], true_class=[r["true_class"] for r in rows],
+                       pred=np.array([index.get(r["predicted_class"], -1) for r in rows], dtype=int),
+                       confidence=np.array([float(r["confidence"]) for r in rows]),
+                       entropy=np.array([float(r["entropy"]) for r in rows]), classes=classes, truth=truth)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def list_runs(root: str | Path) -> list[Path]:
+    """Run folders under ``root`` (newest first) that finished (they have metrics.json)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / "metrics.json").exists()]
+    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+COMPARE_KEYS = ("gacc", "pacc", "auroc", "fpr95", "h_score", "mean_confidence")
+
+
+def compare_table(run_dirs: Sequence[str | Path]) -> list[dict]:
+    """One row per run: method, data, model, epochs and the before/after metrics."""
+    rows = []
+    for d in run_dirs:
+        f = RunFolder(d)
+        cfg, m = f.config or {}, f.read_json("metrics.json") or {}
+        row = {"run": Path(d).name, "method": cfg.get("method"), "data": cfg.get("data"),
+               "model": cfg.get("model"), "epochs": cfg.get("epochs"), "seconds": round(m.get("seconds") or 0, 1)}
+        for k in COMPARE_KEYS:
+            row[f"{k} (zero-shot)"] = (m.get("before") or {}).get(k)
+            row[k] = (m.get("after") or {}).get(k)
+        rows.append(row)
+    return rows
+
+
+def run_curves(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
+    """(steps, epochs) logs of a run."""
+    f = RunFolder(run_dir)
+    return f.read_jsonl("steps.jsonl"), f.read_jsonl("epochs.jsonl")
+
+
+def run_embeddings(run_dir: str | Path, seed: int = 0, cache_dir=None, progress=None) -> dict:
+    """Image features of a run's images before and after adaptation, and their 2-D UMAPs (all cached)."""
+    from .embed import DEFAULT_CACHE, image_features, params_digest, umap_2d
+    from .models import load_model
+    from .trainer import apply_state
+
+    cache_dir = DEFAULT_CACHE if cache_dir is None else cache_dir
+    folder = RunFolder(run_dir)
+    cfg = folder.config
+    preds = read_predictions(run_dir)
+    loaded = load_model(cfg["model"], pretrained=cfg.get("pretrained"), checkpoint=cfg.get("checkpoint"),
+                        device=cfg.get("device"), seed=cfg.get("seed", 0))
+    before = image_features(loaded, preds.paths, cache_dir=cache_dir, progress=progress)
+    tensors, _ = load_checkpoint(folder.path)
+    apply_state(loaded, tensors)
+    after = image_features(loaded, preds.paths, variant=params_digest(tensors), cache_dir=cache_dir,
+                           progress=progress)
+    return {"before": umap_2d(before, seed=seed, cache_dir=cache_dir),
+            "after": umap_2d(after, seed=seed, cache_dir=cache_dir), "predictions": preds}
+
+
+# ------------------------------------------------------------------------------------------- teaching
+def softmax(logits: Sequence[float], scale: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) * scale
+    z = np.exp(z - z.max())
+    return z / z.sum()
+
+
+def entropy_of(p: Sequence[float]) -> float:
+    p = np.asarray(p, dtype=np.float64)
+    return float(-(p * np.log(p + EPS)).sum())
+
+
+def ueo_batch_terms(probs: np.ndarray, weights: Optional[np.ndarray] = None) -> dict:
+    """The pieces of the UEO objective for a small batch (rows = images), for the Learn page.
+
+    weights default to each row's max probability (its confidence, as UEO's zero-shot weight).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    w = probs.max(axis=1) if weights is None else np.asarray(weights, dtype=np.float64)
+    ent = np.array([entropy_of(p) for p in probs])
+    share_cond = w / w.sum()                 # each image's share of the entropy-minimisation term
+    share_marg = (1 / w) / (1 / w).sum()     # each image's share of the marginal
+    marginal = (share_marg[:, None] * probs).sum(axis=0)
+    plain_marginal = probs.mean(axis=0)
+    cond = float((share_cond * ent).sum())
+    h_marg = entropy_of(marginal)
+    return {"weights": w, "entropy": ent, "share_cond": share_cond, "share_marginal": share_marg,
+            "marginal": marginal, "plain_marginal": plain_marginal, "cond": cond, "marginal_entropy": h_marg,
+            "loss": cond - h_marg, "max_entropy": math.log(probs.shape[1])}
