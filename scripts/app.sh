@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (first time: installs requirements.txt) and start UEO Studio on the built-in Shapes sample.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=${PYTHON:-python3}
+exec "$PY" -m streamlit run app.py "$@"

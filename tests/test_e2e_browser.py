@@ -1,0 +1,150 @@
+"""End-to-end in headless Chromium (Debian's, driven by Playwright): start the app on a free port, pick Shapes,
+run UEO for one epoch, see the histogram, the UMAP, select points and see the gallery. Screenshots of every page
+go to ``artifacts/screenshots/`` (override with UEO_SCREENSHOTS)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = os.environ.get("UEO_CHROMIUM", "/usr/bin/chromium")
+SHOTS = Path(os.environ.get("UEO_SCREENSHOTS", ROOT / "artifacts" / "screenshots"))
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    env = {**os.environ, "UEO_WORKSPACES": str(tmp / "ws"), "UEO_CACHE": str(tmp / "cache"),
+           "HF_HUB_OFFLINE": "1"}
+    log = open(tmp / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + (tmp / "streamlit.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def goto(page, name: str):
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=name).first.click()
+    page.get_by_role("heading", name=name).first.wait_for()
+    settle(page)
+
+
+def settle(page, quiet_ms: int = 800):
+    """Wait until Streamlit is not running the script."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.wait_for_timeout(quiet_ms)
+
+
+def shot(page, name: str):
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_ueo_on_shapes_end_to_end(page, server):
+    page.goto(server)
+    page.get_by_role("heading", name="UEO Studio").wait_for()
+    settle(page)
+    shot(page, "0_home")
+    assert "ws=" in page.url  # the workspace token is in the address: a refresh finds it again
+
+    goto(page, "Data")
+    page.get_by_text("In use: Shapes").wait_for()
+    page.locator('[data-testid="stImage"]').first.wait_for()
+    shot(page, "1_data")
+
+    goto(page, "Model")
+    page.get_by_text("Device").first.wait_for()
+    shot(page, "2_model")
+
+    goto(page, "Adapt")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("2")
+    epochs.press("Tab")
+    page.get_by_role("button", name="▶ Start").click()
+    page.get_by_text("step ").first.wait_for(timeout=120_000)
+    page.get_by_text("Done in").wait_for(timeout=300_000)
+    settle(page)
+    assert "run=" in page.url
+    hist = page.locator(".js-plotly-plot", has_text="confidence histogram per epoch")
+    hist.wait_for()
+    assert hist.locator(".slider-container").count() == 1  # one histogram per epoch, with a slider
+    assert "epoch 2" in hist.inner_text()  # slider shows the last epoch: the histogram moved past zero-shot
+    shot(page, "3_adapt")
+
+    # a refresh keeps the run (workspace + run id in the address)
+    page.reload()
+    page.get_by_text("Done in").wait_for(timeout=60_000)
+
+    goto(page, "Explore")
+    plots = page.locator(".js-plotly-plot")
+    plots.nth(1).wait_for(timeout=180_000)
+    settle(page)
+    box = plots.nth(1).locator(".nsewdrag").first.bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    page.mouse.move(x0 + 0.05 * w, y0 + 0.05 * h)
+    page.mouse.down()
+    for fx, fy in [(0.95, 0.05), (0.95, 0.95), (0.05, 0.95), (0.05, 0.1)]:
+        page.mouse.move(x0 + fx * w, y0 + fy * h, steps=8)
+    page.mouse.up()
+    settle(page, 1500)
+    sel = page.get_by_text("Selected images (").inner_text()
+    assert int(sel.split("(")[1].split(")")[0]) > 0, sel
+    assert page.locator('[data-testid="stImage"]').count() > 0
+    shot(page, "4_explore")
+
+    goto(page, "Inspect")
+    page.get_by_text("Rejected as unknown (").first.wait_for()
+    shot(page, "5_inspect")
+
+    goto(page, "Compare")
+    page.locator('[data-testid="stDataFrame"]').wait_for()
+    shot(page, "6_compare")
+
+    goto(page, "Learn")
+    page.get_by_text("UEO loss").wait_for()
+    shot(page, "7_learn")
+    for name in ("0_home", "1_data", "3_adapt", "4_explore", "5_inspect", "7_learn"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000
