@@ -11,5 +11,4 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 PY=${PYTHON:-python3}
-"$PY" -m pip install -q --disable-pip-version-check "playwright>=1.45" 2>&1 | grep -v "Running pip as the 'root' user" || true
 "$PY" -m pytest "$@"
