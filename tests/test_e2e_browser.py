@@ -105,7 +105,7 @@ def test_ueo_on_shapes_end_to_end(page, server):
     epochs.press("Tab")
     page.get_by_role("button", name="▶ Start").click()
     page.get_by_text("step ").first.wait_for(timeout=120_000)
-    page.get_by_text("Done in").wait_for(timeout=300_000)
+    page.get_by_text("Done in").first.wait_for(timeout=300_000)
     settle(page)
     assert "run=" in page.url
     hist = page.locator(".js-plotly-plot", has_text="confidence histogram per epoch")
@@ -116,7 +116,7 @@ def test_ueo_on_shapes_end_to_end(page, server):
 
     # a refresh keeps the run (workspace + run id in the address)
     page.reload()
-    page.get_by_text("Done in").wait_for(timeout=60_000)
+    page.get_by_text("Done in").first.wait_for(timeout=60_000)
 
     goto(page, "Explore")
     plots = page.locator(".js-plotly-plot")
