@@ -50,7 +50,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default=DEFAULTS.template,
                    help="prompt template; the words before {} initialise the learnable context (default "
                         "'%(default)s')")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="images per step (default %(default)s)")
+    p.add_argument("--batch-size", type=int,
+                   help=f"images per step (default {DEFAULTS.batch_size}; CLIPood: 12 per source domain)")
     p.add_argument("--threshold", type=float,
                    help="known/unknown confidence threshold (default: unsupervised 2-means split of confidences)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
@@ -69,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(t)
     t.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS),
                    help="; ".join(f"{k}: {m.description}" for k, m in METHODS.items()) + " (default %(default)s)")
-    t.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the folder (default %(default)s)")
-    t.add_argument("--lr-prompt", type=float, default=DEFAULTS.lr_prompt,
-                   help="SGD learning rate of the prompt context; 0 freezes it (default %(default)s)")
-    t.add_argument("--lr-visual", type=float, default=DEFAULTS.lr_visual,
-                   help="SGD learning rate of the image tower's norm affine params; 0 freezes them "
-                        "(default %(default)s)")
+    t.add_argument("--epochs", type=int, help=f"passes over the folder (default {DEFAULTS.epochs}; CLIPood: 10)")
+    t.add_argument("--lr-prompt", type=float,
+                   help=f"SGD learning rate of the prompt context; 0 freezes it (default {DEFAULTS.lr_prompt})")
+    t.add_argument("--lr-visual", type=float,
+                   help=f"SGD learning rate of the image tower's norm affine params; 0 freezes them (default "
+                        f"{DEFAULTS.lr_visual}). CLIPood: AdamW learning rate of the whole image tower (default 5e-6)")
     t.add_argument("--trade", type=float, default=DEFAULTS.trade,
                    help="lambda, weight of the marginal-entropy term (default %(default)s)")
     t.add_argument("--weight-temperature", type=float,
@@ -83,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
                    help="evaluate every N epochs (default %(default)s; the last epoch always)")
     t.add_argument("--resume", help="run folder (or checkpoint) to continue from")
+    t.add_argument("--source", action="append",
+                   help="CLIPood: a labelled source folder (class-per-folder; repeat for several domains, one batch "
+                        "from each per step); the positional DATA folder is the target it is evaluated on")
+    t.add_argument("--margin", type=float, default=DEFAULTS.margin,
+                   help="CLIPood: lambda of the margin metric softmax (default %(default)s)")
+    t.add_argument("--bma-beta", type=float, default=DEFAULTS.bma_beta,
+                   help="CLIPood: Beta(beta, beta) weights of the moving average (default %(default)s)")
+    t.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
+                   help="CLIPood: AdamW weight decay (default %(default)s)")
+    t.add_argument("--iters-per-epoch", type=int,
+                   help="CLIPood: steps per epoch (default: one pass over the largest source folder)")
 
     e = sub.add_parser("eval", help="evaluate zero-shot, or a run's adapted checkpoint, on a folder")
     _add_data_args(e)
@@ -140,8 +152,9 @@ class ProgressBar:
         elif ev.kind == "step" and self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(epoch=d["epoch"], loss=f"{d['loss']:.4f}", H=f"{d['cond_entropy']:.3f}")
-        elif ev.kind == "epoch":
-            tqdm.write(f"epoch {d['epoch']}: " + format_metrics(d["metrics"]), file=self.file)
+        elif ev.kind in ("epoch", "bma"):
+            tag = "moving average" if ev.kind == "bma" else f"epoch {d['epoch']}"
+            tqdm.write(f"{tag}: " + format_metrics(d["metrics"]), file=self.file)
         elif ev.kind in ("done", "cancelled", "error") and self.bar is not None:
             self.bar.close()
         if ev.kind == "error":
@@ -149,7 +162,8 @@ class ProgressBar:
 
 
 def format_metrics(m: dict) -> str:
-    keys = [k for k in ("gacc", "pacc", "auroc", "fpr95", "h_score", "mean_confidence") if m.get(k) is not None]
+    keys = [k for k in ("gacc", "pacc", "auroc", "fpr95", "h_score", "acc_seen", "acc_unseen", "mean_confidence")
+            if isinstance(m.get(k), float) and m[k] == m[k]]
     return "  ".join(f"{k}={m[k]:.4f}" for k in keys)
 
 
@@ -157,13 +171,18 @@ def cmd_train(args, method: Optional[str] = None) -> int:
     from .trainer import Trainer
 
     method = method or args.method
-    cfg = RunConfig(data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
-                    model=args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device,
-                    method=method, template=args.template, batch_size=args.batch_size, threshold=args.threshold,
-                    seed=args.seed, num_workers=args.workers, run_dir=_run_dir(args, method))
+    given = {k: getattr(args, a) for k, a in (("batch_size", "batch_size"), ("epochs", "epochs"),
+                                              ("lr_prompt", "lr_prompt"), ("lr_visual", "lr_visual"))
+             if getattr(args, a, None) is not None}
+    cfg = RunConfig.for_method(
+        method, data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
+        model=args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device,
+        template=args.template, threshold=args.threshold, seed=args.seed, num_workers=args.workers,
+        run_dir=_run_dir(args, method), **given)
     if args.command == "train":
-        cfg = cfg.replace(epochs=args.epochs, lr_prompt=args.lr_prompt, lr_visual=args.lr_visual, trade=args.trade,
-                          weight_temperature=args.weight_temperature, eval_every=args.eval_every, resume=args.resume)
+        cfg = cfg.replace(trade=args.trade, weight_temperature=args.weight_temperature, eval_every=args.eval_every,
+                          resume=args.resume, source=args.source, margin=args.margin, bma_beta=args.bma_beta,
+                          weight_decay=args.weight_decay, iters_per_epoch=args.iters_per_epoch)
     if getattr(args, "run", None):  # eval of an adapted run: its model, prompt and prior, its parameters
         src = json.loads((Path(args.run) / "config.json").read_text())
         src.pop("summary", None)
@@ -173,7 +192,7 @@ def cmd_train(args, method: Optional[str] = None) -> int:
             cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
     result = Trainer(cfg, listeners=[ProgressBar()]).run()
     print(f"before: {format_metrics(result.metrics_before)}")
-    print(f"after:  {format_metrics(result.metrics)}")
+    print(f"after:  {format_metrics(result.metrics)}" + ("  (Beta moving average)" if cfg.method == "clipood" else ""))
     print(f"run folder: {result.run_dir}  ({result.seconds:.1f} s)")
     return 0
 

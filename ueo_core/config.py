@@ -10,6 +10,10 @@ from .models import BUILTIN_MODEL, BUILTIN_TAG
 from .prompts import DEFAULT_TEMPLATE
 
 
+# Per-method defaults that differ from UEO's (batch_size is per source domain for CLIPood).
+METHOD_DEFAULTS = {"clipood": {"epochs": 10, "batch_size": 12, "lr_visual": 5e-6, "lr_prompt": 0.0}}
+
+
 @dataclass
 class RunConfig:
     # --- data
@@ -17,6 +21,8 @@ class RunConfig:
     prior: Optional[list[str]] = None       # known class names; None = every class folder (closed set)
     preset: Optional[str] = None            # office31 / officehome / visda / domainnet / pacs: prior + target classes
     setting: str = "ODA"                    # with a preset: CDA / PDA / ODA / OPDA / CSDA
+    source: Optional[list[str]] = None      # labelled source folders (supervised methods: CLIPood); each
+    #   class-per-folder, named by the prior; ``data`` is then the target folder the result is evaluated on
     # --- model
     model: str = BUILTIN_MODEL              # open_clip architecture name
     pretrained: Optional[str] = BUILTIN_TAG  # open_clip pretrained tag (e.g. 'openai'); 'builtin': the shipped
@@ -39,10 +45,22 @@ class RunConfig:
     num_workers: int = 0                    # DataLoader workers (0: in-process, fully repeatable)
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
     threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
+    # --- CLIPood (official thuml/CLIPood scripts for PACS-like domain shift)
+    margin: float = 0.3                     # lambda of margin metric softmax
+    bma_beta: float = 0.5                   # Beta(beta, beta) weights of the moving average
+    weight_decay: float = 0.1               # AdamW weight decay
+    iters_per_epoch: Optional[int] = None   # steps per epoch; None: enough to see the largest source folder once
     # --- bookkeeping
     run_dir: Optional[str] = None           # where the run folder is written; None: nothing written
     resume: Optional[str] = None            # a run folder or checkpoint to continue from
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def for_method(cls, method: str, **kw) -> "RunConfig":
+        """A config with the method's own official defaults (CLIPood: AdamW lr 5e-6, 10 epochs, batch 12)."""
+        base = dict(METHOD_DEFAULTS.get(method, {}))
+        base.update(kw)
+        return cls(method=method, **base)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -99,7 +99,8 @@ def open_confusion(pred: np.ndarray, conf: np.ndarray, truth: np.ndarray, n_clas
     return confusion_matrix(t, o, labels=list(range(n_classes + 1)))
 
 
-def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: Optional[float] = None) -> dict:
+def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: Optional[float] = None,
+                    seen: Optional[Sequence[int]] = None) -> dict:
     """Every metric that the truth allows. Without truth, only label-free statistics."""
     probs = np.asarray(probs, dtype=np.float64)
     conf = confidence(probs)
@@ -118,6 +119,11 @@ def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: O
     out.update({"gacc": gacc(p, t), "pacc": pacc(p, t, probs.shape[1]), "auroc": auroc(c, t),
                 "fpr95": fpr_at_tpr(c, t)})
     out.update(h_score(p, c, t, thr))
+    if seen is not None:  # supervised methods: accuracy on classes trained on vs named-but-never-trained classes
+        is_seen = np.isin(t, list(seen))
+        out["acc_seen"] = gacc(p[is_seen], t[is_seen]) if is_seen.any() else float("nan")
+        unseen = (t >= 0) & ~is_seen
+        out["acc_unseen"] = gacc(p[unseen], t[unseen]) if unseen.any() else float("nan")
     return out
 
 

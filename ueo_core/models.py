@@ -185,3 +185,57 @@ def text_tower(model: torch.nn.Module) -> Any:
             return cand
     raise ModelLoadError("This model's text tower is not an open_clip TextTransformer, so its prompt context cannot "
                          "be learned. Choose a CLIP model with a standard text tower (ViT-B-32, RN50, ...).")
+
+
+# ------------------------------------------------------------------------------------------ memory checks
+def available_memory(device: torch.device) -> int:
+    """Bytes free for a new allocation: GPU free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def training_memory_estimate(loaded: LoadedModel, batch_size: int) -> dict:
+    """Bytes to fine-tune the whole image tower with AdamW and a moving average, estimated from the model itself:
+    weights + gradients + two AdamW moments + the average (5 fp32 copies of the tower's parameters), plus the
+    activations kept for backward, measured as the outputs of every module on one image, times the batch."""
+    visual = loaded.model.visual
+    n_params = sum(p.numel() for p in visual.parameters())
+    per_image = [0]
+
+    def hook(_m, _i, out):
+        if isinstance(out, torch.Tensor):
+            per_image[0] += out.numel() * out.element_size()
+
+    hooks = [m.register_forward_hook(hook) for m in visual.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            visual(torch.zeros(1, 3, loaded.image_size, loaded.image_size, device=loaded.device))
+    finally:
+        for h in hooks:
+            h.remove()
+    params = 5 * 4 * n_params
+    activations = 2 * per_image[0] * batch_size  # outputs kept for backward, plus their gradients
+    return {"parameters": n_params, "state_bytes": params, "activation_bytes": activations,
+            "total_bytes": params + activations}
+
+
+def check_training_memory(loaded: LoadedModel, batch_size: int, headroom: float = 0.9) -> dict:
+    """Refuse (ModelLoadError with a suggestion) when whole-tower training would not fit in memory."""
+    est = training_memory_estimate(loaded, batch_size)
+    free = available_memory(loaded.device)
+    if est["total_bytes"] > headroom * free:
+        where = "GPU" if loaded.device.type == "cuda" else "memory"
+        raise ModelLoadError(
+            f"Fine-tuning the whole image tower of {loaded.name} needs about {est['total_bytes'] / 2**30:.1f} GiB "
+            f"({est['parameters'] / 1e6:.0f} M parameters with AdamW and the moving average, plus activations for "
+            f"batch {batch_size}), but only {free / 2**30:.1f} GiB of {where} is free. Use a smaller batch size or "
+            f"a smaller model — or UEO, which trains only the prompt and the norm layers.")
+    return {**est, "free_bytes": free}

@@ -22,8 +22,9 @@ import torch.nn as nn
 from .config import RunConfig
 from .data import DataError, ImageDataset, ImageSet, load_data
 from .methods import Batch, confidence_weights, get_method
+from .methods.clipood import BetaMovingAverage
 from .metrics import compute_metrics, confidence_histogram, predictions_table
-from .models import LoadedModel, ModelLoadError, autocast, load_model
+from .models import LoadedModel, ModelLoadError, autocast, check_training_memory, load_model
 from .prompts import PromptLearner
 from .runs import RunFolder, load_checkpoint, write_report
 
@@ -57,8 +58,9 @@ def norm_affine_params(visual: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def apply_state(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> int:
-    """Copy saved ``visual.*`` norm parameters into the model's image tower; returns how many were set."""
-    params = dict(norm_affine_params(loaded.model.visual))
+    """Copy saved ``visual.*`` parameters (norm affine, or the whole tower for CLIPood) into the model's image
+    tower; returns how many were set."""
+    params = dict(loaded.model.visual.named_parameters())
     n = 0
     with torch.no_grad():
         for name, value in tensors.items():
@@ -106,6 +108,7 @@ class Trainer:
         self.prompt: Optional[PromptLearner] = None
         self.visual_params: list[tuple[str, nn.Parameter]] = []
         self.weights: Optional[torch.Tensor] = None
+        self.metrics_last: Optional[dict] = None  # CLIPood: the last model, beside the moving average
 
     # ---------------------------------------------------------------- plumbing
     def add_listener(self, fn: Callable[[Event], None]) -> None:
@@ -145,15 +148,45 @@ class Trainer:
         for p in model.parameters():
             p.requires_grad_(False)
         self.prompt = PromptLearner(self.loaded, self.image_set.classes, cfg.template).to(self.loaded.device)
-        self.visual_params = norm_affine_params(model.visual)
+        if self.method.trains_visual == "all":
+            self.visual_params = list(model.visual.named_parameters())
+        else:
+            self.visual_params = norm_affine_params(model.visual)
         self.eval_set = ImageDataset(self.image_set.files, self.loaded.preprocess)
         self.train_set = ImageDataset(self.image_set.files, self.loaded.train_transform(tuple(cfg.crop_scale)))
         self.truth = self.image_set.labels if self.image_set.has_truth else None
+        self.seen = None
+        if self.method.supervised:
+            self._setup_sources()
+
+    def _setup_sources(self) -> None:
+        """Labelled source folders for supervised methods: images of prior classes, labels from folder names."""
+        cfg = self.config
+        if not cfg.source:
+            raise DataError(f"{self.method.label} trains on labelled source folders: give at least one "
+                            f"(class-per-folder, e.g. --source shapes:flat).")
+        if cfg.resume:
+            raise DataError("CLIPood runs cannot be resumed (optimiser and moving-average state are not saved); "
+                            "start a new run.")
+        transform = self.loaded.train_transform(tuple(cfg.crop_scale))
+        self.source_sets, self.source_labels, seen = [], [], set()
+        for spec in cfg.source:
+            src = load_data(spec, prior=self.image_set.classes)
+            if not src.has_truth:
+                raise DataError(f"Source folder {spec} has no class sub-folders, so it has no labels to train on.")
+            keep = np.where(src.labels >= 0)[0]
+            if not len(keep):
+                raise DataError(f"Source folder {spec} holds none of the known classes {self.image_set.classes}.")
+            self.source_sets.append(ImageDataset([src.files[i] for i in keep], transform))
+            self.source_labels.append(torch.as_tensor(src.labels[keep]))
+            seen |= set(src.labels[keep].tolist())
+        self.seen = sorted(seen)  # prior classes with training images; training logits range over these only
+        check_training_memory(self.loaded, cfg.batch_size * len(self.source_sets))
 
     def trainable(self) -> dict[str, nn.Parameter]:
         """Name -> parameter of everything that learns (names as saved in the checkpoint)."""
         out = {}
-        if self.config.lr_prompt > 0:
+        if self.method.trains_prompt and self.config.lr_prompt > 0:
             out["prompt.ctx"] = self.prompt.ctx
         if self.config.lr_visual > 0:
             out.update({f"visual.{n}": p for n, p in self.visual_params})
@@ -168,13 +201,38 @@ class Trainer:
             text = self.prompt().float()
         return feats @ text.T
 
-    def evaluate(self, epoch: int) -> tuple[dict, np.ndarray, torch.Tensor]:
+    def evaluate(self, epoch: int, kind: str = "epoch") -> tuple[dict, np.ndarray, torch.Tensor]:
         cos = self.cosine_logits()
         probs = torch.softmax(self.loaded.logit_scale * cos, dim=1).cpu().numpy()
-        metrics = compute_metrics(probs, self.truth, self.config.threshold)
+        metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
         hist = confidence_histogram(probs.max(axis=1), self.truth)
-        self.emit("epoch", epoch=epoch, metrics=metrics, histogram=hist, probs=probs)
+        self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs)
         return metrics, probs, cos
+
+    def batches(self, epoch: int, steps: int):
+        """(images, image indices or None, labels or None) for one epoch, seeded by (seed, epoch)."""
+        cfg, dev = self.config, self.loaded.device
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731
+            ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers,
+            pin_memory=dev.type == "cuda")
+        if not self.method.supervised:
+            for images, idx in loader(self.train_set):
+                yield images, idx, None
+            return
+        # one batch from each labelled source domain per step (official CLIPood), cycling each as needed
+        iters = [iter(loader(ds)) for ds in self.source_sets]
+        for _ in range(steps):
+            images, labels = [], []
+            for d, ds in enumerate(self.source_sets):
+                try:
+                    x, idx = next(iters[d])
+                except StopIteration:
+                    iters[d] = iter(loader(ds))
+                    x, idx = next(iters[d])
+                images.append(x)
+                labels.append(self.source_labels[d][idx])
+            yield torch.cat(images), None, torch.cat(labels)
 
     # ---------------------------------------------------------------- checkpoint
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -226,13 +284,19 @@ class Trainer:
     def _run(self, t0: float) -> RunResult:
         cfg, ims, dev = self.config, self.image_set, self.loaded.device
         trainable = self.trainable() if self.method.trains else {}
-        steps_per_epoch = math.ceil(len(ims) / cfg.batch_size)
+        if self.method.supervised:
+            steps_per_epoch = cfg.iters_per_epoch or math.ceil(max(map(len, self.source_sets)) / cfg.batch_size)
+        else:
+            steps_per_epoch = math.ceil(len(ims) / cfg.batch_size)
         total_steps = cfg.epochs * steps_per_epoch if self.method.trains else 0
         summary = {"model": self.loaded.describe(), "data": ims.summary(), "classes": ims.classes,
                    "n_images": len(ims), "n_skipped": len(ims.skipped), "has_truth": ims.has_truth,
                    "trainable_parameters": sum(p.numel() for p in trainable.values()),
                    "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
                    "prompts": self.prompt.prompts, "truncated_context": self.prompt.length}
+        if self.method.supervised:
+            summary.update({"source_images": [len(d) for d in self.source_sets],
+                            "seen_classes": [ims.classes[k] for k in self.seen]})
         if self.folder is not None:
             self.folder.write_json("config.json", {**cfg.to_dict(), "summary": summary})
             self.folder.write_skipped(ims.skipped)
@@ -267,7 +331,17 @@ class Trainer:
             vis = [p for n, p in trainable.items() if n.startswith("visual.")]
             if vis:
                 groups.append({"params": vis, "lr": cfg.lr_visual})
-            optimizer = torch.optim.SGD(groups)  # no momentum, no weight decay (official)
+            if self.method.optimizer == "adamw":  # official CLIPood
+                optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+            else:
+                optimizer = torch.optim.SGD(groups)  # no momentum, no weight decay (official UEO)
+            bma = None
+            if self.method.supervised:
+                bma = BetaMovingAverage(dict(self.visual_params), total_steps, cfg.bma_beta)
+                with torch.no_grad(), autocast(dev):
+                    train_text = self.prompt().float()[torch.as_tensor(self.seen, device=dev)]
+                seen_index = torch.full((len(ims.classes),), -1, dtype=torch.long)
+                seen_index[torch.as_tensor(self.seen)] = torch.arange(len(self.seen))
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
             for _ in range(start_epoch * steps_per_epoch):  # resume: the schedule picks up where it was
                 optimizer.step()
@@ -276,29 +350,33 @@ class Trainer:
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 # seeds per epoch: a resumed run repeats an uninterrupted one exactly (CPU)
                 torch.manual_seed(cfg.seed * 1000 + epoch)
-                gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-                loader = torch.utils.data.DataLoader(self.train_set, batch_size=cfg.batch_size, shuffle=True,
-                                                     generator=gen, num_workers=cfg.num_workers,
-                                                     pin_memory=dev.type == "cuda")
-                for images, idx in loader:
+                for images, idx, labels in self.batches(epoch, steps_per_epoch):
                     if self._cancel.is_set():
                         raise Cancelled()
                     t_step = time.time()
-                    images, idx = images.to(dev, non_blocking=True), idx.to(dev)
+                    images = images.to(dev, non_blocking=True)
                     with autocast(dev):
-                        text = self.prompt()
-                        feats = self.loaded.model.encode_image(images, normalize=True)
-                        logits = self.loaded.logit_scale * feats.float() @ text.float().T
+                        text = train_text if bma is not None else self.prompt()
+                        feats = self.loaded.model.encode_image(images, normalize=True).float()
+                        logits = self.loaded.logit_scale * feats @ text.float().T
                     probs_b = torch.softmax(logits, dim=1)
-                    batch = Batch(probs=probs_b, trade=cfg.trade,
-                                  weights=self.weights[idx] if self.weights is not None else None,
-                                  known=known[idx] if known is not None else None)
+                    if labels is not None:  # supervised: labels are prior indices; train over the seen classes
+                        idx = torch.arange(len(labels))
+                        batch = Batch(probs=probs_b, features=feats, text=text.float(), scale=self.loaded.logit_scale,
+                                      labels=seen_index[labels].to(dev), margin=cfg.margin)
+                    else:
+                        idx = idx.to(dev)
+                        batch = Batch(probs=probs_b, trade=cfg.trade,
+                                      weights=self.weights[idx] if self.weights is not None else None,
+                                      known=known[idx] if known is not None else None)
                     loss, stats = self.method.loss(batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     lr = optimizer.param_groups[0]["lr"]
                     optimizer.step()
                     scheduler.step()
+                    if bma is not None:
+                        bma.update()
                     step += 1
                     done_steps = step - start_epoch * steps_per_epoch
                     elapsed = time.time() - t_loop
@@ -309,9 +387,16 @@ class Trainer:
                 if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                     metrics, probs, cos = self.evaluate(epoch)
                     self.last_metrics = metrics
-                self.save_checkpoint(epoch)
+                if bma is None:  # (CLIPood saves only its final moving-average tower, below)
+                    self.save_checkpoint(epoch)
             for p in trainable.values():
                 p.requires_grad_(False)
+            if bma is not None:  # the result is the Beta moving average; the last model is reported beside it
+                self.metrics_last = metrics
+                bma.swap()
+                metrics, probs, cos = self.evaluate(cfg.epochs, kind="bma")
+                self.last_metrics = metrics
+                self.save_checkpoint(cfg.epochs)
         elif start_epoch == 0:
             self.save_checkpoint(0)
 
@@ -321,7 +406,8 @@ class Trainer:
         seconds = time.time() - t0
         if self.folder is not None:
             self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics,
-                                                    "seconds": seconds})
+                                                    "seconds": seconds,
+                                                    **({"last": self.metrics_last} if self.metrics_last else {})})
             self.folder.write_predictions(rows)
             write_report(self.folder, cfg.to_dict(), self.metrics_before, metrics, {**summary, "seconds": seconds})
         self.emit("done", metrics=metrics, metrics_before=self.metrics_before, seconds=seconds,

@@ -44,6 +44,12 @@ class Batch:
     weights: Optional[torch.Tensor] = None  # (B,) zero-shot max-softmax confidence (UEO)
     known: Optional[torch.Tensor] = None    # (B,) ground truth known (1) / unknown (0), oracle only
     trade: float = 1.0                      # lambda, weight of the marginal-entropy term
+    # supervised methods (CLIPood)
+    features: Optional[torch.Tensor] = None  # (B, D) normalised image features
+    text: Optional[torch.Tensor] = None      # (K, D) normalised text features of the trained classes
+    labels: Optional[torch.Tensor] = None    # (B,) class index into ``text``
+    scale: float = 100.0                     # logit scale (temperature)
+    margin: float = 0.3                      # CLIPood's lambda
 
 
 class Method:
@@ -53,6 +59,10 @@ class Method:
     trains: ClassVar[bool] = True
     needs_weights: ClassVar[bool] = False
     needs_truth: ClassVar[bool] = False
+    supervised: ClassVar[bool] = False       # trains on labelled source folders (config.source)
+    trains_prompt: ClassVar[bool] = True     # the CoOp context vectors learn
+    trains_visual: ClassVar[str] = "norm"    # "norm": norm-layer affine params; "all": the whole image tower
+    optimizer: ClassVar[str] = "sgd"         # "sgd" (official UEO: no momentum) or "adamw" (official CLIPood)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError

@@ -1,0 +1,133 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ueo_core.config import RunConfig
+from ueo_core.methods import Batch, get_method
+from ueo_core.methods.clipood import BetaMovingAverage, mms_logits
+from ueo_core.models import ModelLoadError, load_model
+from ueo_core.runs import load_checkpoint
+from ueo_core.trainer import Trainer
+
+from helpers import make_folder
+
+
+def unit(v):
+    v = torch.tensor(v, dtype=torch.float64)
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+F_ = unit([[1.0, 0.2, 0.0], [0.1, 1.0, 0.3]])
+T_ = unit([[1.0, 0.0, 0.0], [0.9, 0.43, 0.0], [0.0, 0.0, 1.0]])  # class 1 is close to class 0; class 2 far
+
+
+def test_mms_against_hand_computation():
+    labels = torch.tensor([0, 2])
+    s, lam = 10.0, 0.3
+    out = mms_logits(F_, T_, labels, s, lam)
+    for i, y in enumerate(labels.tolist()):
+        for j in range(3):
+            cos_fj = sum(F_[i, d].item() * T_[j, d].item() for d in range(3))
+            cos_yj = sum(T_[y, d].item() * T_[j, d].item() for d in range(3))
+            assert out[i, j].item() == pytest.approx(s * (cos_fj - lam * cos_yj), abs=1e-12)
+    loss, stats = get_method("clipood").loss(Batch(probs=torch.softmax(s * F_ @ T_.T, 1), features=F_, text=T_,
+                                                   labels=labels, scale=s, margin=lam))
+    assert loss.item() == pytest.approx(F.cross_entropy(out, labels).item(), abs=1e-12)
+    assert stats["train_acc"] == 0.5
+
+
+def test_margins_are_class_adaptive():
+    """Relative to the true class, class j's logit is lowered by s*lam*(1 - cos(t_y, t_j)):
+    a class similar to the true one gets a small margin, a dissimilar one a large margin."""
+    s, lam = 10.0, 0.3
+    labels = torch.tensor([0, 0])
+    plain = s * F_ @ T_.T
+    mms = mms_logits(F_, T_, labels, s, lam)
+    gap_plain = plain[:, :1] - plain[:, 1:]  # how far the true class leads class j
+    gap_mms = mms[:, :1] - mms[:, 1:]
+    margin = gap_plain - gap_mms             # the lead the true class must additionally win by
+    expected = s * lam * (1 - (T_[0] @ T_[1:].T))
+    assert torch.allclose(margin, expected.expand_as(margin), atol=1e-12)
+    assert margin[0, 0] < margin[0, 1]  # close class 1: smaller margin than far class 2
+
+
+def test_bma_equals_explicit_weighted_average_of_snapshots():
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(5))
+    total = 7
+    bma = BetaMovingAverage({"p": p}, total_steps=total, beta=0.5)
+    snaps = [p.detach().clone()]
+    for _ in range(total):
+        with torch.no_grad():
+            p.add_(torch.randn(5))
+        bma.update()
+        snaps.append(p.detach().clone())
+    from scipy.stats import beta
+    w = np.array([beta(0.5, 0.5).pdf((t + 0.5) / (total + 1)) for t in range(total + 1)])
+    expected = sum(wi * si.double() for wi, si in zip(w, snaps)) / w.sum()
+    assert torch.allclose(bma.avg["p"].double(), expected, atol=1e-5)
+    assert w[0] > w[total // 2] < w[-1]  # U-shaped: early and late snapshots weigh most
+    live = p.detach().clone()
+    bma.swap()
+    assert torch.allclose(p.detach(), bma.avg["p"] * 0 + expected.float(), atol=1e-5)
+    assert torch.equal(bma.avg["p"], live)
+
+
+@pytest.fixture
+def domains(tmp_path):
+    src = make_folder(tmp_path / "src", classes=("red", "green", "blue", "yellow"), per_class=6, seed=1)
+    tgt = make_folder(tmp_path / "tgt", classes=("red", "green", "blue", "yellow"), per_class=6, seed=2)
+    return src, tgt
+
+
+def test_clipood_run_changes_only_the_image_tower_and_keeps_bma(domains, tmp_path):
+    src, tgt = domains
+    loaded = load_model("ueo-tiny", seed=0)
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    cfg = RunConfig.for_method("clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
+                               model="ueo-tiny", pretrained=None, epochs=2, batch_size=4, lr_visual=1e-3,
+                               run_dir=str(tmp_path / "run"))
+    assert cfg.weight_decay == 0.1 and cfg.margin == 0.3 and cfg.bma_beta == 0.5
+    events = []
+    tr = Trainer(cfg, loaded=loaded, listeners=[events.append])
+    r = tr.run()
+    after = loaded.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    visual = {k for k in before if k.startswith("visual.")}
+    assert changed and changed <= visual and len(changed) > len(visual) / 2
+    assert not any("running_" in k for k in changed)
+    assert tr.prompt.ctx.grad is None
+    kinds = [e.kind for e in events]
+    assert kinds.count("bma") == 1 and kinds[-1] == "done"
+    assert "last" in (tmp_path / "run" / "metrics.json").read_text()
+    assert set(r.metrics) >= {"gacc", "auroc", "acc_seen", "acc_unseen"}
+    assert math.isnan(r.metrics["acc_unseen"]) or r.metrics["acc_unseen"] is None  # every prior class was seen
+    tensors, _ = load_checkpoint(tmp_path / "run")
+    # the checkpoint holds the whole (moving-average) image tower
+    assert {f"visual.{n}" for n, _ in loaded.model.visual.named_parameters()} <= set(tensors)
+    for n, p in loaded.model.visual.named_parameters():
+        assert torch.equal(tensors[f"visual.{n}"], p.detach().float())  # the live model is the BMA one now
+
+
+def test_clipood_reports_seen_and_unseen_classes(domains, tmp_path):
+    src, tgt = domains
+    import shutil
+    shutil.rmtree(src / "blue")  # blue is named in the prior but has no training images
+    cfg = RunConfig.for_method("clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
+                               model="ueo-tiny", pretrained=None, epochs=1, batch_size=4)
+    tr = Trainer(cfg)
+    r = tr.run()
+    assert tr.seen == [0, 1] and r.metrics["acc_unseen"] is not None and 0 <= r.metrics["acc_unseen"] <= 1
+
+
+def test_clipood_needs_sources_and_refuses_when_memory_is_short(domains, monkeypatch):
+    src, tgt = domains
+    base = dict(data=str(tgt), prior=["red", "green"], model="ueo-tiny", pretrained=None, epochs=1)
+    with pytest.raises(Exception, match="labelled source folders"):
+        Trainer(RunConfig.for_method("clipood", **base)).run()
+    monkeypatch.setattr("ueo_core.models.available_memory", lambda device: 1_000_000)  # 1 MB free
+    with pytest.raises(ModelLoadError, match="smaller batch size"):
+        Trainer(RunConfig.for_method("clipood", source=[str(src)], **base)).run()
