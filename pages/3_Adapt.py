@@ -18,19 +18,30 @@ st.caption(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model
 
 rid = state.active_run_id()
 running = state.is_running(rid)
-sugg = suggested_settings(model["name"], model.get("pretrained"))
+names = [m for m in METHODS if not (METHODS[m].needs_truth and not ims.has_truth)]
+method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label,
+                      help="\n\n".join(f"**{METHODS[m].label}**: {METHODS[m].description}" for m in names))
+sugg = suggested_settings(model["name"], model.get("pretrained"), method)
+sources = []
+if METHODS[method].supervised:
+    options = state.source_options(state.data_choice())
+    ui.explain("CLIPood is supervised: it fine-tunes the whole image tower on *labelled* source folders (class "
+               "names from the folder names), then is evaluated here, on the target folder. UEO needs no labels.")
+    picked = st.multiselect("Labelled source folders (one batch from each per step)", list(options),
+                            default=list(options)[:1])
+    typed = st.text_input("More source folders (paths, comma-separated)", "")
+    sources = [options[p] for p in picked] + [t.strip() for t in typed.split(",") if t.strip()]
 
-with st.form("settings"):
-    names = [m for m in METHODS if not (METHODS[m].needs_truth and not ims.has_truth)]
-    method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label,
-                          help="\n\n".join(f"**{METHODS[m].label}**: {METHODS[m].description}" for m in names))
+with st.form(f"settings-{method}"):
     template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
                              "context)", value=RunConfig.template)
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", 1, 500, sugg["epochs"])
     batch = c2.number_input("Batch size", 1, 1024, sugg["batch_size"])
-    lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, sugg["lr_prompt"], format="%.0e")
-    lr_visual = c4.number_input("LR norm params", 0.0, 10.0, sugg["lr_visual"], format="%.0e")
+    lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, sugg["lr_prompt"], format="%.0e",
+                                disabled=not METHODS[method].trains_prompt)
+    lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
+                                0.0, 10.0, sugg["lr_visual"], format="%.0e")
     c5, c6, c7 = st.columns(3)
     trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, RunConfig.trade)
     wt = c6.selectbox("UEO weight temperature", ["model logit scale (paper)", "1.0 (official code)"])
@@ -39,8 +50,8 @@ with st.form("settings"):
     start = st.form_submit_button("▶ Start", type="primary", disabled=running)
 
 if start:
-    cfg = RunConfig(data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
-                    pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), method=method,
+    cfg = RunConfig.for_method(method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
+                    pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), source=sources or None,
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
                     lr_visual=float(lr_visual), trade=float(trade), seed=int(seed),
                     weight_temperature=None if wt.startswith("model") else 1.0)

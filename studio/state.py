@@ -141,6 +141,21 @@ def is_running(run_id: Optional[str]) -> bool:
     return bool(bg and bg.alive)
 
 
+def source_options(choice: dict) -> dict[str, str]:
+    """Labelled source folders that fit the chosen target (label -> data spec): the other Shapes or PACS domains."""
+    spec = choice["spec"]
+    if spec.startswith("shapes:"):
+        from ueo_core.shapes import DOMAINS
+        target = spec.split(":", 1)[1]
+        order = ["flat"] + [d for d in DOMAINS if d != "flat"]
+        return {f"Shapes · {d}": f"shapes:{d}" for d in order if d != target}
+    pacs = shared_pacs()
+    if pacs and Path(spec).resolve().parent == pacs.resolve():
+        return {f"PACS · {d.name}": str(d) for d in sorted(pacs.iterdir())
+                if d.is_dir() and d.name != Path(spec).name}
+    return {}
+
+
 def shared_pacs() -> Optional[Path]:
     p = SHARED_DATA / "PACS"
     return p if p.is_dir() else None

@@ -181,3 +181,23 @@ def test_learn_page_numbers_follow_the_sliders():
     at.slider[1].set_value(2.0).run()  # image 1, class 1 logit up: more confident
     no_trouble(at)
     assert [m.value for m in at.metric] != before
+
+
+def test_adapt_clipood_from_labelled_shapes_source():
+    at = app("pages/3_Adapt.py")
+    at.run()
+    at.selectbox[0].set_value("clipood").run()
+    no_trouble(at)
+    assert at.multiselect[0].value == ["Shapes · flat"]  # the labelled source: the other domains, flat first
+    assert at.number_input[1].value == 12  # official batch size per source domain
+    at.number_input[0].set_value(1)
+    at.button[0].click().run()
+    rid, bg = wait_for_run(at)
+    assert bg.error is None and bg.result.status == "done", bg.error
+    at.run()
+    no_trouble(at)
+    assert any("Done in" in s.value for s in at.success)
+    import json
+    from studio import state
+    m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
+    assert {"before", "after", "last"} <= set(m) and "acc_seen" in m["after"]
