@@ -194,3 +194,37 @@ def test_cli_train_eval_embed(folder, tmp_path):
     assert bad.returncode == 2 and "Folder not found" in bad.stderr and "Traceback" not in bad.stderr
     helptext = subprocess.run(env_cmd + ["train", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert "--weight-temperature" in helptext.stdout and "--lr-visual" in helptext.stdout
+
+
+def test_decoded_cache_decodes_each_file_once_per_run(folder, tmp_path, monkeypatch):
+    import ueo_core.data as data_mod
+    calls = []
+    real = data_mod.load_rgb
+    monkeypatch.setattr(data_mod, "load_rgb", lambda p: calls.append(p) or real(p))
+    a = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=2)).run()
+    assert len(calls) == 24  # zero-shot pass decodes; two epochs and two evaluations reuse
+    calls.clear()
+    b = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=2, cache_images=False)).run()
+    assert len(calls) == 24 * 5  # 3 evaluations + 2 training epochs
+    assert np.array_equal(a.probs, b.probs)  # exact: same results with and without the cache
+
+
+def test_prompt_only_fast_mode_trains_only_the_context(folder, tmp_path, monkeypatch):
+    import ueo_core.trainer as trainer_mod
+    loaded = load_model("ueo-tiny", seed=0)
+    before = snapshot(loaded.model)
+    passes = []
+    real = trainer_mod.encode_images
+    monkeypatch.setattr(trainer_mod, "encode_images", lambda *a, **k: passes.append(1) or real(*a, **k))
+    events = []
+    tr = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=3, fast_mode="prompt_only", fast_views=2),
+                 loaded=loaded, listeners=[events.append])
+    r = tr.run()
+    after = snapshot(loaded.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the image tower is untouched
+    assert len(passes) == 1 + 2  # one evaluation pass (features reused every epoch) + one per cached view
+    assert tr.view_feats.shape[:2] == (2, 24)
+    assert sum(e.kind == "step" for e in events) == 9 and any(e.kind == "prepare" for e in events)
+    assert r.metrics["mean_entropy"] != r.metrics_before["mean_entropy"]  # the prompt context did learn
+    with pytest.raises(ValueError, match="Unknown fast mode"):
+        Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="turbo")).run()

@@ -43,6 +43,11 @@ class RunConfig:
     crop_scale: tuple = (0.5, 1.0)          # RandomResizedCrop scale of the training augmentation
     seed: int = 2023                        # official --seed
     num_workers: int = 0                    # DataLoader workers (0: in-process, fully repeatable)
+    cache_images: bool = True              # keep decoded images in memory: each file decoded once per run (exact)
+    fast_mode: Optional[str] = None         # None: full UEO. "prompt_only": an approximation for CPUs — the image
+    #   tower is frozen, features of ``fast_views`` augmented views per image are computed once, only the prompt
+    #   context trains (lr_visual is ignored)
+    fast_views: int = 4                     # augmented views per image cached in prompt_only mode
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
     threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
     # --- CLIPood (official thuml/CLIPood scripts for PACS-like domain shift)

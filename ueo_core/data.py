@@ -235,18 +235,51 @@ def load_preset(root: str | Path, preset: str, setting: str = "ODA", **kw) -> Im
 
 
 # ------------------------------------------------------------------------------------------- torch datasets
-class ImageDataset(torch.utils.data.Dataset):
-    """(transformed image, index) for each file; the index lets the trainer look up per-image weights."""
+class DecodedCache:
+    """Decoded RGB images kept in memory (uint8), so each file is decoded once per run instead of once per pass.
 
-    def __init__(self, files: Sequence[str], transform: Callable):
+    Exact: the cached image is the decoded file itself, unless its shorter side exceeds ``max_side``; then it is
+    first downscaled (bicubic) to that, a small approximation for very large photos (default 4x the model input,
+    far above what RandomResizedCrop(scale >= 0.5) and the eval resize need). Images are cached only while the
+    total stays under ``budget_bytes``; the rest are decoded each time.
+    """
+
+    def __init__(self, max_side: Optional[int] = None, budget_bytes: int = 2 * 1024 ** 3):
+        self.max_side = max_side
+        self.budget = budget_bytes
+        self.used = 0
+        self.images: dict[str, Image.Image] = {}
+
+    def get(self, path: str) -> Image.Image:
+        img = self.images.get(path)
+        if img is not None:
+            return img
+        img = load_rgb(path)
+        if self.max_side and min(img.size) > self.max_side:
+            scale = self.max_side / min(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
+        size = img.width * img.height * 3
+        if self.used + size <= self.budget:
+            self.images[path] = img
+            self.used += size
+        return img
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """(transformed image, index) for each file; the index lets the trainer look up per-image weights.
+    With a shared ``DecodedCache`` the evaluation pass and every training epoch decode each file only once."""
+
+    def __init__(self, files: Sequence[str], transform: Callable, cache: Optional[DecodedCache] = None):
         self.files = list(files)
         self.transform = transform
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
-        return self.transform(load_rgb(self.files[i])), i
+        img = self.cache.get(self.files[i]) if self.cache is not None else load_rgb(self.files[i])
+        return self.transform(img), i
 
 
 # ------------------------------------------------------------------------------------------- safe unzipping

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .config import RunConfig
-from .data import DataError, ImageDataset, ImageSet, load_data
+from .data import DataError, DecodedCache, ImageDataset, ImageSet, load_data
 from .methods import Batch, confidence_weights, get_method
 from .methods.clipood import BetaMovingAverage
 from .metrics import compute_metrics, confidence_histogram, predictions_table
@@ -152,8 +152,16 @@ class Trainer:
             self.visual_params = list(model.visual.named_parameters())
         else:
             self.visual_params = norm_affine_params(model.visual)
-        self.eval_set = ImageDataset(self.image_set.files, self.loaded.preprocess)
-        self.train_set = ImageDataset(self.image_set.files, self.loaded.train_transform(tuple(cfg.crop_scale)))
+        if cfg.fast_mode not in (None, "prompt_only"):
+            raise ValueError(f"Unknown fast mode '{cfg.fast_mode}'. Choose prompt_only, or none for full UEO.")
+        if cfg.fast_mode and not (self.method.trains_prompt and self.method.trains and not self.method.supervised):
+            raise ValueError(f"The prompt-only fast mode applies to the unsupervised methods, not {cfg.method}.")
+        self.cache = DecodedCache(max_side=4 * self.loaded.image_size) if cfg.cache_images else None
+        self.eval_set = ImageDataset(self.image_set.files, self.loaded.preprocess, self.cache)
+        self.train_set = ImageDataset(self.image_set.files, self.loaded.train_transform(tuple(cfg.crop_scale)),
+                                      self.cache)
+        self.view_feats: Optional[torch.Tensor] = None  # prompt_only: (views, N, D) frozen features
+        self.eval_feats: Optional[torch.Tensor] = None  # prompt_only: the frozen tower's evaluation features
         self.truth = self.image_set.labels if self.image_set.has_truth else None
         self.seen = None
         if self.method.supervised:
@@ -177,7 +185,7 @@ class Trainer:
             keep = np.where(src.labels >= 0)[0]
             if not len(keep):
                 raise DataError(f"Source folder {spec} holds none of the known classes {self.image_set.classes}.")
-            self.source_sets.append(ImageDataset([src.files[i] for i in keep], transform))
+            self.source_sets.append(ImageDataset([src.files[i] for i in keep], transform, self.cache))
             self.source_labels.append(torch.as_tensor(src.labels[keep]))
             seen |= set(src.labels[keep].tolist())
         self.seen = sorted(seen)  # prior classes with training images; training logits range over these only
@@ -188,7 +196,7 @@ class Trainer:
         out = {}
         if self.method.trains_prompt and self.config.lr_prompt > 0:
             out["prompt.ctx"] = self.prompt.ctx
-        if self.config.lr_visual > 0:
+        if self.config.lr_visual > 0 and not self.config.fast_mode:
             out.update({f"visual.{n}": p for n, p in self.visual_params})
         return out
 
@@ -196,7 +204,12 @@ class Trainer:
     @torch.no_grad()
     def cosine_logits(self) -> torch.Tensor:
         cfg = self.config
-        feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers)
+        if self.eval_feats is not None:  # prompt_only: the image tower is frozen, its features too
+            feats = self.eval_feats
+        else:
+            feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers)
+            if cfg.fast_mode == "prompt_only":
+                self.eval_feats = feats
         with autocast(self.loaded.device):
             text = self.prompt().float()
         return feats @ text.T
@@ -209,6 +222,18 @@ class Trainer:
         self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs)
         return metrics, probs, cos
 
+    @torch.no_grad()
+    def _cache_views(self) -> None:
+        """prompt_only: encode ``fast_views`` augmented views of every image once with the frozen tower."""
+        cfg = self.config
+        views = []
+        for v in range(cfg.fast_views):
+            torch.manual_seed(cfg.seed * 1000 + 500 + v)
+            views.append(encode_images(self.loaded, self.train_set, cfg.batch_size * 3, cfg.num_workers,
+                                       progress=lambda d, n, v=v: self.emit("prepare", view=v + 1,
+                                                                           views=cfg.fast_views, done=d, total=n)))
+        self.view_feats = torch.stack(views)
+
     def batches(self, epoch: int, steps: int):
         """(images, image indices or None, labels or None) for one epoch, seeded by (seed, epoch)."""
         cfg, dev = self.config, self.loaded.device
@@ -216,6 +241,11 @@ class Trainer:
         loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731
             ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers,
             pin_memory=dev.type == "cuda")
+        if self.view_feats is not None:  # prompt_only: cached features of a random view of each image
+            perm = torch.randperm(len(self.train_set), generator=gen)
+            for chunk in perm.split(cfg.batch_size):
+                yield None, chunk, torch.randint(len(self.view_feats), (len(chunk),), generator=gen)
+            return
         if not self.method.supervised:
             for images, idx in loader(self.train_set):
                 yield images, idx, None
@@ -346,6 +376,8 @@ class Trainer:
             for _ in range(start_epoch * steps_per_epoch):  # resume: the schedule picks up where it was
                 optimizer.step()
                 scheduler.step()
+            if cfg.fast_mode == "prompt_only":
+                self._cache_views()
             step, t_loop = start_epoch * steps_per_epoch, time.time()
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 # seeds per epoch: a resumed run repeats an uninterrupted one exactly (CPU)
@@ -354,10 +386,14 @@ class Trainer:
                     if self._cancel.is_set():
                         raise Cancelled()
                     t_step = time.time()
-                    images = images.to(dev, non_blocking=True)
                     with autocast(dev):
                         text = train_text if bma is not None else self.prompt()
-                        feats = self.loaded.model.encode_image(images, normalize=True).float()
+                        if images is None:  # prompt_only: labels holds the view of each image
+                            feats = self.view_feats[labels, idx].to(dev)
+                            labels = None
+                        else:
+                            images = images.to(dev, non_blocking=True)
+                            feats = self.loaded.model.encode_image(images, normalize=True).float()
                         logits = self.loaded.logit_scale * feats @ text.float().T
                     probs_b = torch.softmax(logits, dim=1)
                     if labels is not None:  # supervised: labels are prior indices; train over the seen classes
