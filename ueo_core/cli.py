@@ -190,7 +190,13 @@ def cmd_train(args, method: Optional[str] = None) -> int:
                                                run_dir=cfg.run_dir, epochs=0, device=args.device)
         if args.prior or args.preset:
             cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
-    result = Trainer(cfg, listeners=[ProgressBar()]).run()
+    from .distributed import init_from_env, rank
+    dev = init_from_env()  # under torchrun: join the process group, one device per process
+    if dev is not None:
+        cfg = cfg.replace(device=str(dev))
+    result = Trainer(cfg, listeners=[ProgressBar()] if rank() == 0 else []).run()
+    if rank() != 0:
+        return 0
     print(f"before: {format_metrics(result.metrics_before)}")
     print(f"after:  {format_metrics(result.metrics)}" + ("  (Beta moving average)" if cfg.method == "clipood" else ""))
     print(f"run folder: {result.run_dir}  ({result.seconds:.1f} s)")

@@ -75,6 +75,18 @@ class LoadedModel:
     std: tuple = field(default=open_clip.OPENAI_DATASET_STD)
 
     @property
+    def channels_last(self) -> bool:
+        """Convolutional image towers (ResNets) run faster with channels-last tensors (oneDNN on CPU, cuDNN on
+        GPU); same maths, only the summation order differs. ViTs gain nothing."""
+        return any(isinstance(m, torch.nn.Conv2d) and max(m.kernel_size) > 1 and m.in_channels > 3
+                   for m in self.model.visual.modules())
+
+    def to_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Images to the model's device, channels-last for convolutional towers."""
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    @property
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.exp().item())
 

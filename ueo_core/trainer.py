@@ -22,6 +22,8 @@ import torch.nn as nn
 from .config import RunConfig
 from .data import DataError, DecodedCache, ImageDataset, ImageSet, load_data
 from .methods import Batch, confidence_weights, get_method
+from .distributed import Encoders, gather, is_distributed, shard, world_size
+from .distributed import rank as dist_rank
 from .methods.clipood import BetaMovingAverage
 from .metrics import compute_metrics, confidence_histogram, predictions_table
 from .models import LoadedModel, ModelLoadError, autocast, check_training_memory, load_model
@@ -77,7 +79,7 @@ def encode_images(loaded: LoadedModel, dataset, batch_size: int, num_workers: in
     feats, done = [], 0
     with torch.no_grad(), autocast(loaded.device):
         for images, _ in loader:
-            f = loaded.model.encode_image(images.to(loaded.device, non_blocking=True), normalize=True)
+            f = loaded.model.encode_image(loaded.to_input(images), normalize=True)
             feats.append(f.float())
             done += len(images)
             if progress:
@@ -104,7 +106,9 @@ class Trainer:
         self.loaded = loaded
         self.image_set = image_set
         self._cancel = threading.Event()
-        self.folder: Optional[RunFolder] = RunFolder(config.run_dir).create() if config.run_dir else None
+        self.rank = dist_rank()  # under torchrun only rank 0 writes the run folder and talks to listeners
+        self.folder: Optional[RunFolder] = (RunFolder(config.run_dir).create()
+                                            if config.run_dir and self.rank == 0 else None)
         self.prompt: Optional[PromptLearner] = None
         self.visual_params: list[tuple[str, nn.Parameter]] = []
         self.weights: Optional[torch.Tensor] = None
@@ -119,6 +123,8 @@ class Trainer:
         self._cancel.set()
 
     def emit(self, kind: str, **data) -> None:
+        if self.rank != 0:
+            return
         ev = Event(kind, data)
         if self.folder is not None:
             if kind == "step":
@@ -145,6 +151,8 @@ class Trainer:
                                      device=cfg.device, seed=cfg.seed)
         model = self.loaded.model
         model.eval()  # always: BatchNorm statistics stay frozen, as in the official code
+        if self.loaded.channels_last:
+            model.visual.to(memory_format=torch.channels_last)
         for p in model.parameters():
             p.requires_grad_(False)
         self.prompt = PromptLearner(self.loaded, self.image_set.classes, cfg.template).to(self.loaded.device)
@@ -246,6 +254,13 @@ class Trainer:
             for chunk in perm.split(cfg.batch_size):
                 yield None, chunk, torch.randint(len(self.view_feats), (len(chunk),), generator=gen)
             return
+        if not self.method.supervised and is_distributed():  # every process draws the same global batches
+            perm = torch.randperm(len(self.train_set), generator=gen)
+            global_batches = [shard(c).tolist() for c in perm.split(cfg.batch_size * world_size())]
+            for images, idx in torch.utils.data.DataLoader(self.train_set, batch_sampler=global_batches,
+                                                           num_workers=cfg.num_workers):
+                yield images, idx, None
+            return
         if not self.method.supervised:
             for images, idx in loader(self.train_set):
                 yield images, idx, None
@@ -316,8 +331,8 @@ class Trainer:
         trainable = self.trainable() if self.method.trains else {}
         if self.method.supervised:
             steps_per_epoch = cfg.iters_per_epoch or math.ceil(max(map(len, self.source_sets)) / cfg.batch_size)
-        else:
-            steps_per_epoch = math.ceil(len(ims) / cfg.batch_size)
+        else:  # (under torchrun each step is one global batch of batch_size per process)
+            steps_per_epoch = math.ceil(len(ims) / (cfg.batch_size * world_size()))
         total_steps = cfg.epochs * steps_per_epoch if self.method.trains else 0
         summary = {"model": self.loaded.describe(), "data": ims.summary(), "classes": ims.classes,
                    "n_images": len(ims), "n_skipped": len(ims.skipped), "has_truth": ims.has_truth,
@@ -378,6 +393,13 @@ class Trainer:
                 scheduler.step()
             if cfg.fast_mode == "prompt_only":
                 self._cache_views()
+            ddp = None
+            if is_distributed():
+                if self.method.supervised or cfg.fast_mode:
+                    raise ValueError("Several processes are supported for the unsupervised methods in full mode.")
+                ddp = torch.nn.parallel.DistributedDataParallel(
+                    Encoders(self.loaded.model.visual, self.prompt),
+                    device_ids=[dev.index] if dev.type == "cuda" else None)
             step, t_loop = start_epoch * steps_per_epoch, time.time()
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 # seeds per epoch: a resumed run repeats an uninterrupted one exactly (CPU)
@@ -391,20 +413,23 @@ class Trainer:
                         if images is None:  # prompt_only: labels holds the view of each image
                             feats = self.view_feats[labels, idx].to(dev)
                             labels = None
+                        elif ddp is not None:
+                            feats, text = ddp(self.loaded.to_input(images))
+                            feats = feats.float()
                         else:
-                            images = images.to(dev, non_blocking=True)
-                            feats = self.loaded.model.encode_image(images, normalize=True).float()
+                            feats = self.loaded.model.encode_image(self.loaded.to_input(images), normalize=True).float()
                         logits = self.loaded.logit_scale * feats @ text.float().T
                     probs_b = torch.softmax(logits, dim=1)
                     if labels is not None:  # supervised: labels are prior indices; train over the seen classes
                         idx = torch.arange(len(labels))
                         batch = Batch(probs=probs_b, features=feats, text=text.float(), scale=self.loaded.logit_scale,
                                       labels=seen_index[labels].to(dev), margin=cfg.margin)
-                    else:
+                    else:  # (under torchrun: the global batch, gathered from every process)
                         idx = idx.to(dev)
+                        probs_b = gather(probs_b)
                         batch = Batch(probs=probs_b, trade=cfg.trade,
-                                      weights=self.weights[idx] if self.weights is not None else None,
-                                      known=known[idx] if known is not None else None)
+                                      weights=gather(self.weights[idx], False) if self.weights is not None else None,
+                                      known=gather(known[idx], False) if known is not None else None)
                     loss, stats = self.method.loss(batch)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -418,7 +443,7 @@ class Trainer:
                     elapsed = time.time() - t_loop
                     eta = elapsed / done_steps * (total_steps - step)
                     self.emit("step", step=step, epoch=epoch, total_steps=total_steps, loss=float(loss.detach()), lr=lr,
-                              seconds=time.time() - t_step, eta=eta, batch=len(idx),
+                              seconds=time.time() - t_step, eta=eta, batch=len(probs_b),
                               **self.method.monitor(probs_b.detach()), **stats)
                 if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                     metrics, probs, cos = self.evaluate(epoch)

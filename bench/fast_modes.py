@@ -1,0 +1,52 @@
+"""Full UEO vs the prompt-only fast mode on Shapes with the built-in model: wall time and metrics, side by side.
+
+    python bench/fast_modes.py                 # README table (sketch and photo, 5 epochs)
+
+Each run is the whole thing a user waits for (zero-shot pass, view caching, training, evaluations), timed in
+this process one after another; the ratio is what to read.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ueo_core.config import RunConfig, suggested_settings  # noqa: E402
+from ueo_core.data import load_data  # noqa: E402
+from ueo_core.trainer import Trainer  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domains", nargs="+", default=["sketch", "photo"])
+    ap.add_argument("--rounds", type=int, default=1)
+    args = ap.parse_args(argv)
+    s = suggested_settings("ueo-shapes")
+    rows = []
+    for dom in args.domains:
+        ims = load_data(f"shapes:{dom}")
+        for _ in range(args.rounds):
+            for mode in (None, "prompt_only"):
+                cfg = RunConfig(data=f"shapes:{dom}", epochs=s["epochs"], batch_size=s["batch_size"],
+                                lr_prompt=s["lr_prompt"], lr_visual=s["lr_visual"], fast_mode=mode)
+                t = time.time()
+                r = Trainer(cfg, image_set=ims).run()
+                rows.append((dom, mode or "full", time.time() - t, r.metrics_before, r.metrics))
+                print(f"{dom:7s} {mode or 'full':12s} {rows[-1][2]:6.1f} s  GACC {r.metrics['gacc']*100:5.1f}  "
+                      f"AUROC {r.metrics['auroc']*100:5.1f}", flush=True)
+    print("\n| domain | mode | seconds | speed-up | GACC | AUROC | (zero-shot GACC / AUROC) |\n|---|---|---|---|---|---|---|")
+    for dom in args.domains:
+        full = [r for r in rows if r[0] == dom and r[1] == "full"]
+        tf = sorted(r[2] for r in full)[len(full) // 2]
+        for d, mode, sec, b, m in [r for r in rows if r[0] == dom][:2]:
+            print(f"| {d} | {mode} | {sec:.1f} | {tf / sec:.1f}x | {m['gacc']*100:.1f} | {m['auroc']*100:.1f} | "
+                  f"{b['gacc']*100:.1f} / {b['auroc']*100:.1f} |")
+    print(f"\nsettings: {s['epochs']} epochs, batch {s['batch_size']}, lr {s['lr_prompt']} (prompt) / "
+          f"{s['lr_visual']} (norm; full mode only); prompt_only caches 4 augmented views per image")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

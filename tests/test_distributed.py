@@ -1,0 +1,86 @@
+"""N processes with batch B == one process with batch N*B: same UEO loss, same gradients (gloo, CPU)."""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from conftest import ROOT
+from helpers import make_folder
+
+CLASSES = ["red", "green", "blue"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_step(world: int):
+    """One UEO step through exactly the pieces the trainer uses under torchrun."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from ueo_core.distributed import Encoders, gather, shard
+    from ueo_core.methods.ueo import ueo_loss
+    from ueo_core.models import load_model
+    from ueo_core.prompts import PromptLearner
+    from ueo_core.trainer import norm_affine_params
+
+    loaded = load_model("ueo-tiny", seed=0)
+    prompt = PromptLearner(loaded, CLASSES)
+    params = {"prompt.ctx": prompt.ctx, **{f"visual.{n}": p for n, p in norm_affine_params(loaded.model.visual)}}
+    for p in params.values():
+        p.requires_grad_(True)
+    enc = Encoders(loaded.model.visual, prompt)
+    if world > 1:
+        enc = DDP(enc)
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(8, 3, 32, 32, generator=g)
+    weights = torch.rand(8, generator=g) * 0.6 + 0.3
+    idx = shard(torch.arange(8))
+    feats, text = enc(images[idx])
+    probs = torch.softmax(loaded.logit_scale * feats @ text.T, dim=1)
+    loss, _ = ueo_loss(gather(probs), gather(weights[idx], differentiable=False), 1.0)
+    loss.backward()
+    return float(loss.detach()), {k: p.grad.detach().clone() for k, p in params.items()}
+
+
+def _worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    loss, grads = one_step(world)
+    torch.save({"loss": loss, "grads": grads}, out / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
+    single_loss, single_grads = one_step(1)
+    mp.spawn(_worker, args=(2, free_port(), tmp_path), nprocs=2, join=True)
+    for r in range(2):
+        res = torch.load(tmp_path / f"rank{r}.pt")
+        assert res["loss"] == pytest.approx(single_loss, abs=1e-6)
+        for k, g in single_grads.items():
+            assert torch.allclose(res["grads"][k], g, atol=1e-6, rtol=1e-4), k
+    assert single_grads["prompt.ctx"].abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_cli_under_torchrun_with_two_processes(tmp_path):
+    folder = make_folder(tmp_path / "data", classes=("red", "green", "blue", "yellow"))
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", str(free_port()), "-m", "ueo_core", "train", str(folder),
+                          "--prior", "red,green,blue", "--model", "ueo-tiny", "--pretrained", "none",
+                          "--epochs", "2", "--batch-size", "4", "--out", str(out)],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    from ueo_core.runs import RunFolder
+    steps = RunFolder(out).read_jsonl("steps.jsonl")
+    assert len(steps) == 2 * 3 and all(s["batch"] == 8 for s in steps)  # 24 images / global batch 8
+    assert (out / "metrics.json").exists()
