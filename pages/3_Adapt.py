@@ -3,7 +3,7 @@ import streamlit as st
 
 from studio import charts, state, ui
 from ueo_core.analysis import run_curves
-from ueo_core.config import RunConfig, suggested_settings
+from ueo_core.config import RunConfig, prefers_fast_mode, suggested_settings
 from ueo_core.methods import METHODS
 from ueo_core.runs import RunFolder
 
@@ -32,6 +32,23 @@ if METHODS[method].supervised:
     typed = st.text_input("More source folders (paths, comma-separated)", "")
     sources = [options[p] for p in picked] + [t.strip() for t in typed.split(",") if t.strip()]
 
+fast = False
+if not METHODS[method].supervised and METHODS[method].trains:
+    try:
+        slow = prefers_fast_mode(state.loaded_model())
+    except Exception as err:  # the model cannot be loaded: the run will say so; no fast-mode advice
+        st.error(state.friendly(err))
+        slow = False
+    modes = ["Full (exact)", "Fast: prompt only (approximation)"]
+    mode = st.radio("Speed", modes, index=1 if slow else 0, horizontal=True,
+                    help="Fast: the image tower stays frozen; features of 4 augmented views per image are computed "
+                         "once and only the prompt context trains. Measured in bench/fast_modes.py.")
+    fast = mode == modes[1]
+    if slow:
+        ui.explain("No GPU and a large image tower: the fast prompt-only mode is selected by default. It is an "
+                   "approximation of UEO (the image tower's norm layers do not adapt). Choose Full for the exact "
+                   "method; the Model page estimates its time.")
+
 with st.form(f"settings-{method}"):
     template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
                              "context)", value=RunConfig.template)
@@ -54,7 +71,8 @@ if start:
                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), source=sources or None,
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
                     lr_visual=float(lr_visual), trade=float(trade), seed=int(seed),
-                    weight_temperature=None if wt.startswith("model") else 1.0)
+                    weight_temperature=None if wt.startswith("model") else 1.0,
+                    fast_mode="prompt_only" if fast else None)
     try:
         from ueo_core.prompts import split_template
         split_template(template)
@@ -81,14 +99,15 @@ def live(rid: str) -> None:
     total = (cfg.get("summary") or {}).get("total_steps") or 0
     alive = bool(bg and bg.alive)
     metrics = folder.read_json("metrics.json")
-    st.subheader(f"Run `{rid}` · {cfg.get('method', '')}")
+    st.subheader(f"Run `{rid}` · {cfg.get('method', '')}" +
+                 (" · fast: prompt only" if cfg.get("fast_mode") == "prompt_only" else ""))
     if total:
         done = steps[-1]["step"] if steps else 0
         eta = steps[-1]["eta"] if steps else None
         st.progress(min(done / total, 1.0), text=f"step {done}/{total}" +
                     (f" · about {eta:.0f} s left" if alive and eta is not None else ""))
     elif alive:
-        st.progress(0.0, text="evaluating zero-shot…")
+        st.progress(0.0, text="evaluating zero-shot / caching image features…")
     if bg and bg.error:
         st.error(bg.error)
     elif metrics:

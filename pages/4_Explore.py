@@ -6,6 +6,7 @@ import streamlit as st
 
 from studio import charts, pick, state, ui
 from ueo_core.analysis import run_embeddings
+from ueo_core.runs import RunFolder
 
 ui.page("Explore", "🔭")
 rid = pick.finished_run()
@@ -26,8 +27,8 @@ with st.spinner("Image features (cached after the first time) and UMAP…"):
         st.stop()
 preds = emb["predictions"]
 thr_default = float(np.clip(np.median(preds.confidence), 0, 1))
-from ueo_core.runs import RunFolder  # noqa: E402
-thr = (RunFolder(state.runs_dir() / rid).read_json("metrics.json") or {}).get("after", {}).get("threshold", thr_default)
+run = RunFolder(state.runs_dir() / rid)
+thr = (run.read_json("metrics.json") or {}).get("after", {}).get("threshold", thr_default)
 colour_by = st.radio("Colour by", ["predicted known/unknown", "predicted class", "true class", "confidence"],
                      horizontal=True)
 known = np.where(preds.confidence >= thr, "known", "unknown")
@@ -45,6 +46,10 @@ else:
     colour, cont = preds.confidence, True
 ui.explain(f"Each point is an image; nearby points have similar CLIP image features. 'Known' means confidence ≥ "
            f"{thr:.2f} (the run's unsupervised threshold). Box- or lasso-select points to see their images.")
+run_cfg = run.config or {}
+if run_cfg.get("fast_mode") == "prompt_only" or run_cfg.get("method") == "zero_shot":
+    ui.explain("This run did not change the image tower (prompt-only or zero-shot), so both maps are the same; "
+               "the colours — the predictions — are what changed.")
 c1, c2 = st.columns(2)
 selected = set()
 for col, key, title in ((c1, "before", "before adaptation (zero-shot model)"), (c2, "after", "after adaptation")):

@@ -16,7 +16,7 @@ if not chosen:
 paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
 st.dataframe(rows, hide_index=True, width="stretch",
-             column_order=["run", "method", "data", "epochs", "gacc", "pacc", "auroc", "h_score", "fpr95",
+             column_order=["run", "method", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score", "fpr95",
                            "gacc (zero-shot)", "auroc (zero-shot)", "seconds"])
 ui.explain("Same folder, different methods: entropy minimisation alone tends to collapse (accuracy falls); IM and "
            "UEO keep predictions diverse; UEO also weights by zero-shot confidence to separate unknowns.")

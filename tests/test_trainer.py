@@ -228,3 +228,10 @@ def test_prompt_only_fast_mode_trains_only_the_context(folder, tmp_path, monkeyp
     assert r.metrics["mean_entropy"] != r.metrics_before["mean_entropy"]  # the prompt context did learn
     with pytest.raises(ValueError, match="Unknown fast mode"):
         Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="turbo")).run()
+
+
+def test_fast_mode_is_proposed_only_for_large_image_towers_on_cpu():
+    from ueo_core.config import prefers_fast_mode
+    assert not prefers_fast_mode(load_model("ueo-tiny"))
+    big = load_model("ViT-B-32", device="cpu")  # random init: 88 M image-tower parameters
+    assert prefers_fast_mode(big)

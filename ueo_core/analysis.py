@@ -93,7 +93,8 @@ def compare_table(run_dirs: Sequence[str | Path]) -> list[dict]:
     for d in run_dirs:
         f = RunFolder(d)
         cfg, m = f.config or {}, f.read_json("metrics.json") or {}
-        row = {"run": Path(d).name, "method": cfg.get("method"), "data": cfg.get("data"),
+        row = {"run": Path(d).name, "method": cfg.get("method"), "mode": cfg.get("fast_mode") or "full",
+               "data": cfg.get("data"),
                "model": cfg.get("model"), "epochs": cfg.get("epochs"), "seconds": round(m.get("seconds") or 0, 1)}
         for k in COMPARE_KEYS:
             row[f"{k} (zero-shot)"] = (m.get("before") or {}).get(k)

@@ -105,3 +105,14 @@ def suggested_settings(model: str, pretrained: Optional[str] = None, method: str
     return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": d.lr_prompt, "lr_visual": d.lr_visual,
             "note": "The paper's defaults (official code): SGD lr 1e-4 for prompt and norm params, 50 epochs, "
                     "batch 64. On a CPU, fewer epochs keep a run short: see the Model page for the cost."}
+
+
+FAST_MODE_MIN_PARAMS = 20_000_000
+
+
+def prefers_fast_mode(loaded) -> bool:
+    """Whether the app should propose the prompt-only approximation: on a CPU with a large image tower (e.g.
+    ViT-B-32, ~7 images/s per training step here). The built-in model trains a Shapes folder in well under a
+    minute in full, where the fast mode costs accuracy on the photo domain (bench/fast_modes.py), so full it is."""
+    n = sum(p.numel() for p in loaded.model.visual.parameters())
+    return loaded.device.type == "cpu" and n >= FAST_MODE_MIN_PARAMS
