@@ -79,6 +79,17 @@ def settle(page, quiet_ms: int = 800):
     page.wait_for_timeout(quiet_ms)
 
 
+def run_ueo(page, epochs: int, timeout_ms: int):
+    """On the Adapt page: set the epochs, press Start, wait until the run says it is done."""
+    goto(page, "Adapt")
+    box = page.get_by_label("Epochs")
+    box.fill(str(epochs))
+    box.press("Tab")
+    page.get_by_role("button", name="▶ Start").click()
+    page.get_by_text("Done in").first.wait_for(timeout=timeout_ms)
+    settle(page)
+
+
 def shot(page, name: str):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
@@ -99,14 +110,7 @@ def test_ueo_on_shapes_end_to_end(page, server):
     page.get_by_text("Device").first.wait_for()
     shot(page, "2_model")
 
-    goto(page, "Adapt")
-    epochs = page.get_by_label("Epochs")
-    epochs.fill("2")
-    epochs.press("Tab")
-    page.get_by_role("button", name="▶ Start").click()
-    page.get_by_text("step ").first.wait_for(timeout=120_000)
-    page.get_by_text("Done in").first.wait_for(timeout=300_000)
-    settle(page)
+    run_ueo(page, epochs=2, timeout_ms=300_000)
     assert "run=" in page.url
     hist = page.locator(".js-plotly-plot", has_text="confidence histogram per epoch")
     hist.wait_for()
@@ -148,3 +152,33 @@ def test_ueo_on_shapes_end_to_end(page, server):
     shot(page, "7_learn")
     for name in ("0_home", "1_data", "3_adapt", "4_explore", "5_inspect", "7_learn"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+PACS = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "data")) / "PACS"
+
+
+@pytest.mark.skipif(not PACS.is_dir(), reason="../shared/data/PACS not present")
+def test_pacs_run_and_screenshots(page, server):
+    """The real-image path in the browser: PACS sketch (5 classes known, house/person unknown), one UEO epoch."""
+    page.goto(server)
+    page.get_by_role("heading", name="UEO Studio").wait_for()
+    goto(page, "Data")
+    page.get_by_text("PACS (shared data)").click()
+    settle(page)
+    page.get_by_role("button", name="Apply data and prior").click()
+    settle(page)
+    page.get_by_text("In use: PACS · sketch").wait_for()
+    shot(page, "pacs_1_data")
+    run_ueo(page, epochs=1, timeout_ms=400_000)
+    shot(page, "pacs_3_adapt")
+    goto(page, "Explore")
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=300_000)
+    settle(page)
+    shot(page, "pacs_4_explore")
+    goto(page, "Inspect")
+    page.get_by_text("Rejected as unknown (").first.wait_for()
+    settle(page)
+    shot(page, "pacs_5_inspect")
+    goto(page, "Compare")
+    page.locator('[data-testid="stDataFrame"]').wait_for()
+    shot(page, "pacs_6_compare")
