@@ -26,7 +26,9 @@ def step_curves(steps: list[dict]) -> go.Figure:
     fig.add_trace(go.Scatter(x=x, y=[s["marginal_entropy"] for s in steps], name="marginal entropy H(mean p)",
                              mode="lines"), 1, 2)
     fig.update_xaxes(title_text="step")
-    return _layout(fig)
+    _layout(fig)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))  # room for the subplot titles
+    return fig
 
 
 def confidence_histogram(hist: dict, title: str = "") -> go.Figure:
@@ -113,16 +115,19 @@ def histogram_animation(epochs: list[dict]) -> go.Figure:
         f = confidence_histogram(e["histogram"])
         frames.append(go.Frame(data=f.data, name=str(e["epoch"])))
     fig = go.Figure(data=first.data, layout=first.layout, frames=frames)
-    ymax = max(max(max(e["histogram"].get(k, [0])) for k in ("all", "known", "unknown") if k in e["histogram"])
-               for e in epochs)
+    shown = ("known", "unknown") if "known" in epochs[0]["histogram"] else ("all",)
+    ymax = max(max(max(e["histogram"][k]) for k in shown) for e in epochs) or 1
     fig.update_yaxes(range=[0, ymax * 1.1])
     steps = [dict(method="animate", label=str(e["epoch"]),
                   args=[[str(e["epoch"])], dict(mode="immediate", frame=dict(duration=300, redraw=True),
                                                 transition=dict(duration=0))]) for e in epochs]
     fig.update_layout(
         sliders=[dict(active=len(epochs) - 1, currentvalue=dict(prefix="epoch "), steps=steps, pad=dict(t=30))],
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=1.15, xanchor="left", buttons=[
-            dict(label="▶ play", method="animate",
-                 args=[None, dict(frame=dict(duration=500, redraw=True), fromcurrent=False)])])],
-        height=420, title="confidence histogram per epoch (0 = zero-shot)")
+        updatemenus=[dict(type="buttons", showactive=False, x=1.0, y=1.25, xanchor="right", yanchor="bottom",
+                          buttons=[dict(label="▶ play", method="animate",
+                                        args=[None, dict(frame=dict(duration=500, redraw=True),
+                                                         fromcurrent=False)])])],
+        legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"),
+        margin=dict(l=10, r=10, t=90, b=10),
+        height=460, title="confidence histogram per epoch (0 = zero-shot)")
     return fig

@@ -60,7 +60,7 @@ def page(server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg = browser.new_page(viewport={"width": 1400, "height": 2000})  # tall: Streamlit scrolls inside
         pg.set_default_timeout(60_000)
         yield pg
         browser.close()
