@@ -201,3 +201,13 @@ def test_adapt_clipood_from_labelled_shapes_source():
     from studio import state
     m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     assert {"before", "after", "last"} <= set(m) and "acc_seen" in m["after"]
+
+
+def test_model_page_measures_the_cost_of_a_run():
+    at = app("pages/2_Model.py")
+    at.run()
+    no_trouble(at)
+    assert any("CPU" in m.value or "GPU" in m.value for m in at.metric)
+    at.button[1].click().run()  # Measure one training step
+    no_trouble(at)
+    assert any("one step took" in m.value for m in at.markdown)

@@ -235,3 +235,23 @@ def test_fast_mode_is_proposed_only_for_large_image_towers_on_cpu():
     assert not prefers_fast_mode(load_model("ueo-tiny"))
     big = load_model("ViT-B-32", device="cpu")  # random init: 88 M image-tower parameters
     assert prefers_fast_mode(big)
+
+
+def test_estimate_run_times_a_real_step_and_leaves_the_model_untouched(folder):
+    from ueo_core.trainer import estimate_run
+    loaded = load_model("ueo-tiny", seed=0)
+    before = snapshot(loaded.model)
+    est = estimate_run(loaded, load_folder(folder, prior=["red", "green"]), epochs=3, batch_size=8)
+    assert est["steps"] == 3 * 3 and est["seconds_per_step"] > 0 and est["minutes"] > 0
+    after = snapshot(loaded.model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad and p.grad is None for p in loaded.model.parameters())
+
+
+def test_out_of_memory_message_suggests_a_smaller_batch(folder, tmp_path):
+    from ueo_core.trainer import explain_error
+    cfg = cfg_for(folder, tmp_path, batch_size=64)
+    Trainer(cfg.replace(epochs=1)).run()  # leaves a checkpoint in the run folder
+    msg = explain_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), cfg,
+                        RunFolder(cfg.run_dir))
+    assert "batch size 64" in msg and "32" in msg and "checkpoint is kept" in msg
