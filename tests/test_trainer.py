@@ -255,3 +255,16 @@ def test_out_of_memory_message_suggests_a_smaller_batch(folder, tmp_path):
     msg = explain_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), cfg,
                         RunFolder(cfg.run_dir))
     assert "batch size 64" in msg and "32" in msg and "checkpoint is kept" in msg
+
+
+def test_step_statistics_read_back_in_bulk_are_the_same(folder, tmp_path):
+    logs = {}
+    for every in (1, 4):
+        events = []
+        Trainer(cfg_for(folder, tmp_path, run_dir=None, sync_every=every, batch_size=4),
+                listeners=[events.append]).run()
+        logs[every] = [e.data for e in events if e.kind == "step"]
+        assert all(isinstance(s["loss"], float) and isinstance(s["cond_entropy"], float) for s in logs[every])
+    assert len(logs[1]) == len(logs[4]) == 12
+    for a, b in zip(logs[1], logs[4]):
+        assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], abs=1e-7)

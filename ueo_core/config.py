@@ -48,6 +48,8 @@ class RunConfig:
     #   tower is frozen, features of ``fast_views`` augmented views per image are computed once, only the prompt
     #   context trains (lr_visual is ignored)
     fast_views: int = 4                     # augmented views per image cached in prompt_only mode
+    sync_every: Optional[int] = None       # read step statistics back from the device every N steps (one sync);
+    #   None: every step on CPU (free there), every 10 steps on CUDA. Every step is still logged.
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
     threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
     # --- CLIPood (official thuml/CLIPood scripts for PACS-like domain shift)

@@ -242,6 +242,12 @@ class Trainer:
                                                                            views=cfg.fast_views, done=d, total=n)))
         self.view_feats = torch.stack(views)
 
+    def _flush(self, pending: list[dict]) -> None:
+        """Read the pending steps' statistics back to the host (one synchronisation) and emit them."""
+        for rec in pending:
+            self.emit("step", **{k: float(v) if isinstance(v, torch.Tensor) else v for k, v in rec.items()})
+        pending.clear()
+
     def batches(self, epoch: int, steps: int):
         """(images, image indices or None, labels or None) for one epoch, seeded by (seed, epoch)."""
         cfg, dev = self.config, self.loaded.device
@@ -401,11 +407,14 @@ class Trainer:
                     Encoders(self.loaded.model.visual, self.prompt),
                     device_ids=[dev.index] if dev.type == "cuda" else None)
             step, t_loop = start_epoch * steps_per_epoch, time.time()
+            pending: list[dict] = []  # step records whose statistics are still on the device
+            sync_every = cfg.sync_every or (10 if dev.type == "cuda" else 1)
             for epoch in range(start_epoch + 1, cfg.epochs + 1):
                 # seeds per epoch: a resumed run repeats an uninterrupted one exactly (CPU)
                 torch.manual_seed(cfg.seed * 1000 + epoch)
                 for images, idx, labels in self.batches(epoch, steps_per_epoch):
                     if self._cancel.is_set():
+                        self._flush(pending)
                         raise Cancelled()
                     t_step = time.time()
                     with autocast(dev):
@@ -442,9 +451,12 @@ class Trainer:
                     done_steps = step - start_epoch * steps_per_epoch
                     elapsed = time.time() - t_loop
                     eta = elapsed / done_steps * (total_steps - step)
-                    self.emit("step", step=step, epoch=epoch, total_steps=total_steps, loss=float(loss.detach()), lr=lr,
-                              seconds=time.time() - t_step, eta=eta, batch=len(probs_b),
-                              **self.method.monitor(probs_b.detach()), **stats)
+                    pending.append(dict(step=step, epoch=epoch, total_steps=total_steps, loss=loss.detach(), lr=lr,
+                                        seconds=time.time() - t_step, eta=eta, batch=len(probs_b),
+                                        **self.method.monitor(probs_b.detach()), **stats))
+                    if len(pending) >= sync_every:
+                        self._flush(pending)
+                self._flush(pending)
                 if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                     metrics, probs, cos = self.evaluate(epoch)
                     self.last_metrics = metrics

@@ -65,11 +65,12 @@ class Method:
     optimizer: ClassVar[str] = "sgd"         # "sgd" (official UEO: no momentum) or "adamw" (official CLIPood)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+        """(loss to minimise, numbers worth plotting as detached 0-d tensors: the trainer reads them in bulk, so a
+        GPU step needs no host-device synchronisation)."""
         raise NotImplementedError
 
     @staticmethod
     def monitor(probs: torch.Tensor) -> dict:
-        """Unweighted numbers every method logs, comparable across methods."""
+        """Unweighted numbers every method logs, comparable across methods (detached 0-d tensors)."""
         with torch.no_grad():
-            return {"cond_entropy": float(entropy(probs).mean()),
-                    "marginal_entropy": float(entropy(probs.mean(dim=0)))}
+            return {"cond_entropy": entropy(probs).mean(), "marginal_entropy": entropy(probs.mean(dim=0))}

@@ -43,7 +43,7 @@ class CLIPood(Method):
         loss = F.cross_entropy(logits, batch.labels)
         with torch.no_grad():
             acc = (batch.probs.argmax(1) == batch.labels).float().mean()
-        return loss, {"train_acc": float(acc)}
+        return loss, {"train_acc": acc}
 
 
 class BetaMovingAverage:

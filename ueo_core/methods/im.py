@@ -12,4 +12,4 @@ class InfoMax(Method):
     def loss(self, batch: Batch):
         cond = entropy(batch.probs).mean()
         marg = entropy(batch.probs.mean(dim=0))
-        return cond - batch.trade * marg, {"loss_cond": float(cond.detach()), "loss_marginal": float(marg.detach())}
+        return cond - batch.trade * marg, {"loss_cond": cond.detach(), "loss_marginal": marg.detach()}

@@ -11,4 +11,4 @@ class EntropyMin(Method):
 
     def loss(self, batch: Batch):
         cond = entropy(batch.probs).mean()
-        return cond, {"loss_cond": float(cond.detach())}
+        return cond, {"loss_cond": cond.detach()}

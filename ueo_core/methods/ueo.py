@@ -17,7 +17,7 @@ ORACLE_EPS = 1e-3  # the official code's oracle weight: 1 for known, 0 for unkno
 def ueo_loss(probs: torch.Tensor, weight: torch.Tensor, trade: float):
     cond = weighted_mean(entropy(probs), weight)
     marg = entropy(weighted_marginal(probs, 1.0 / weight))
-    return cond - trade * marg, {"loss_cond": float(cond.detach()), "loss_marginal": float(marg.detach())}
+    return cond - trade * marg, {"loss_cond": cond.detach(), "loss_marginal": marg.detach()}
 
 
 @register
