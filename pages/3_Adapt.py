@@ -3,7 +3,7 @@ import streamlit as st
 
 from studio import charts, state, ui
 from ueo_core.analysis import run_curves
-from ueo_core.config import RunConfig, prefers_fast_mode, suggested_settings
+from ueo_core.config import RunConfig, is_resnet_tower, prefers_fast_mode, suggested_settings
 from ueo_core.methods import METHODS
 from ueo_core.runs import RunFolder
 
@@ -32,22 +32,27 @@ if METHODS[method].supervised:
     typed = st.text_input("More source folders (paths, comma-separated)", "")
     sources = [options[p] for p in picked] + [t.strip() for t in typed.split(",") if t.strip()]
 
-fast = False
+fast = None
 if not METHODS[method].supervised and METHODS[method].trains:
     try:
-        slow = prefers_fast_mode(state.loaded_model())
+        loaded_now = state.loaded_model()
+        slow, resnet = prefers_fast_mode(loaded_now), is_resnet_tower(loaded_now)
     except Exception as err:  # the model cannot be loaded: the run will say so; no fast-mode advice
         st.error(state.friendly(err))
-        slow = False
-    modes = ["Full (exact)", "Fast: prompt only (approximation)"]
-    mode = st.radio("Speed", modes, index=1 if slow else 0, horizontal=True,
-                    help="Fast: the image tower stays frozen; features of 4 augmented views per image are computed "
-                         "once and only the prompt context trains. Measured in bench/fast_modes.py.")
-    fast = mode == modes[1]
+        slow, resnet = False, False
+    modes = {"Full (exact)": None, "Fast: prompt only (approximation)": "prompt_only"}
+    if resnet:
+        modes["Fast: last ResNet stage + prompt (approximation)"] = "last_blocks"
+    default = ("last_blocks" if resnet else "prompt_only") if slow else None
+    mode = st.radio("Speed", list(modes), index=list(modes.values()).index(default), horizontal=True,
+                    help="Fast modes freeze (part of) the image tower and cache its output for 4 augmented views "
+                         "per image: prompt only trains just the prompt context; last ResNet stage also trains "
+                         "the norm layers of the last stage. Measured in bench/fast_modes.py.")
+    fast = modes[mode]
     if slow:
-        ui.explain("No GPU and a large image tower: the fast prompt-only mode is selected by default. It is an "
-                   "approximation of UEO (the image tower's norm layers do not adapt). Choose Full for the exact "
-                   "method; the Model page estimates its time.")
+        ui.explain("No GPU and a large image tower: a fast mode is selected by default. It is an approximation of "
+                   "UEO (most of the image tower does not adapt). Choose Full for the exact method; the Model page "
+                   "estimates its time.")
 
 with st.form(f"settings-{method}"):
     template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
@@ -72,7 +77,7 @@ if start:
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
                     lr_visual=float(lr_visual), trade=float(trade), seed=int(seed),
                     weight_temperature=None if wt.startswith("model") else 1.0,
-                    fast_mode="prompt_only" if fast else None)
+                    fast_mode=fast)
     try:
         from ueo_core.prompts import split_template
         split_template(template)
@@ -100,7 +105,7 @@ def live(rid: str) -> None:
     alive = bool(bg and bg.alive)
     metrics = folder.read_json("metrics.json")
     st.subheader(f"Run `{rid}` · {cfg.get('method', '')}" +
-                 (" · fast: prompt only" if cfg.get("fast_mode") == "prompt_only" else ""))
+                 (f" · fast: {cfg['fast_mode']}" if cfg.get("fast_mode") else ""))
     if total:
         done = steps[-1]["step"] if steps else 0
         eta = steps[-1]["eta"] if steps else None

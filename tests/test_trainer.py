@@ -268,3 +268,24 @@ def test_step_statistics_read_back_in_bulk_are_the_same(folder, tmp_path):
     assert len(logs[1]) == len(logs[4]) == 12
     for a, b in zip(logs[1], logs[4]):
         assert a["step"] == b["step"] and a["loss"] == pytest.approx(b["loss"], abs=1e-7)
+
+
+def test_last_blocks_fast_mode_trains_only_the_last_stage_norms(folder, tmp_path):
+    loaded = load_model("ueo-tiny-rn", seed=0)
+    with torch.no_grad():  # open_clip zero-initialises each block's last BN weight; give the path a gradient
+        for m in loaded.model.visual.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+    before = snapshot(loaded.model)
+    tr = Trainer(cfg_for(folder, tmp_path, epochs=2, fast_mode="last_blocks", fast_views=2), loaded=loaded)
+    r = tr.run()
+    after = snapshot(loaded.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("visual.layer4.") and ("bn" in k or "downsample.1" in k) for k in changed)
+    assert not any("running_" in k for k in changed)
+    assert tr.view_feats.shape[:2] == (2, 24) and tr.view_feats.dim() == 5  # (views, N, C, H, W) of layer3
+    tensors, _ = load_checkpoint(tmp_path / "run")
+    assert all(k == "prompt.ctx" or k == "ueo_weights" or k.startswith("visual.layer4.") for k in tensors)
+    assert r.status == "done"
+    with pytest.raises(ValueError, match="ResNet image towers"):
+        Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="last_blocks")).run()  # ViT tiny model

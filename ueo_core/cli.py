@@ -84,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
                    help="evaluate every N epochs (default %(default)s; the last epoch always)")
     t.add_argument("--resume", help="run folder (or checkpoint) to continue from")
-    t.add_argument("--fast-mode", choices=["none", "prompt_only"], default="none",
-                   help="prompt_only: an APPROXIMATION for CPUs — the image tower is frozen, features of a few "
-                        "augmented views per image are computed once, only the prompt context trains "
-                        "(default: none, the full method)")
+    t.add_argument("--fast-mode", choices=["none", "prompt_only", "last_blocks"], default="none",
+                   help="APPROXIMATIONS for CPUs. prompt_only: the image tower is frozen, features of a few "
+                        "augmented views per image are computed once, only the prompt context trains. last_blocks "
+                        "(ResNet towers): only the norm params of the last --fast-blocks stages train, the earlier "
+                        "stages' outputs are cached. (default: none, the full method)")
+    t.add_argument("--fast-blocks", type=int, default=DEFAULTS.fast_blocks,
+                   help="--fast-mode last_blocks: ResNet stages trained, counted from the last (default %(default)s)")
     t.add_argument("--fast-views", type=int, default=DEFAULTS.fast_views,
                    help="augmented views per image cached by --fast-mode prompt_only (default %(default)s)")
     t.add_argument("--source", action="append",
@@ -189,7 +192,8 @@ def cmd_train(args, method: Optional[str] = None) -> int:
         cfg = cfg.replace(trade=args.trade, weight_temperature=args.weight_temperature, eval_every=args.eval_every,
                           resume=args.resume, source=args.source, margin=args.margin, bma_beta=args.bma_beta,
                           weight_decay=args.weight_decay, iters_per_epoch=args.iters_per_epoch,
-                          fast_mode=None if args.fast_mode == "none" else args.fast_mode, fast_views=args.fast_views)
+                          fast_mode=None if args.fast_mode == "none" else args.fast_mode, fast_views=args.fast_views,
+                          fast_blocks=args.fast_blocks)
     if getattr(args, "run", None):  # eval of an adapted run: its model, prompt and prior, its parameters
         src = json.loads((Path(args.run) / "config.json").read_text())
         src.pop("summary", None)

@@ -47,7 +47,10 @@ class RunConfig:
     fast_mode: Optional[str] = None         # None: full UEO. "prompt_only": an approximation for CPUs — the image
     #   tower is frozen, features of ``fast_views`` augmented views per image are computed once, only the prompt
     #   context trains (lr_visual is ignored)
-    fast_views: int = 4                     # augmented views per image cached in prompt_only mode
+    #   "last_blocks" (ResNet towers): only the norm params of the last ``fast_blocks`` stages (and the prompt)
+    #   train; the outputs of the frozen earlier stages for ``fast_views`` augmented views are cached once
+    fast_views: int = 4                     # augmented views per image cached by the fast modes
+    fast_blocks: int = 1                    # last_blocks: how many of the 4 ResNet stages train
     sync_every: Optional[int] = None       # read step statistics back from the device every N steps (one sync);
     #   None: every step on CPU (free there), every 10 steps on CUDA. Every step is still logged.
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
@@ -118,3 +121,9 @@ def prefers_fast_mode(loaded) -> bool:
     minute in full, where the fast mode costs accuracy on the photo domain (bench/fast_modes.py), so full it is."""
     n = sum(p.numel() for p in loaded.model.visual.parameters())
     return loaded.device.type == "cpu" and n >= FAST_MODE_MIN_PARAMS
+
+
+def is_resnet_tower(loaded) -> bool:
+    """Whether the last_blocks fast mode applies (open_clip's ModifiedResNet image towers)."""
+    from open_clip.modified_resnet import ModifiedResNet
+    return isinstance(loaded.model.visual, ModifiedResNet)

@@ -73,13 +73,16 @@ def apply_state(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> int:
 
 
 def encode_images(loaded: LoadedModel, dataset, batch_size: int, num_workers: int = 0,
-                  progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
-    """L2-normalised image features of a dataset, in order, as float32 on the model's device."""
+                  progress: Optional[Callable[[int, int], None]] = None,
+                  fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
+    """L2-normalised image features of a dataset, in order, as float32 on the model's device (or, with ``fn``,
+    whatever ``fn`` makes of each input batch: the fast modes cache a frozen part of the tower this way)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, done = [], 0
     with torch.no_grad(), autocast(loaded.device):
         for images, _ in loader:
-            f = loaded.model.encode_image(loaded.to_input(images), normalize=True)
+            x = loaded.to_input(images)
+            f = fn(x) if fn is not None else loaded.model.encode_image(x, normalize=True)
             feats.append(f.float())
             done += len(images)
             if progress:
@@ -160,20 +163,56 @@ class Trainer:
             self.visual_params = list(model.visual.named_parameters())
         else:
             self.visual_params = norm_affine_params(model.visual)
-        if cfg.fast_mode not in (None, "prompt_only"):
-            raise ValueError(f"Unknown fast mode '{cfg.fast_mode}'. Choose prompt_only, or none for full UEO.")
+        if cfg.fast_mode not in (None, "prompt_only", "last_blocks"):
+            raise ValueError(f"Unknown fast mode '{cfg.fast_mode}'. Choose prompt_only, last_blocks, or none for "
+                             f"full UEO.")
+        if cfg.fast_mode == "last_blocks":
+            self._setup_last_blocks()
         if cfg.fast_mode and not (self.method.trains_prompt and self.method.trains and not self.method.supervised):
             raise ValueError(f"The prompt-only fast mode applies to the unsupervised methods, not {cfg.method}.")
         self.cache = DecodedCache(max_side=4 * self.loaded.image_size) if cfg.cache_images else None
         self.eval_set = ImageDataset(self.image_set.files, self.loaded.preprocess, self.cache)
         self.train_set = ImageDataset(self.image_set.files, self.loaded.train_transform(tuple(cfg.crop_scale)),
                                       self.cache)
-        self.view_feats: Optional[torch.Tensor] = None  # prompt_only: (views, N, D) frozen features
-        self.eval_feats: Optional[torch.Tensor] = None  # prompt_only: the frozen tower's evaluation features
+        self.view_feats: Optional[torch.Tensor] = None  # fast modes: (views, N, ...) outputs of the frozen part
+        self.eval_feats: Optional[torch.Tensor] = None  # fast modes: the frozen part's output for evaluation
         self.truth = self.image_set.labels if self.image_set.has_truth else None
         self.seen = None
         if self.method.supervised:
             self._setup_sources()
+
+    def _setup_last_blocks(self) -> None:
+        """last_blocks fast mode: only the norm params of the last ``fast_blocks`` ResNet stages (and the prompt)
+        train; the stem and earlier stages are frozen, so their outputs for a few augmented views are cached."""
+        from open_clip.modified_resnet import ModifiedResNet
+        visual = self.loaded.model.visual
+        k = self.config.fast_blocks
+        if not isinstance(visual, ModifiedResNet):
+            raise ValueError("The last_blocks fast mode is implemented for ResNet image towers (RN50, the built-in "
+                             "model); use prompt_only for this model.")
+        if not 1 <= k <= 3:
+            raise ValueError("fast_blocks must be 1, 2 or 3 (ResNet stages trained, counted from the last).")
+        self.visual_params = [(f"layer{i}.{n}", p) for i in range(5 - k, 5)
+                              for n, p in norm_affine_params(getattr(visual, f"layer{i}"))]
+
+    def fast_prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen part of the image tower in a fast mode (its outputs are cached)."""
+        if self.config.fast_mode == "prompt_only":
+            return self.loaded.model.encode_image(x, normalize=True)
+        visual = self.loaded.model.visual
+        x = visual.stem(x)
+        for i in range(1, 5 - self.config.fast_blocks):
+            x = getattr(visual, f"layer{i}")(x)
+        return x
+
+    def fast_head(self, z: torch.Tensor) -> torch.Tensor:
+        """The trained part of the image tower in a fast mode, from cached prefix outputs to normalised features."""
+        if self.config.fast_mode == "prompt_only":
+            return z.float()
+        visual = self.loaded.model.visual
+        for i in range(5 - self.config.fast_blocks, 5):
+            z = getattr(visual, f"layer{i}")(z)
+        return torch.nn.functional.normalize(visual.attnpool(z).float(), dim=-1)
 
     def _setup_sources(self) -> None:
         """Labelled source folders for supervised methods: images of prior classes, labels from folder names."""
@@ -204,7 +243,7 @@ class Trainer:
         out = {}
         if self.method.trains_prompt and self.config.lr_prompt > 0:
             out["prompt.ctx"] = self.prompt.ctx
-        if self.config.lr_visual > 0 and not self.config.fast_mode:
+        if self.config.lr_visual > 0 and self.config.fast_mode != "prompt_only":
             out.update({f"visual.{n}": p for n, p in self.visual_params})
         return out
 
@@ -212,12 +251,14 @@ class Trainer:
     @torch.no_grad()
     def cosine_logits(self) -> torch.Tensor:
         cfg = self.config
-        if self.eval_feats is not None:  # prompt_only: the image tower is frozen, its features too
-            feats = self.eval_feats
+        if cfg.fast_mode:  # the frozen part's output is computed once; only the trained head runs again
+            if self.eval_feats is None:
+                self.eval_feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers,
+                                                fn=self.fast_prefix)
+            with autocast(self.loaded.device):
+                feats = torch.cat([self.fast_head(z) for z in self.eval_feats.split(cfg.batch_size * 3)])
         else:
             feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers)
-            if cfg.fast_mode == "prompt_only":
-                self.eval_feats = feats
         with autocast(self.loaded.device):
             text = self.prompt().float()
         return feats @ text.T
@@ -232,14 +273,15 @@ class Trainer:
 
     @torch.no_grad()
     def _cache_views(self) -> None:
-        """prompt_only: encode ``fast_views`` augmented views of every image once with the frozen tower."""
+        """Fast modes: run the frozen part of the tower once on ``fast_views`` augmented views of every image."""
         cfg = self.config
         views = []
         for v in range(cfg.fast_views):
             torch.manual_seed(cfg.seed * 1000 + 500 + v)
             views.append(encode_images(self.loaded, self.train_set, cfg.batch_size * 3, cfg.num_workers,
                                        progress=lambda d, n, v=v: self.emit("prepare", view=v + 1,
-                                                                           views=cfg.fast_views, done=d, total=n)))
+                                                                           views=cfg.fast_views, done=d, total=n),
+                                       fn=self.fast_prefix))
         self.view_feats = torch.stack(views)
 
     def _flush(self, pending: list[dict]) -> None:
@@ -255,7 +297,7 @@ class Trainer:
         loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731
             ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers,
             pin_memory=dev.type == "cuda")
-        if self.view_feats is not None:  # prompt_only: cached features of a random view of each image
+        if self.view_feats is not None:  # fast modes: cached prefix outputs of a random view of each image
             perm = torch.randperm(len(self.train_set), generator=gen)
             for chunk in perm.split(cfg.batch_size):
                 yield None, chunk, torch.randint(len(self.view_feats), (len(chunk),), generator=gen)
@@ -397,7 +439,7 @@ class Trainer:
             for _ in range(start_epoch * steps_per_epoch):  # resume: the schedule picks up where it was
                 optimizer.step()
                 scheduler.step()
-            if cfg.fast_mode == "prompt_only":
+            if cfg.fast_mode:
                 self._cache_views()
             ddp = None
             if is_distributed():
@@ -419,8 +461,8 @@ class Trainer:
                     t_step = time.time()
                     with autocast(dev):
                         text = train_text if bma is not None else self.prompt()
-                        if images is None:  # prompt_only: labels holds the view of each image
-                            feats = self.view_feats[labels, idx].to(dev)
+                        if images is None:  # fast modes: labels holds the view of each image
+                            feats = self.fast_head(self.view_feats[labels, idx].to(dev))
                             labels = None
                         elif ddp is not None:
                             feats, text = ddp(self.loaded.to_input(images))
