@@ -2,7 +2,7 @@
 import streamlit as st
 
 from studio import state, ui
-from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, TINY_MODEL, ModelLoadError, list_pretrained
+from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, ModelLoadError, list_pretrained
 from ueo_core.trainer import estimate_run
 
 ui.page("Model", "🧠")

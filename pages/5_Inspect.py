@@ -1,5 +1,4 @@
 """Inspect: what the model rejects as unknown, mistakes, confusion matrix, downloads."""
-import numpy as np
 import streamlit as st
 
 from studio import charts, pick, state, ui

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ueo_core.models import load_model  # noqa: E402
-from ueo_core.shapes import COLORS, DOMAINS, SHAPES, render  # noqa: E402
+from ueo_core.shapes import DOMAINS, SHAPES, render  # noqa: E402
 
 MODEL = "ueo-shapes"
 CAPTIONS = ["a photo of a {c} {s}.", "a photo of a {s}.", "a {c} {s}.", "a picture of a {s}.",

@@ -1,8 +1,6 @@
 """AppTest: every page renders headless; a real one-epoch run completes; bad input gets a message."""
 import io
-import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from PIL import Image

@@ -2,7 +2,6 @@
 run UEO for one epoch, see the histogram, the UMAP, select points and see the gallery. Screenshots of every page
 go to ``artifacts/screenshots/`` (override with UEO_SCREENSHOTS)."""
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -243,7 +243,6 @@ def cmd_embed(args) -> int:
 
 def cmd_models() -> int:
     from .models import register_configs
-    import open_clip
 
     register_configs()
     print(f"tests: {TINY_MODEL} (random init, for trying the mechanics)")
