@@ -472,7 +472,6 @@ class Trainer:
                         logits = self.loaded.logit_scale * feats @ text.float().T
                     probs_b = torch.softmax(logits, dim=1)
                     if labels is not None:  # supervised: labels are prior indices; train over the seen classes
-                        idx = torch.arange(len(labels))
                         batch = Batch(probs=probs_b, features=feats, text=text.float(), scale=self.loaded.logit_scale,
                                       labels=seen_index[labels].to(dev), margin=cfg.margin)
                     else:  # (under torchrun: the global batch, gathered from every process)
