@@ -111,8 +111,12 @@ def live(rid: str) -> None:
         eta = steps[-1]["eta"] if steps else None
         st.progress(min(done / total, 1.0), text=f"step {done}/{total}" +
                     (f" · about {eta:.0f} s left" if alive and eta is not None else ""))
-    elif alive:
-        st.progress(0.0, text="evaluating zero-shot / caching image features…")
+    status = folder.read_json("status.json")
+    if alive and status and status["done"] < status["total"]:  # a long pass that is not a step
+        st.progress(status["done"] / max(status["total"], 1),
+                    text=f"{status['phase']}: {status['done']}/{status['total']} images")
+    elif alive and not total:
+        st.progress(0.0, text="starting…")
     if bg and bg.error:
         st.error(bg.error)
     elif metrics:

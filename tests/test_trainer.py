@@ -77,6 +77,9 @@ def test_two_epoch_ueo_run_writes_every_file_and_resumes(folder, tmp_path):
                  "checkpoint.safetensors", "report.md", "skipped.txt"):
         assert (run.path / name).exists(), name
     assert len(run.read_jsonl("steps.jsonl")) == 6 and len(run.read_jsonl("epochs.jsonl")) == 3
+    phases = [e.data["phase"] for e in events if e.kind == "progress"]
+    assert "evaluating zero-shot" in phases and "evaluating epoch 2" in phases
+    assert run.read_json("status.json") == {"phase": "evaluating epoch 2", "done": 24, "total": 24}
     with open(run.path / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 24 and set(rows[0]) >= {"path", "predicted_class", "confidence", "entropy"}
@@ -224,7 +227,7 @@ def test_prompt_only_fast_mode_trains_only_the_context(folder, tmp_path, monkeyp
     assert all(torch.equal(before[k], after[k]) for k in before)  # the image tower is untouched
     assert len(passes) == 1 + 2  # one evaluation pass (features reused every epoch) + one per cached view
     assert tr.view_feats.shape[:2] == (2, 24)
-    assert sum(e.kind == "step" for e in events) == 9 and any(e.kind == "prepare" for e in events)
+    assert sum(e.kind == "step" for e in events) == 9 and any(e.kind == "progress" and e.data["phase"].startswith("caching view") for e in events)
     assert r.metrics["mean_entropy"] != r.metrics_before["mean_entropy"]  # the prompt context did learn
     with pytest.raises(ValueError, match="Unknown fast mode"):
         Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="turbo")).run()

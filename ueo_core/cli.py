@@ -149,11 +149,26 @@ class ProgressBar:
 
     def __init__(self, file=sys.stderr):
         self.bar = None
+        self.phase = None  # (name, tqdm) of a long pass that is not a step: evaluation, caching
         self.file = file
+
+    def _phase(self, d: dict) -> None:
+        if self.phase is None or self.phase[0] != d["phase"]:
+            if self.phase is not None:
+                self.phase[1].close()
+            self.phase = (d["phase"], tqdm(total=d["total"], desc=d["phase"], unit="img", leave=False,
+                                           file=self.file, dynamic_ncols=True))
+        bar = self.phase[1]
+        bar.update(d["done"] - bar.n)
+        if d["done"] >= d["total"]:
+            bar.close()
+            self.phase = None
 
     def __call__(self, ev) -> None:
         d = ev.data
-        if ev.kind == "start":
+        if ev.kind == "progress":
+            self._phase(d)
+        elif ev.kind == "start":
             tqdm.write(f"{d['data']}\nmodel: {d['model']['model']} on {d['model']['device']}; "
                        f"{d['trainable_parameters']:,} trainable parameters", file=self.file)
             if d["total_steps"]:

@@ -134,6 +134,8 @@ class Trainer:
                 self.folder.append("steps.jsonl", data)
             elif kind == "epoch":
                 self.folder.append("epochs.jsonl", {k: v for k, v in data.items() if k != "probs"})
+            elif kind == "progress":  # what a long non-step pass is doing, for the app's progress bar
+                self.folder.write_json("status.json", data)
         for fn in self.listeners:
             fn(ev)
 
@@ -249,22 +251,28 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def cosine_logits(self) -> torch.Tensor:
+    def cosine_logits(self, phase: str = "evaluating") -> torch.Tensor:
         cfg = self.config
+        report = self.progress_reporter(phase)
         if cfg.fast_mode:  # the frozen part's output is computed once; only the trained head runs again
             if self.eval_feats is None:
                 self.eval_feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers,
-                                                fn=self.fast_prefix)
+                                                fn=self.fast_prefix, progress=report)
             with autocast(self.loaded.device):
                 feats = torch.cat([self.fast_head(z) for z in self.eval_feats.split(cfg.batch_size * 3)])
         else:
-            feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers)
+            feats = encode_images(self.loaded, self.eval_set, cfg.batch_size * 3, cfg.num_workers, progress=report)
         with autocast(self.loaded.device):
             text = self.prompt().float()
         return feats @ text.T
 
+    def progress_reporter(self, phase: str) -> Callable[[int, int], None]:
+        """A callback for long passes that are not steps (evaluation, caching): 'progress' events."""
+        return lambda done, total: self.emit("progress", phase=phase, done=done, total=total)
+
     def evaluate(self, epoch: int, kind: str = "epoch") -> tuple[dict, np.ndarray, torch.Tensor]:
-        cos = self.cosine_logits()
+        what = "zero-shot" if epoch == 0 else ("moving average" if kind == "bma" else f"epoch {epoch}")
+        cos = self.cosine_logits(f"evaluating {what}")
         probs = torch.softmax(self.loaded.logit_scale * cos, dim=1).cpu().numpy()
         metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
         hist = confidence_histogram(probs.max(axis=1), self.truth)
@@ -279,8 +287,7 @@ class Trainer:
         for v in range(cfg.fast_views):
             torch.manual_seed(cfg.seed * 1000 + 500 + v)
             views.append(encode_images(self.loaded, self.train_set, cfg.batch_size * 3, cfg.num_workers,
-                                       progress=lambda d, n, v=v: self.emit("prepare", view=v + 1,
-                                                                           views=cfg.fast_views, done=d, total=n),
+                                       progress=self.progress_reporter(f"caching view {v + 1}/{cfg.fast_views}"),
                                        fn=self.fast_prefix))
         self.view_feats = torch.stack(views)
 
