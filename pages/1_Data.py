@@ -66,7 +66,7 @@ else:
                 st.warning(f"{len(refused)} zip entries refused: " +
                            "; ".join(f"{n} ({r})" for n, r in refused[:10]))
             spec, label = str(root), f"Upload · {len(files)} file(s)"
-            state.set_data_choice(source="upload", spec=spec, label=label)
+            state.set_data_choice(source="upload", spec=spec, label=label, refused=refused)
         except DataError as err:
             st.error(str(err))
     if not spec:
@@ -96,7 +96,8 @@ if spec:
     if st.button("Apply data and prior", type="primary"):
         try:
             prior = parse_prior(list(picked) + [x.strip() for x in extra.split(",") if x.strip()])
-            state.set_data_choice(source=kind, spec=spec, label=label, prior=prior, preset=None)
+            state.set_data_choice(source=kind, spec=spec, label=label, prior=prior, preset=None,
+                                  refused=choice.get("refused") if choice["spec"] == spec else None)
             state.image_set()  # read now, so problems show here
             st.success(f"Using {label} with {len(prior)} known classes.")
         except DataError as err:
@@ -124,6 +125,10 @@ with st.expander("Thumbnails per class", expanded=True):
         tag = "known" if ims.has_truth and ims.labels[idx[0]] >= 0 else ("unknown" if ims.has_truth else "no label")
         st.markdown(f"**{cls}** · {len(idx)} images · {tag}")
         ui.gallery([ims.files[i] for i in idx], limit=8)
+refused = choice.get("refused") or []
+if refused:
+    st.subheader(f"Zip entries refused ({len(refused)})")
+    st.dataframe([{"entry": n, "reason": r} for n, r in refused], width="stretch", hide_index=True)
 st.subheader(f"Skipped files ({len(ims.skipped)})")
 if ims.skipped:
     st.dataframe([{"file": p, "reason": r} for p, r in ims.skipped], width="stretch", hide_index=True)
