@@ -34,8 +34,35 @@ DEFAULT_MODEL = {"name": BUILTIN_MODEL, "pretrained": BUILTIN_TAG, "checkpoint":
                  "label": "Built-in small CLIP (trained on Shapes, offline)"}
 
 
+WORKSPACE_MAX_AGE_DAYS = float(os.environ.get("UEO_WORKSPACE_DAYS", "14"))
+
+
+def prune_workspaces(root: Path, max_age_days: float, now: Optional[float] = None) -> list[str]:
+    """Delete workspaces (uploads, runs) not touched for ``max_age_days``; returns the removed tokens.
+    A workspace counts as touched when any file in it changed."""
+    now = time.time() if now is None else now
+    removed = []
+    if not root.is_dir():
+        return removed
+    for ws in root.iterdir():
+        if not (ws.is_dir() and _TOKEN.match(ws.name)):
+            continue
+        newest = max([ws.stat().st_mtime] + [p.stat().st_mtime for p in ws.rglob("*") if not p.is_symlink()])
+        if now - newest > max_age_days * 86400:
+            shutil.rmtree(ws, ignore_errors=True)
+            removed.append(ws.name)
+    return removed
+
+
+@st.cache_resource(show_spinner=False)
+def _pruned_once(root: str) -> list[str]:
+    return prune_workspaces(Path(root), WORKSPACE_MAX_AGE_DAYS)
+
+
 def workspace() -> Path:
-    """This browser session's folder; the token travels in the URL so a refresh keeps it."""
+    """This browser session's folder; the token travels in the URL so a refresh keeps it. Old workspaces of other
+    sessions are removed once per server start (UEO_WORKSPACE_DAYS, default 14 days untouched)."""
+    _pruned_once(str(WORKSPACES))
     token = st.session_state.get("ws")
     url_token = st.query_params.get("ws")
     if token is None and url_token and _TOKEN.match(url_token) and (WORKSPACES / url_token).is_dir():

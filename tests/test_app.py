@@ -209,3 +209,20 @@ def test_model_page_measures_the_cost_of_a_run():
     at.button[1].click().run()  # Measure one training step
     no_trouble(at)
     assert any("one step took" in m.value for m in at.markdown)
+
+
+def test_old_workspaces_are_pruned(tmp_path):
+    import os
+    from studio.state import prune_workspaces
+    old, new = tmp_path / ("a" * 32), tmp_path / ("b" * 32)
+    for ws in (old, new):
+        (ws / "runs").mkdir(parents=True)
+        (ws / "runs" / "x.txt").write_text("x")
+    (tmp_path / "not-a-token").mkdir()
+    now = 1_000_000_000.0
+    for p in [old, old / "runs", old / "runs" / "x.txt"]:
+        os.utime(p, (now - 20 * 86400, now - 20 * 86400))
+    for p in [new, new / "runs", new / "runs" / "x.txt"]:
+        os.utime(p, (now - 1 * 86400, now - 1 * 86400))
+    assert prune_workspaces(tmp_path, 14, now=now) == ["a" * 32]
+    assert not old.exists() and new.exists() and (tmp_path / "not-a-token").exists()
