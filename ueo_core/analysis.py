@@ -111,11 +111,10 @@ def run_curves(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
 
 def run_embeddings(run_dir: str | Path, seed: int = 0, cache_dir=None, progress=None) -> dict:
     """Image features of a run's images before and after adaptation, and their 2-D UMAPs (all cached)."""
-    from .embed import DEFAULT_CACHE, image_features, params_digest, umap_2d
+    from .embed import image_features, params_digest, umap_2d
     from .models import load_model
     from .trainer import apply_state
 
-    cache_dir = DEFAULT_CACHE if cache_dir is None else cache_dir
     folder = RunFolder(run_dir)
     cfg = folder.config
     preds = read_predictions(run_dir)

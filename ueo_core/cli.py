@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fast-blocks", type=int, default=DEFAULTS.fast_blocks,
                    help="--fast-mode last_blocks: ResNet stages trained, counted from the last (default %(default)s)")
     t.add_argument("--fast-views", type=int, default=DEFAULTS.fast_views,
-                   help="augmented views per image cached by --fast-mode prompt_only (default %(default)s)")
+                   help="augmented views per image cached by the fast modes (default %(default)s)")
     t.add_argument("--source", action="append",
                    help="CLIPood: a labelled source folder (class-per-folder; repeat for several domains, one batch "
                         "from each per step); the positional DATA folder is the target it is evaluated on")

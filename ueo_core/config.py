@@ -3,11 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from .models import BUILTIN_MODEL, BUILTIN_TAG
 from .prompts import DEFAULT_TEMPLATE
+
+
+def cache_root() -> Path:
+    """Where generated and cached files go (Shapes images, image features, UMAPs): $UEO_CACHE, read at call time,
+    else ~/.cache/ueo_studio."""
+    return Path(os.environ.get("UEO_CACHE", Path.home() / ".cache" / "ueo_studio"))
 
 
 # Per-method defaults that differ from UEO's (batch_size is per source domain for CLIPood).

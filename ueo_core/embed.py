@@ -14,10 +14,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from .config import cache_root
 from .data import ImageDataset
 from .models import LoadedModel
-
-DEFAULT_CACHE = Path(os.environ.get("UEO_CACHE", Path.home() / ".cache" / "ueo_studio"))
 
 
 def _hash_update_files(h, files: Sequence[str]) -> None:
@@ -41,51 +40,48 @@ def feature_key(loaded: LoadedModel, files: Sequence[str], variant: str = "") ->
     return h.hexdigest()[:24]
 
 
+def _cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array saved at ``path``, or ``compute()`` saved there (atomically) first."""
+    if path.exists():
+        return np.load(path)
+    arr = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, arr)
+    tmp.replace(path)
+    return arr
+
+
 def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "", batch_size: int = 128,
-                   cache_dir: Optional[str | Path] = DEFAULT_CACHE,
+                   cache_dir: Optional[str | Path] = None,
                    progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-    """(N, D) L2-normalised float32 image features, from the cache when the same inputs were seen before.
+    """(N, D) L2-normalised float32 image features, from the cache (``cache_dir``, default ``cache_root()``) when
+    the same inputs were seen before.
 
     ``variant`` names the state of the image tower (e.g. a digest of adapted norm parameters); the model's current
     weights are what is encoded, so pass a different variant whenever they differ.
     """
     from .trainer import encode_images  # the same encoder the trainer evaluates with
 
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "features" / f"{feature_key(loaded, files, variant)}.npy"
-        if path.exists():
-            return np.load(path)
-    feats = encode_images(loaded, ImageDataset(files, loaded.preprocess), batch_size, progress=progress)
-    feats = feats.cpu().numpy().astype(np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, feats)
-        tmp.replace(path)
-    return feats
+    path = Path(cache_dir or cache_root()) / "features" / f"{feature_key(loaded, files, variant)}.npy"
+    return _cached(path, lambda: encode_images(loaded, ImageDataset(files, loaded.preprocess), batch_size,
+                                               progress=progress).cpu().numpy().astype(np.float32))
 
 
 def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
-            cache_dir: Optional[str | Path] = DEFAULT_CACHE) -> np.ndarray:
+            cache_dir: Optional[str | Path] = None) -> np.ndarray:
     """2-D UMAP (cosine metric) of the features; cached by a hash of the features and the settings."""
     features = np.ascontiguousarray(features, dtype=np.float32)
     n = len(features)
     if n < 4:
         raise ValueError(f"UMAP needs at least 4 images (got {n}).")
-    path = None
-    if cache_dir is not None:
-        h = hashlib.sha1(features.tobytes())
-        h.update(f"{seed}|{n_neighbors}|{min_dist}".encode())
-        path = Path(cache_dir) / "umap" / f"{h.hexdigest()[:24]}.npy"
-        if path.exists():
-            return np.load(path)
-    import umap  # imported lazily: numba compilation takes seconds
+    h = hashlib.sha1(features.tobytes())
+    h.update(f"{seed}|{n_neighbors}|{min_dist}".encode())
 
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist, metric="cosine",
-                        random_state=seed)
-    coords = reducer.fit_transform(features).astype(np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, coords)
-    return coords
+    def compute() -> np.ndarray:
+        import umap  # imported lazily: numba compilation takes seconds
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
+                            metric="cosine", random_state=seed)
+        return reducer.fit_transform(features).astype(np.float32)
+
+    return _cached(Path(cache_dir or cache_root()) / "umap" / f"{h.hexdigest()[:24]}.npy", compute)

@@ -12,7 +12,6 @@ every code path is the same as for a user's folder) into a cache directory on fi
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -173,8 +172,8 @@ def render(shape: str, domain: str, rng: np.random.Generator, color: Optional[st
 
 
 def default_root() -> Path:
-    base = Path(os.environ.get("UEO_CACHE", Path.home() / ".cache" / "ueo_studio"))
-    return base / "shapes"
+    from .config import cache_root
+    return cache_root() / "shapes"
 
 
 def shapes_folder(domain: str = "photo", n_per_class: int = 60, seed: int = 0, root: Optional[Path] = None,

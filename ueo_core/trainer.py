@@ -356,11 +356,9 @@ class Trainer:
         if meta.get("classes") and list(meta["classes"]) != list(self.image_set.classes):
             raise DataError("The checkpoint was trained for other classes: "
                             f"{meta['classes']} vs {self.image_set.classes}.")
-        params = {"prompt.ctx": self.prompt.ctx, **{f"visual.{n}": p for n, p in self.visual_params}}
         with torch.no_grad():
-            for name, value in tensors.items():
-                if name in params:
-                    params[name].copy_(value.to(params[name].device, params[name].dtype))
+            self.prompt.ctx.copy_(tensors["prompt.ctx"].to(self.prompt.ctx.device, self.prompt.ctx.dtype))
+        apply_state(self.loaded, tensors)
         if "ueo_weights" in tensors:
             self.weights = tensors["ueo_weights"].to(self.loaded.device)
         return int(meta.get("epoch", 0))
