@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ueo_core.config import RunConfig  # noqa: E402
+from ueo_core.config import RunConfig, suggested_settings  # noqa: E402
+from ueo_core.models import BUILTIN_MODEL  # noqa: E402
 from ueo_core.data import load_data  # noqa: E402
 from ueo_core.trainer import Trainer  # noqa: E402
 
-UEO_QUICK = dict(epochs=5, batch_size=64, lr_prompt=1e-2, lr_visual=1e-2)  # as bench/shapes_table.py
+_q = suggested_settings(BUILTIN_MODEL)  # the app's quick settings for the built-in model, as bench/world_table.py
+UEO_QUICK = {k: _q[k] for k in ("epochs", "batch_size", "lr_prompt", "lr_visual")}
 
 
 def main(argv=None) -> int:

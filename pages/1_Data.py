@@ -8,7 +8,7 @@ from studio import charts, state, ui
 from studio.uploads import save_upload
 from ueo_core.data import IMG_EXTENSIONS, DataError, parse_prior
 from ueo_core.presets import get_preset
-from ueo_core.shapes import DOMAINS as SHAPE_DOMAINS
+from ueo_core.shapes import DEFAULT_PRIOR, SHAPES, DOMAINS as SHAPE_DOMAINS
 
 ui.page("Data", "🗂️")
 choice = state.data_choice()
@@ -24,10 +24,13 @@ source = st.radio("Where are the images?", sources, horizontal=True, key="data_s
 # ------------------------------------------------------------------------------------------- pick the images
 root, preset, default_prior = None, None, None
 if source == "Built-in Shapes":
-    dom = st.selectbox("Domain", SHAPE_DOMAINS, index=SHAPE_DOMAINS.index(choice["spec"].split(":")[1])
-                       if choice["spec"].startswith("shapes:") else 2,
+    shown = choice["spec"] if choice["spec"].startswith("shapes:") else state.DEFAULT_DATA["spec"]
+    dom = st.selectbox("Domain", SHAPE_DOMAINS, index=SHAPE_DOMAINS.index(shown.split(":")[1]),
                        help="flat = what the built-in model was trained on; sketch and photo are shifted domains")
-    ui.explain("Eight shapes; the default prior names six of them, so crosses and arrows are the unknowns.")
+    unknown = [s for s in SHAPES if s not in DEFAULT_PRIOR]
+    ui.explain(f"{len(SHAPES)} shapes; the default prior names {len(DEFAULT_PRIOR)} of them, so "
+               f"{', '.join(unknown[:-1])} and {unknown[-1]} are the unknowns: shapes the built-in model knows by "
+               "name, that the prior leaves out.")
     spec, label, preset, kind = f"shapes:{dom}", f"Shapes · {dom}", "shapes", "shapes"
 elif source == "PACS (shared data)":
     dom = st.selectbox("PACS domain", ["art_painting", "cartoon", "photo", "sketch"], index=3)

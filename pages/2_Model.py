@@ -3,6 +3,7 @@ import streamlit as st
 
 from studio import state, ui
 from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, ModelLoadError, list_pretrained
+from ueo_core.shapes import CONCEPTS
 from ueo_core.trainer import estimate_run
 
 ui.page("Model", "🧠")
@@ -11,8 +12,9 @@ kinds = ["Built-in small CLIP (offline)", "OpenCLIP zoo (downloads weights)", "L
 kind = st.radio("Which model?", kinds, horizontal=True,
                 index=0 if choice["pretrained"] == BUILTIN_TAG else 2 if choice.get("checkpoint") else 1)
 if kind == kinds[0]:
-    ui.explain("A 10 M-parameter CLIP the project trained on the flat Shapes domain (assets/). It knows shapes, "
-               "not dogs: on real photos expect little.")
+    ui.explain(f"A 10 M-parameter CLIP the project trained on {len(CONCEPTS)} shape concepts drawn flat, as outlines "
+               "and in grey (assets/); the sketch and photo domains were never shown to it. It knows shapes, not "
+               "dogs: on real photos expect little.")
     new = dict(name=BUILTIN_MODEL, pretrained=BUILTIN_TAG, checkpoint=None, label=state.DEFAULT_MODEL["label"])
 elif kind == kinds[1]:
     zoo = [(a, t) for a, t in list_pretrained() if t != BUILTIN_TAG]

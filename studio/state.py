@@ -28,7 +28,7 @@ WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo
 SHARED_DATA = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
-DEFAULT_DATA = {"source": "shapes", "spec": "shapes:photo", "label": "Shapes · photo", "prior": None,
+DEFAULT_DATA = {"source": "shapes", "spec": "shapes:sketch", "label": "Shapes · sketch", "prior": None,
                 "preset": None, "setting": "ODA"}
 DEFAULT_MODEL = {"name": BUILTIN_MODEL, "pretrained": BUILTIN_TAG, "checkpoint": None,
                  "label": "Built-in small CLIP (trained on Shapes, offline)"}

@@ -7,6 +7,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
+from ueo_core.shapes import SHAPES
 from helpers import make_folder
 
 PAGES = ["app.py", "home.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
@@ -47,7 +48,7 @@ def test_data_page_shapes_default_shows_counts_thumbnails_and_prior():
     no_trouble(at)
     assert any("Shapes" in m.value for m in at.subheader)
     assert any("circle, square, triangle, star, heart, hexagon" in m.value for m in at.markdown)
-    assert plotly_charts(at) and len(at.get("image")) == 8 * 8  # 8 thumbnails for each of 8 shapes
+    assert plotly_charts(at) and len(at.get("image")) == 8 * len(SHAPES)  # 8 thumbnails for each shape
 
 
 def test_data_page_folder_and_prior_validation(tmp_path):

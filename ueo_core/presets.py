@@ -12,6 +12,7 @@ class folders the *target* folder holds. Target classes outside the prior are th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from .shapes import DEFAULT_PRIOR, DOMAINS, SHAPES
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("visda", tuple(VISDA), ("train", "validation"), 8, _splits(8, 6, 10, 6, (8, 10))),
     Preset("domainnet", tuple(DOMAINNET), ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"), 300,
            _splits(300, 250, 330, 250, (300, 330))),
-    # Shapes (ueo_core.shapes): 6 shapes named in the prior, crosses and arrows unknown
-    Preset("shapes", ("circle", "square", "triangle", "star", "heart", "hexagon", "cross", "arrow"),
-           ("flat", "sketch", "photo"), 6,
-           {"CDA": _r((0, 6)), "PDA": _r((0, 4)), "ODA": _r((0, 8)), "OPDA": _r((0, 4), (6, 8))}),
+    # Shapes (ueo_core.shapes): the default prior names 6 shapes; the other demo shapes are the unknowns
+    Preset("shapes", SHAPES, DOMAINS, len(DEFAULT_PRIOR),
+           {"CDA": _r((0, len(DEFAULT_PRIOR))), "PDA": _r((0, 4)), "ODA": _r((0, len(SHAPES))),
+            "OPDA": _r((0, 4), (len(DEFAULT_PRIOR), len(SHAPES)))}),
     # PACS (not in the UEO paper): the first 5 classes alphabetically known, horse... see shared/data/README.md
     Preset("pacs", PACS, ("art_painting", "cartoon", "photo", "sketch"), 5,
            {"CDA": _r((0, 5)), "PDA": _r((0, 3)), "ODA": _r((0, 7)), "OPDA": _r((0, 3), (5, 7))}),
