@@ -8,6 +8,7 @@ from studio import charts, state, ui
 from studio.uploads import save_upload
 from ueo_core.data import IMG_EXTENSIONS, DataError, parse_prior
 from ueo_core.presets import get_preset
+from ueo_core.roots import describe
 from ueo_core.shapes import DEFAULT_PRIOR, SHAPES, DOMAINS as SHAPE_DOMAINS
 
 ui.page("Data", "🗂️")
@@ -53,10 +54,16 @@ elif source == "Folder on this machine":
     st.session_state.setdefault("folder_path", choice["spec"] if choice["source"] == "folder" else "")
     path = st.text_input("Folder path", key="folder_path",
                          placeholder="/home/me/photos  (one sub-folder per class, or images directly inside)")
-    spec, label, kind = os.path.expanduser(path.strip()), f"Folder · {path.strip()}", "folder"
-    if spec and not Path(spec).is_dir():
-        st.error(f"Folder not found: {spec}")
-        spec = ""
+    ui.explain("This server reads folders only inside: " + describe(state.allowed_roots()) + ".")
+    spec, label, kind = "", f"Folder · {path.strip()}", "folder"
+    if path.strip():
+        try:
+            spec = str(state.check_path(path))
+            if not Path(spec).is_dir():
+                st.error(f"Folder not found: {state.redact(spec)}")
+                spec = ""
+        except DataError as err:
+            st.error(str(err))
 else:
     kind = "upload"
     files = st.file_uploader("Photos (many at once) or one zip file with a folder per class",

@@ -3,6 +3,7 @@ import streamlit as st
 
 from studio import state, ui
 from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, ModelLoadError, list_pretrained
+from ueo_core.roots import describe
 from ueo_core.shapes import CONCEPTS
 from ueo_core.trainer import estimate_run
 
@@ -32,8 +33,15 @@ else:
     archs = sorted(open_clip.list_models())
     arch = st.selectbox("Architecture of the checkpoint", archs,
                         index=archs.index("ViT-B-32") if "ViT-B-32" in archs else 0)
-    path = st.text_input("Checkpoint file (.pt, .bin or .safetensors)", value=choice.get("checkpoint") or "")
-    new = dict(name=arch, pretrained=None, checkpoint=path.strip() or None, label=f"{arch} · {path.strip()}")
+    up = st.file_uploader("Upload a checkpoint (.safetensors, .pt or .bin)", type=["safetensors", "pt", "bin"])
+    if up is not None:
+        saved = state.save_checkpoint_upload(up.name, up.getvalue())
+        st.session_state["ckpt_path"] = str(saved)
+    st.session_state.setdefault("ckpt_path", choice.get("checkpoint") or "")
+    path = st.text_input("…or the path of a checkpoint file on this server", key="ckpt_path",
+                         help="Only files inside " + describe(state.allowed_roots()))
+    shown = state.redact(path.strip())
+    new = dict(name=arch, pretrained=None, checkpoint=path.strip() or None, label=f"{arch} · {shown}")
 
 if st.button("Load this model", type="primary"):
     if kind == kinds[2] and not new["checkpoint"]:

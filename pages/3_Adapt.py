@@ -4,7 +4,9 @@ import streamlit as st
 from studio import charts, state, ui
 from ueo_core.analysis import run_curves
 from ueo_core.config import RunConfig, is_resnet_tower, prefers_fast_mode, suggested_settings
+from ueo_core.data import DataError
 from ueo_core.methods import METHODS
+from ueo_core.roots import describe
 from ueo_core.runs import RunFolder
 
 ui.page("Adapt", "🏃")
@@ -29,8 +31,14 @@ if METHODS[method].supervised:
                "names from the folder names), then is evaluated here, on the target folder. UEO needs no labels.")
     picked = st.multiselect("Labelled source folders (one batch from each per step)", list(options),
                             default=list(options)[:1])
-    typed = st.text_input("More source folders (paths, comma-separated)", "")
-    sources = [options[p] for p in picked] + [t.strip() for t in typed.split(",") if t.strip()]
+    typed = st.text_input("More source folders (paths, comma-separated)", "",
+                          help="Only folders inside " + describe(state.allowed_roots()))
+    sources = [options[p] for p in picked]
+    for t in (t.strip() for t in typed.split(",") if t.strip()):
+        try:
+            sources.append(str(state.check_path(t, what="source folder")))
+        except DataError as err:
+            st.error(str(err))
 
 fast = None
 if not METHODS[method].supervised and METHODS[method].trains:

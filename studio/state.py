@@ -21,12 +21,14 @@ import streamlit as st
 from ueo_core.config import RunConfig
 from ueo_core.data import DataError, ImageSet, load_data
 from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, LoadedModel, load_model
+from ueo_core.roots import Root, check_path as _check_path, extra_roots
 from ueo_core.trainer import BackgroundRun, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo_studio" / "workspaces"))
 SHARED_DATA = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
+RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z_]{1,20}-[0-9a-f]{6}$")  # as start_run makes them
 
 DEFAULT_DATA = {"source": "shapes", "spec": "shapes:sketch", "label": "Shapes · sketch", "prior": None,
                 "preset": None, "setting": "ODA"}
@@ -82,6 +84,57 @@ def runs_dir() -> Path:
     return workspace() / "runs"
 
 
+# ------------------------------------------------------------------------------------- what may be read
+def allowed_roots() -> list[Root]:
+    """The folders this session may read (``ueo_core.roots``): its workspace, the Shapes world, the shared data,
+    and the operator's ``UEO_DATA_ROOTS``."""
+    return ([Root("your uploads", workspace(), show_path=False), Root("the built-in Shapes world", shapes_root()),
+             Root("the shared data", SHARED_DATA)] + extra_roots())
+
+
+def shapes_root() -> Path:
+    from ueo_core.shapes import default_root
+    return default_root()
+
+
+def check_path(typed: str, what: str = "folder") -> Path:
+    """A typed path, resolved, when it lies inside this session's roots (never in another workspace); else
+    ``PathRefused`` with one message whether or not it exists."""
+    return _check_path(typed, allowed_roots(), denied=[WORKSPACES], what=what)
+
+
+def redact(text: str) -> str:
+    """``text`` with this session's workspace path shortened to "your workspace": the token is a secret and
+    must not show on a projected screen or in a copied message."""
+    token = st.session_state.get("ws")
+    if not token:
+        return text
+    return text.replace(str(WORKSPACES / token), "[your workspace]")
+
+
+def run_path(run_id: Optional[str]) -> Optional[Path]:
+    """The folder of ``run_id`` in *this* workspace, or None for anything that is not a run id made here."""
+    if not run_id or not RUN_ID.match(str(run_id)):
+        return None
+    p = runs_dir() / run_id
+    return p if p.is_dir() else None
+
+
+def save_checkpoint_upload(name: str, data: bytes) -> Path:
+    """An uploaded checkpoint, saved in this workspace under a safe name (written, then renamed)."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in (".safetensors", ".pt", ".bin"):
+        raise DataError(f"A checkpoint must be a .safetensors, .pt or .bin file, not '{suffix or name}'.")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:80].strip("._") or "checkpoint"
+    d = workspace() / "checkpoints"
+    d.mkdir(parents=True, exist_ok=True)
+    out = d / f"{stem}{suffix}"
+    tmp = d / f".{stem}{suffix}.part"
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return out
+
+
 def new_upload_dir() -> Path:
     d = workspace() / "uploads" / time.strftime("%Y%m%d-%H%M%S")
     if d.exists():
@@ -117,8 +170,10 @@ def image_set(choice: Optional[dict] = None) -> ImageSet:
     c = choice or data_choice()
     spec = c["spec"]
     mtime = 0.0
-    if not spec.startswith("shapes:") and os.path.isdir(spec):
-        mtime = os.stat(spec).st_mtime
+    if not spec.startswith("shapes:"):
+        spec = str(check_path(spec))  # every folder is checked against the roots, whatever set it
+        if os.path.isdir(spec):
+            mtime = os.stat(spec).st_mtime
     return _image_set(spec, tuple(c["prior"]) if c.get("prior") else None, c.get("preset"),
                       c.get("setting", "ODA"), mtime)
 
@@ -131,7 +186,8 @@ def _model(name: str, pretrained: Optional[str], checkpoint: Optional[str], devi
 def loaded_model(choice: Optional[dict] = None) -> LoadedModel:
     """The chosen model, loaded once per server (read-only: runs load their own copy). Raises ModelLoadError."""
     c = choice or model_choice()
-    return _model(c["name"], c.get("pretrained"), c.get("checkpoint"), c.get("device"))
+    ckpt = str(check_path(c["checkpoint"], what="checkpoint file")) if c.get("checkpoint") else None
+    return _model(c["name"], c.get("pretrained"), ckpt, c.get("device"))
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -142,6 +198,13 @@ def _registry() -> dict[str, BackgroundRun]:
 
 
 def start_run(cfg: RunConfig, ims: ImageSet) -> str:
+    """Start ``cfg`` in the background in this workspace. Every path in it is checked against the roots first
+    (``PathRefused``), whichever page set it."""
+    if cfg.checkpoint:
+        cfg = cfg.replace(checkpoint=str(check_path(cfg.checkpoint, what="checkpoint file")))
+    if cfg.source:
+        cfg = cfg.replace(source=[s if s.startswith("shapes:") else str(check_path(s, what="source folder"))
+                                  for s in cfg.source])
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}-{secrets.token_hex(3)}"
     cfg = cfg.replace(run_dir=str(runs_dir() / run_id))
     bg = BackgroundRun(Trainer(cfg, image_set=ims)).start()
@@ -152,8 +215,10 @@ def start_run(cfg: RunConfig, ims: ImageSet) -> str:
 
 
 def active_run_id() -> Optional[str]:
+    """This session's current run: validated as a run id and looked up in its own workspace only (a ``?run=``
+    with a path, ``..`` or another workspace's id is ignored)."""
     rid = st.session_state.get("active_run") or st.query_params.get("run")
-    if rid and (runs_dir() / rid).is_dir():
+    if run_path(rid) is not None:
         st.session_state["active_run"] = rid
         return rid
     return None
@@ -194,7 +259,7 @@ def shared_imagenette() -> Optional[Path]:
 
 
 def friendly(err: Exception) -> str:
-    """A plain message for any error (tracebacks never reach the page)."""
+    """A plain message for any error (tracebacks never reach the page), without the workspace token."""
     if isinstance(err, (DataError, ValueError, FileNotFoundError)):
-        return str(err)
-    return f"{err.__class__.__name__}: {err}"
+        return redact(str(err))
+    return redact(f"{err.__class__.__name__}: {err}")

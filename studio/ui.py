@@ -7,6 +7,8 @@ from typing import Sequence
 import streamlit as st
 from PIL import Image
 
+from ueo_core.data import load_rgb
+
 from . import state
 
 GALLERY_COLUMNS = 8
@@ -28,10 +30,9 @@ def page(title: str, icon: str = "🧭") -> None:
 
 @st.cache_data(show_spinner=False, max_entries=5000)
 def thumbnail(path: str, size: int = 112) -> Image.Image:
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((size, size))
-        return img
+    img = load_rgb(path)  # upright (EXIF) and 16-bit/float images scaled, as the model sees them
+    img.thumbnail((size, size))
+    return img
 
 
 def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: int = 48,

@@ -17,6 +17,8 @@ PAGES = ["app.py", "home.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT /
 def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("studio.state.WORKSPACES", tmp_path / "ws")
+    # the test folders live in tmp_path: the operator setting opens it (the workspaces under it stay denied)
+    monkeypatch.setenv("UEO_DATA_ROOTS", str(tmp_path))
 
 
 def app(page: str, **session) -> AppTest:

@@ -18,13 +18,15 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 UNKNOWN = -1   # label of an image whose class folder is not in the prior
 NO_TRUTH = -2  # label of an image from a flat folder (no ground truth)
 
 MAX_PIXELS = 8000 * 8000            # larger images are refused (decompression-bomb guard)
+MAX_ASPECT = 20                      # long side / short side: a 1 x 1,000,000 strip is refused (it passes the
+#   pixel count, but resizing its short side to the model's input would ask for gigabytes)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -72,6 +74,8 @@ def check_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Optional[str]
                 w, h = img.size
                 if w * h > max_pixels:
                     return f"image too large ({w}x{h} pixels; limit {max_pixels:,})"
+                if min(w, h) < 1 or max(w, h) > MAX_ASPECT * min(w, h):
+                    return f"image too elongated ({w}x{h} pixels; at most {MAX_ASPECT}:1)"
                 img.load()  # a full decode: catches truncated and corrupt data, not just a bad header
     except UnidentifiedImageError:
         return "not an image (unrecognised format)"
@@ -82,9 +86,28 @@ def check_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Optional[str]
     return None
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB from any Pillow mode. Pillow's own ``convert("RGB")`` clips 16-bit and 32-bit integer images at
+    255 (all white) and float images to 0/1 (all black), so those are scaled first: 16-bit by its full range
+    (/257), float from [0, 1] when it lies there, anything else by its own min-max range."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if img.mode.startswith("I;16") or (img.mode == "I" and 255 < hi <= 65535 and lo >= 0):
+            arr = arr / 257.0                       # 16-bit: its full range
+        elif img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+            arr = arr * 255.0                       # float in [0, 1]
+        elif img.mode == "F" or hi > 255 or lo < 0:
+            arr = (arr - lo) / ((hi - lo) or 1.0) * 255.0   # anything else: its own range
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+    return img.convert("RGB")
+
+
 def load_rgb(path: str | Path) -> Image.Image:
+    """An image file as 8-bit RGB, turned upright by its EXIF orientation (as a photo viewer shows it)."""
     with Image.open(path) as img:
-        return img.convert("RGB")
+        return to_rgb(ImageOps.exif_transpose(img))
 
 
 def _has_image_ext(name: str) -> bool:
