@@ -78,6 +78,8 @@ with st.form(f"settings-{method}"):
     seed = c7.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
     st.caption(sugg["note"])
     start = st.form_submit_button("▶ Start", type="primary", disabled=running)
+    if running:
+        st.info("A run is in progress: Start is off until it ends or you press Stop below.")
 
 if start:
     cfg = RunConfig.for_method(method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
@@ -87,8 +89,7 @@ if start:
                     weight_temperature=None if wt.startswith("model") else 1.0,
                     fast_mode=fast)
     try:
-        from ueo_core.prompts import split_template
-        split_template(template)
+        cfg.validate()  # every option, with a message naming it
         rid = state.start_run(cfg, ims)
         st.session_state["adapt_epochs"], st.session_state["adapt_batch"] = int(epochs), int(batch)
         running = True

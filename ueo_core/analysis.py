@@ -61,7 +61,7 @@ def read_predictions(run_dir: str | Path) -> Predictions:
     folder = RunFolder(run_dir)
     cfg = folder.config or {}
     classes = cfg.get("summary", {}).get("classes") or []
-    with open(folder.path / "predictions.csv", newline="") as fh:
+    with open(folder.path / "predictions.csv", newline="", encoding="utf-8", errors="surrogateescape") as fh:
         rows = list(csv.DictReader(fh))
     index = {c: i for i, c in enumerate(classes)}
     from .data import normalize_name

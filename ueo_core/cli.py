@@ -147,10 +147,11 @@ def _run_dir(args, method: str) -> str:
 class ProgressBar:
     """A trainer listener: tqdm over optimisation steps, one line per evaluation."""
 
-    def __init__(self, file=sys.stderr):
+    def __init__(self, file=None):
         self.bar = None
         self.phase = None  # (name, tqdm) of a long pass that is not a step: evaluation, caching
-        self.file = file
+        self.file = file if file is not None else sys.stderr  # looked up now, not at import
+        self.reported = False  # an error event was printed
 
     def _phase(self, d: dict) -> None:
         if self.phase is None or self.phase[0] != d["phase"]:
@@ -183,6 +184,7 @@ class ProgressBar:
             self.bar.close()
         if ev.kind == "error":
             tqdm.write(f"error: {d['message']}", file=self.file)
+            self.reported = True
 
 
 def format_metrics(m: dict) -> str:
@@ -220,7 +222,14 @@ def cmd_train(args, method: Optional[str] = None) -> int:
     dev = init_from_env()  # under torchrun: join the process group, one device per process
     if dev is not None:
         cfg = cfg.replace(device=str(dev))
-    result = Trainer(cfg, listeners=[ProgressBar()] if rank() == 0 else []).run()
+    cfg.validate()  # every option checked before anything is loaded
+    bar = ProgressBar()
+    try:
+        result = Trainer(cfg, listeners=[bar] if rank() == 0 else []).run()
+    except Exception as err:
+        if bar.reported:  # the run's error event already printed its plain message
+            raise Reported() from err
+        raise
     if rank() != 0:
         return 0
     print(f"before: {format_metrics(result.metrics_before)}")
@@ -247,7 +256,7 @@ def cmd_embed(args) -> int:
             after = image_features(loaded, ims.files, variant=params_digest(tensors),
                                    progress=lambda d, n: bar.update(d - bar.n))
         cols["after"] = umap_2d(after, seed=args.seed)
-    with open(args.output, "w", newline="") as fh:
+    with open(args.output, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "folder"] + [f"{k}_{a}" for k in cols for a in "xy"])
         for i, f in enumerate(ims.files):
@@ -269,6 +278,10 @@ def cmd_models() -> int:
     return 0
 
 
+class Reported(Exception):
+    """An error whose message the run already printed."""
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -279,7 +292,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command == "embed":
             return cmd_embed(args)
         return cmd_models()
-    except (DataError, ModelLoadError, ValueError, FileNotFoundError) as err:
+    except Reported:
+        return 2
+    except (DataError, ModelLoadError, ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -79,6 +80,64 @@ class RunConfig:
         base = dict(METHOD_DEFAULTS.get(method, {}))
         base.update(kw)
         return cls(method=method, **base)
+
+    def validate(self) -> "RunConfig":
+        """Check every option up front; a ``ValueError`` names the option and its allowed range. Returns self."""
+        import math
+        from .methods import METHODS
+        from .prompts import split_template
+
+        def bad(name: str, rule: str, value) -> None:
+            raise ValueError(f"Option '{name}' (--{name.replace('_', '-')}) must be {rule} (got {value!r}).")
+
+        def integer(name: str, lo: int, hi: int, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                bad(name, f"a whole number from {lo} to {hi:,}" + (" (or unset)" if optional else ""), v)
+
+        def number(name: str, lo: float, hi: float = math.inf, lo_open: bool = False, optional: bool = False):
+            v = getattr(self, name)
+            if optional and v is None:
+                return
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok:
+                rng = f"{'above' if lo_open else 'at least'} {lo:g}" + (f" and at most {hi:g}" if hi < math.inf else "")
+                bad(name, f"a finite number {rng}" + (" (or unset)" if optional else ""), v)
+
+        if self.method not in METHODS:
+            bad("method", "one of " + ", ".join(METHODS), self.method)
+        if self.setting not in ("CDA", "PDA", "ODA", "OPDA", "CSDA"):
+            bad("setting", "one of CDA, PDA, ODA, OPDA, CSDA", self.setting)
+        split_template(self.template)
+        integer("epochs", 0, 100_000)  # 0: evaluate only
+        integer("batch_size", 1, 65_536)
+        integer("seed", 0, 2 ** 63 - 1)
+        integer("num_workers", 0, 256)
+        integer("fast_views", 1, 64)
+        integer("fast_blocks", 1, 4)
+        integer("eval_every", 1, 100_000)
+        integer("sync_every", 1, 100_000, optional=True)
+        integer("iters_per_epoch", 1, 10_000_000, optional=True)
+        number("lr_prompt", 0.0, 100.0)
+        number("lr_visual", 0.0, 100.0)
+        number("trade", 0.0, 1000.0)
+        number("weight_temperature", 0.0, 1e4, lo_open=True, optional=True)
+        number("threshold", 0.0, 1.0, optional=True)
+        number("margin", 0.0, 100.0)
+        number("bma_beta", 0.0, 1000.0, lo_open=True)
+        number("weight_decay", 0.0, 100.0)
+        cs = tuple(self.crop_scale) if self.crop_scale is not None else None
+        if not (cs and len(cs) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in cs)
+                and 0 < cs[0] <= cs[1] <= 1):
+            bad("crop_scale", "two numbers 0 < low <= high <= 1", self.crop_scale)
+        if self.fast_mode not in (None, "prompt_only", "last_blocks"):
+            bad("fast_mode", "unset, prompt_only or last_blocks", self.fast_mode)
+        if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:[0-9]{1,2})?", str(self.device)):
+            bad("device", "cpu, cuda, cuda:N or mps (or unset: CUDA when present)", self.device)
+        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -149,7 +149,7 @@ def predictions_table(files: Sequence[str], probs: np.ndarray, classes: Sequence
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
         w = csv.DictWriter(fh, fieldnames=PREDICTION_FIELDS)
         w.writeheader()
         w.writerows(rows)

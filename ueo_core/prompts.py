@@ -33,6 +33,9 @@ def split_template(template: str) -> tuple[str, str]:
         raise ValueError(f"The prompt template must contain '{{}}' exactly once, where the class name goes: "
                          f"got {template!r}")
     prefix, suffix = template.split("{}")
+    if "{" in prefix + suffix or "}" in prefix + suffix:
+        raise ValueError(f"The prompt template may contain no braces other than the one '{{}}' for the class name: "
+                         f"got {template!r}")
     if not prefix.strip():
         raise ValueError("The prompt template needs at least one word before '{}' to initialise the learnable "
                          "context (e.g. 'a photo of a {}.')")

@@ -23,6 +23,10 @@ from .metrics import write_predictions
 
 CHECKPOINT = "checkpoint.safetensors"
 
+# Text files that hold file names: a name that is not valid UTF-8 (Linux allows any bytes) round-trips exactly
+# (Python's surrogateescape), so predictions.csv and skipped.txt are never cut off and still point at the file.
+ANY_NAME = {"encoding": "utf-8", "errors": "surrogateescape"}
+
 
 def _clean(obj):
     """JSON-safe: NaN -> None, numpy scalars -> Python numbers."""
@@ -77,7 +81,7 @@ class RunFolder:
         write_predictions(self.path / "predictions.csv", rows)
 
     def write_skipped(self, skipped) -> None:
-        (self.path / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in skipped))
+        (self.path / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in skipped), **ANY_NAME)
 
     # ---- reading
     def read_json(self, name: str):
@@ -106,9 +110,14 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         p = p / CHECKPOINT
     if not p.is_file():
         raise FileNotFoundError(f"No checkpoint at {p}")
-    with safe_open(str(p), framework="pt") as fh:
-        meta = {k: json.loads(v) for k, v in (fh.metadata() or {}).items()}
-    return load_file(str(p)), meta
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = {k: json.loads(v) for k, v in (fh.metadata() or {}).items()}
+        return load_file(str(p)), meta
+    except Exception as err:  # garbage, a pickle, a truncated file, metadata that is not JSON
+        from .data import DataError
+        raise DataError(f"'{p.name}' is not a checkpoint of a UEO Studio run (a .safetensors file that a run "
+                        f"writes): it could not be read ({str(err)[:120]}).") from None
 
 
 def write_report(folder: RunFolder, config: dict, before: dict, after: dict, summary: dict) -> None:
@@ -126,4 +135,4 @@ def write_report(folder: RunFolder, config: dict, before: dict, after: dict, sum
             b, a = before.get(k), after.get(k)
             fmt = lambda v: "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
             lines.append(f"| {k} | {fmt(b)} | {fmt(a)} |")
-    (folder.path / "report.md").write_text("\n".join(lines) + "\n")
+    (folder.path / "report.md").write_text("\n".join(lines) + "\n", **ANY_NAME)

@@ -67,6 +67,9 @@ def apply_state(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> int:
     with torch.no_grad():
         for name, value in tensors.items():
             if name.startswith("visual.") and name[7:] in params:
+                if tuple(value.shape) != tuple(params[name[7:]].shape):
+                    raise DataError(f"The checkpoint was made with another model: '{name}' has shape "
+                                    f"{tuple(value.shape)}, this model's {tuple(params[name[7:]].shape)}.")
                 params[name[7:]].copy_(value.to(params[name[7:]].device, params[name[7:]].dtype))
                 n += 1
     return n
@@ -141,7 +144,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- setup
     def setup(self) -> None:
-        cfg = self.config
+        cfg = self.config.validate()  # every option checked before anything is loaded or written
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % (2 ** 32))
         if self.image_set is None:
@@ -165,9 +168,6 @@ class Trainer:
             self.visual_params = list(model.visual.named_parameters())
         else:
             self.visual_params = norm_affine_params(model.visual)
-        if cfg.fast_mode not in (None, "prompt_only", "last_blocks"):
-            raise ValueError(f"Unknown fast mode '{cfg.fast_mode}'. Choose prompt_only, last_blocks, or none for "
-                             f"full UEO.")
         if cfg.fast_mode == "last_blocks":
             self._setup_last_blocks()
         if cfg.fast_mode and not (self.method.trains_prompt and self.method.trains and not self.method.supervised):
@@ -356,8 +356,15 @@ class Trainer:
         if meta.get("classes") and list(meta["classes"]) != list(self.image_set.classes):
             raise DataError("The checkpoint was trained for other classes: "
                             f"{meta['classes']} vs {self.image_set.classes}.")
+        ctx = tensors.get("prompt.ctx")
+        if ctx is None:
+            raise DataError("This file holds no prompt context: it is not a checkpoint of a UEO Studio run "
+                            "(resume needs the run folder or its checkpoint.safetensors).")
+        if tuple(ctx.shape) != tuple(self.prompt.ctx.shape):
+            raise DataError(f"The checkpoint was made with another model or prompt template (prompt context "
+                            f"{tuple(ctx.shape)}, this run has {tuple(self.prompt.ctx.shape)}).")
         with torch.no_grad():
-            self.prompt.ctx.copy_(tensors["prompt.ctx"].to(self.prompt.ctx.device, self.prompt.ctx.dtype))
+            self.prompt.ctx.copy_(ctx.to(self.prompt.ctx.device, self.prompt.ctx.dtype))
         apply_state(self.loaded, tensors)
         if "ueo_weights" in tensors:
             self.weights = tensors["ueo_weights"].to(self.loaded.device)
