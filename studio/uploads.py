@@ -1,6 +1,8 @@
 """Saving a browser upload into the session's folder, safely (the checks themselves live in ueo_core.data)."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -34,15 +36,33 @@ def save_upload(files: Sequence, dest: Path) -> tuple[Path, list[tuple[str, str]
         tmp.write_bytes(zips[0].getbuffer())
         try:
             _, refused = safe_extract_zip(tmp, dest)
+        except DataError:
+            shutil.rmtree(dest, ignore_errors=True)  # nothing half-made stays behind
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         inner = [p for p in dest.iterdir() if not p.name.startswith(".")]
         if len(inner) == 1 and inner[0].is_dir() and any(q.is_dir() for q in inner[0].iterdir()):
             dest = inner[0]
         return dest, refused
+    refused = []
     for f in files:
-        name = Path(f.name.replace("\\", "/")).name
-        if not name or name.startswith("."):
+        name = _safe_name(Path(f.name.replace("\\", "/")).name)
+        if not name:
+            refused.append((f.name[:80], "no usable file name"))
             continue
-        (dest / name).write_bytes(f.getbuffer())
-    return dest, []
+        tmp = dest / f".{name}.part"
+        tmp.write_bytes(f.getbuffer())
+        tmp.replace(dest / name)
+    return dest, refused
+
+
+def _safe_name(name: str, max_bytes: int = 200) -> str:
+    """A file name that any disk accepts: hidden names dropped, over-long names shortened (the extension kept)."""
+    name = name.strip()
+    if not name or name.startswith(".") or name in (".", ".."):
+        return ""
+    stem, suffix = os.path.splitext(name)
+    while len((stem + suffix).encode("utf-8", "surrogateescape")) > max_bytes and stem:
+        stem = stem[:-1]
+    return (stem + suffix) if stem else ""

@@ -124,3 +124,164 @@ def test_a_file_name_that_is_not_utf8_works_end_to_end(tmp_path):
     odd = [p for p in preds.paths if "caf" in p]
     assert len(preds) == 6 and len(odd) == 1 and os.path.exists(odd[0])
     assert (tmp_path / "run" / "report.md").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- zips
+def _png() -> bytes:
+    import io
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _zip(entries, compression=None) -> bytes:
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression or zipfile.ZIP_STORED) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _patch(data: bytes, entry: bytes, local_off: int, central_off: int, value: bytes) -> bytes:
+    """Overwrite a field of one entry in its local header and its central-directory record."""
+    b = bytearray(data)
+    for sig, off in ((b"PK\x03\x04", local_off), (b"PK\x01\x02", central_off)):
+        i = 0
+        while (i := b.find(sig, i)) >= 0:
+            name_at = i + (30 if sig == b"PK\x03\x04" else 46)
+            if bytes(b[name_at:name_at + len(entry)]) == entry:
+                b[i + off:i + off + len(value)] = value
+            i += 4
+    return bytes(b)
+
+
+def _zip_cases():
+    import struct
+    import zipfile
+    good = ("set/cat/a.png", _png())
+    ok = _zip([good, ("set/dog/b.png", _png())])
+    enc = _patch(_zip([good, ("set/dog/secret.png", _png())]), b"set/dog/secret.png", 6, 8, struct.pack("<H", 1))
+    stored = _zip([good, ("set/dog/crc.png", _png())])
+    i = stored.find(b"set/dog/crc.png") + len("set/dog/crc.png") + 20
+    crc = stored[:i] + bytes([stored[i] ^ 0xFF]) + stored[i + 1:]
+    deflated = _zip([good, ("set/dog/z.png", _png() * 5)], zipfile.ZIP_DEFLATED)
+    j = deflated.find(b"set/dog/z.png") + len("set/dog/z.png") + 5
+    corrupt = deflated[:j] + b"\xff" * 40 + deflated[j + 40:]
+    liar = _patch(_zip([good, ("set/dog/liar.png", _png())]), b"set/dog/liar.png", 22, 24, struct.pack("<I", 10))
+    clash = _zip([good, ("set/dog/x.png", _png()), ("set/dog/x.png/y.png", _png())])
+    deep = _zip([good, ("set/" + "d/" * 2100 + "deep.png", _png())])
+    longname = _zip([good, ("set/dog/" + "n" * 300 + ".png", _png())])
+    return [("encrypted entry", enc, "secret.png", "encrypted"),
+            ("CRC error", crc, "crc.png", "damaged"),
+            ("corrupt deflate data", corrupt, "z.png", "damaged"),
+            ("entry lying about its size", liar, "liar.png", "larger than|damaged"),  # zipfile's CRC check or ours
+            ("x.png beside x.png/y.png", clash, "y.png", "cannot be written"),
+            ("2,100 levels deep", deep, "deep.png", "too deep"),
+            ("300-character entry name", longname, "nnnn", "too long"),
+            ("a good zip", ok, None, None)]
+
+
+@pytest.mark.parametrize("case", _zip_cases(), ids=lambda c: c[0])
+def test_damaged_zip_entries_are_refused_with_a_reason_and_the_rest_kept(case, tmp_path):
+    from studio.uploads import save_upload
+    name, data, bad_entry, reason = case
+
+    class Up:
+        def __init__(self, n, d):
+            self.name, self._d = n, d
+
+        def getbuffer(self):
+            return memoryview(self._d)
+    root, refused = save_upload([Up("photos.zip", data)], tmp_path / "u")
+    files = sorted(p.name for p in root.rglob("*") if p.is_file())
+    assert "a.png" in files, (name, files)
+    if bad_entry:
+        import re
+        assert [r for n, r in refused if bad_entry in n and re.search(reason, r)], (name, refused)
+        assert not any(bad_entry in f for f in files), (name, files)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".partial")]  # no staging left
+
+
+def test_a_broken_zip_is_refused_whole_and_leaves_nothing(tmp_path):
+    from studio.uploads import save_upload
+    from ueo_core.data import DataError
+
+    class Up:
+        name = "photos.zip"
+
+        def getbuffer(self):
+            return memoryview(b"PK\x03\x04 this is not really a zip")
+    with pytest.raises(DataError, match="Not a readable zip"):
+        save_upload([Up()], tmp_path / "u")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_300_character_upload_name_is_shortened_and_saved(tmp_path):
+    from studio.uploads import save_upload
+
+    class Up:
+        name = "p" * 300 + ".png"
+
+        def getbuffer(self):
+            return memoryview(_png())
+    root, refused = save_upload([Up()], tmp_path / "u")
+    saved = [p for p in root.iterdir()]
+    assert refused == [] and len(saved) == 1 and saved[0].suffix == ".png" and len(saved[0].name) <= 200
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+def test_two_runs_cannot_write_into_one_folder(setup, capsys):
+    from ueo_core.runs import RunFolder
+    tmp, data, _ = setup
+    holder = RunFolder(tmp / "busy").create()  # a run in progress holds the lock
+    try:
+        rc = main(["train", str(data), "--prior", "red,green", *TINY, "--out", str(tmp / "busy")])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Another run is writing" in err and "Traceback" not in err
+    finally:
+        holder.close()
+    assert not (tmp / "busy" / "config.json").exists()
+
+
+def test_a_finished_folder_is_not_reused_without_resume(setup, capsys):
+    tmp, data, earlier = setup
+    before = digest(earlier)
+    rc = main(["train", str(data), "--prior", "red,green", *TINY, "--out", str(earlier)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "already holds a run" in err
+    assert digest(earlier) == before
+    # resuming it is allowed
+    assert main(["train", str(data), "--prior", "red,green", *TINY[:-4], "--epochs", "2", "--batch-size", "8",
+                 "--resume", str(earlier), "--out", str(earlier)]) == 0
+
+
+def test_a_cut_off_last_log_line_does_not_block_resume(setup):
+    from ueo_core.runs import RunFolder
+    tmp, data, earlier = setup
+    with open(earlier / "steps.jsonl", "a") as fh:
+        fh.write('{"step": 99, "epoch": 1, "lo')  # a crash mid-write
+    assert len(RunFolder(earlier).read_jsonl("steps.jsonl")) >= 1
+    assert main(["train", str(data), "--prior", "red,green", "--model", "ueo-tiny", "--pretrained", "none",
+                 "--epochs", "2", "--batch-size", "8", "--resume", str(earlier), "--out", str(earlier)]) == 0
+
+
+def test_a_write_error_keeps_the_previous_checkpoint(setup, capsys, monkeypatch):
+    import errno
+    import ueo_core.runs as runs
+    tmp, data, earlier = setup
+    before = (earlier / "checkpoint.safetensors").read_bytes()
+    real = runs.save_file
+
+    def full_disk(tensors, path, metadata=None):
+        real(tensors, path, metadata=metadata)  # a partial file appears, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(runs, "save_file", full_disk)
+    rc = main(["train", str(data), "--prior", "red,green", "--model", "ueo-tiny", "--pretrained", "none",
+               "--epochs", "2", "--batch-size", "8", "--resume", str(earlier), "--out", str(earlier)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Could not write the checkpoint" in err and "previous checkpoint is kept" in err
+    assert "Traceback" not in err
+    assert (earlier / "checkpoint.safetensors").read_bytes() == before
+    assert not [p for p in earlier.iterdir() if p.name.endswith(".tmp")]

@@ -11,14 +11,18 @@
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import threading
 from pathlib import Path
 from typing import Optional
 
 import torch
 from safetensors.torch import load_file, save_file, safe_open
 
+from .data import DataError
 from .metrics import write_predictions
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -45,17 +49,54 @@ def dumps(obj) -> str:
     return json.dumps(_clean(obj))
 
 
+RUN_FILES = ("config.json", "steps.jsonl", "epochs.jsonl", "metrics.json", CHECKPOINT)
+
+
 class RunFolder:
+    """A run's folder. Every whole-file write goes to a temporary file of this process and thread, then is renamed
+    over the old one (a reader never sees half a file, two writers never share a temporary). ``create`` takes a
+    lock for the run's lifetime, so two runs cannot write into one folder, and refuses a folder that already holds
+    a run unless this run resumes it."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock = None
 
-    def create(self) -> "RunFolder":
+    def create(self, resume: Optional[str | Path] = None) -> "RunFolder":
         self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise DataError(f"Another run is writing into {self.path} right now: choose another output folder, "
+                            f"or wait for it to finish.") from None
+        self._lock = fd
+        used = [n for n in RUN_FILES if (self.path / n).exists()]
+        if used and not self._resumes_here(resume):
+            self.close()
+            raise DataError(f"{self.path} already holds a run ({', '.join(used)}): choose a new output folder, or "
+                            f"resume that run (--resume {self.path}). Nothing was changed.")
         return self
+
+    def _resumes_here(self, resume) -> bool:
+        if not resume:
+            return False
+        r = Path(resume).resolve()
+        return (r if r.is_dir() else r.parent) == self.path.resolve()
+
+    def close(self) -> None:
+        """Release the folder's lock (the run ended)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def _tmp(self, name: str) -> Path:
+        return self.path / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
 
     # ---- writing
     def write_json(self, name: str, obj) -> None:
-        tmp = self.path / (name + ".tmp")
+        tmp = self._tmp(name)
         tmp.write_text(json.dumps(_clean(obj), indent=2))
         tmp.replace(self.path / name)
 
@@ -68,20 +109,37 @@ class RunFolder:
         1-based epoch they ran in) and the evaluations before it (the resumed run evaluates ``epoch`` again)."""
         for name, keep in (("steps.jsonl", lambda e: e <= epoch), ("epochs.jsonl", lambda e: e < epoch)):
             rows = [r for r in self.read_jsonl(name) if keep(r.get("epoch", 0))]
-            (self.path / name).write_text("".join(dumps(r) + "\n" for r in rows))
+            tmp = self._tmp(name)
+            tmp.write_text("".join(dumps(r) + "\n" for r in rows))
+            tmp.replace(self.path / name)
 
     def save_checkpoint(self, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-        tmp = self.path / (CHECKPOINT + ".tmp")
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={k: json.dumps(_clean(v)) for k, v in meta.items()})
-        tmp.replace(self.path / CHECKPOINT)
+        """Write the checkpoint; on a write error (a full disk) the previous checkpoint is kept and the error says
+        so."""
+        tmp = self._tmp(CHECKPOINT)
+        try:
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                      metadata={k: json.dumps(_clean(v)) for k, v in meta.items()})
+            tmp.replace(self.path / CHECKPOINT)
+        except (OSError, RuntimeError, Exception) as err:
+            tmp.unlink(missing_ok=True)
+            kept = " The previous checkpoint is kept." if (self.path / CHECKPOINT).exists() else ""
+            raise DataError(f"Could not write the checkpoint in {self.path} (is the disk full?): "
+                            f"{str(err)[:120]}.{kept}") from None
         return self.path / CHECKPOINT
 
     def write_predictions(self, rows: list[dict]) -> None:
-        write_predictions(self.path / "predictions.csv", rows)
+        tmp = self._tmp("predictions.csv")
+        write_predictions(tmp, rows)
+        tmp.replace(self.path / "predictions.csv")
+
+    def write_text(self, name: str, text: str) -> None:
+        tmp = self._tmp(name)
+        tmp.write_text(text, **ANY_NAME)
+        tmp.replace(self.path / name)
 
     def write_skipped(self, skipped) -> None:
-        (self.path / "skipped.txt").write_text("".join(f"{p}\t{r}\n" for p, r in skipped), **ANY_NAME)
+        self.write_text("skipped.txt", "".join(f"{p}\t{r}\n" for p, r in skipped))
 
     # ---- reading
     def read_json(self, name: str):
@@ -92,7 +150,15 @@ class RunFolder:
         p = self.path / name
         if not p.exists():
             return []
-        return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+        rows, lines = [], [ln for ln in p.read_text().splitlines() if ln.strip()]
+        for k, ln in enumerate(lines):
+            try:
+                rows.append(json.loads(ln))
+            except json.JSONDecodeError:
+                if k == len(lines) - 1:  # a last line cut off by a crash or a full disk: ignored
+                    break
+                raise DataError(f"{p.name} is damaged at line {k + 1} (not JSON).") from None
+        return rows
 
     @property
     def checkpoint_path(self) -> Path:
@@ -135,4 +201,4 @@ def write_report(folder: RunFolder, config: dict, before: dict, after: dict, sum
             b, a = before.get(k), after.get(k)
             fmt = lambda v: "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
             lines.append(f"| {k} | {fmt(b)} | {fmt(a)} |")
-    (folder.path / "report.md").write_text("\n".join(lines) + "\n", **ANY_NAME)
+    folder.write_text("report.md", "\n".join(lines) + "\n")

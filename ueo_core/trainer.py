@@ -113,7 +113,8 @@ class Trainer:
         self.image_set = image_set
         self._cancel = threading.Event()
         self.rank = dist_rank()  # under torchrun only rank 0 writes the run folder and talks to listeners
-        self.folder: Optional[RunFolder] = (RunFolder(config.run_dir).create()
+        # the folder is locked for this run (released when run() ends); a folder holding another run is refused
+        self.folder: Optional[RunFolder] = (RunFolder(config.run_dir).create(resume=config.resume)
                                             if config.run_dir and self.rank == 0 else None)
         self.prompt: Optional[PromptLearner] = None
         self.visual_params: list[tuple[str, nn.Parameter]] = []
@@ -385,6 +386,9 @@ class Trainer:
             message = explain_error(err, cfg, self.folder)
             self.emit("error", message=message, traceback=traceback.format_exc())
             raise
+        finally:
+            if self.folder is not None:
+                self.folder.close()
 
     def _run(self, t0: float) -> RunResult:
         cfg, ims, dev = self.config, self.image_set, self.loaded.device
