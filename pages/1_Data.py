@@ -127,6 +127,8 @@ except Exception as err:
     st.stop()
 st.write(ims.summary())
 st.write("**Prior:** " + ", ".join(ims.classes))
+for w in ims.warnings:
+    st.warning(w)
 counts = ims.counts()
 st.plotly_chart(charts.bar(counts, "images per class folder", "images", range_y=None), width="stretch")
 with st.expander("Thumbnails per class", expanded=True):

@@ -16,7 +16,9 @@ except Exception as err:
     st.error(f"Choose data first (Data page): {state.friendly(err)}")
     st.stop()
 model = state.model_choice()
-st.caption(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}")
+st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
+for w in ims.warnings:
+    st.warning(w)
 
 rid = state.active_run_id()
 running = state.is_running(rid)

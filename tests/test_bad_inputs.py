@@ -285,3 +285,30 @@ def test_a_write_error_keeps_the_previous_checkpoint(setup, capsys, monkeypatch)
     assert "Traceback" not in err
     assert (earlier / "checkpoint.safetensors").read_bytes() == before
     assert not [p for p in earlier.iterdir() if p.name.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------------------------------- warnings
+def test_a_prior_that_names_no_folder_is_warned_about(tmp_path, capsys):
+    from ueo_core.data import load_folder
+    root = make_folder(tmp_path / "d", classes=("red", "green"), per_class=2, size=24)
+    ims = load_folder(root, prior=["cat", "dog"])
+    assert ims.warnings and "None of the prior's names" in ims.warnings[0]
+    assert main(["train", str(root), "--prior", "cat,dog", *TINY, "--out", str(tmp_path / "r1")]) == 0
+    assert "warning: None of the prior's names" in capsys.readouterr().err
+    assert not load_folder(root, prior=["red", "dog"]).warnings
+
+
+def test_a_preset_that_does_not_fit_the_folder_says_so(tmp_path, capsys):
+    root = make_folder(tmp_path / "d", classes=("red", "green"), per_class=2, size=24)
+    assert main(["train", str(root), "--preset", "pacs", *TINY, "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the preset 'pacs'" in err and "red" in err
+
+
+def test_a_template_that_cuts_off_class_names_is_refused(tmp_path, capsys):
+    root = make_folder(tmp_path / "d", classes=("red", "green"), per_class=2, size=24)
+    long = "a " * 90 + "photo of a {}."
+    assert main(["train", str(root), "--prior", "red,green", *TINY, "--template", long, "--out",
+                 str(tmp_path / "r3")]) == 2
+    err = capsys.readouterr().err
+    assert "would be cut off" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -141,7 +142,8 @@ def _prior(text: Optional[str]):
 
 
 def _run_dir(args, method: str) -> str:
-    return args.out or str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{method}")
+    # the default name carries a random part: two runs started in the same second get two folders
+    return args.out or str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{secrets.token_hex(3)}")
 
 
 class ProgressBar:
@@ -172,6 +174,8 @@ class ProgressBar:
         elif ev.kind == "start":
             tqdm.write(f"{d['data']}\nmodel: {d['model']['model']} on {d['model']['device']}; "
                        f"{d['trainable_parameters']:,} trainable parameters", file=self.file)
+            for w in d.get("warnings") or []:
+                tqdm.write(f"warning: {w}", file=self.file)
             if d["total_steps"]:
                 self.bar = tqdm(total=d["total_steps"], unit="step", file=self.file, dynamic_ncols=True)
         elif ev.kind == "step" and self.bar is not None:

@@ -125,6 +125,7 @@ class ImageSet:
     folder_names: list[Optional[str]]  # the class folder of each file (None in a flat folder)
     folders: list[str] = field(default_factory=list)    # all class folders found
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[str] = field(default_factory=list)              # things the user should know before a run
 
     def __len__(self) -> int:
         return len(self.files)
@@ -225,8 +226,13 @@ def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
     index = {normalize_name(c): i for i, c in enumerate(classes)}
     labels = np.array([NO_TRUTH if f is None else index.get(normalize_name(f), UNKNOWN) for f in folder_names],
                       dtype=np.int64)
+    warnings = []
+    if subdirs and classes and not (labels >= 0).any():
+        warnings.append(f"None of the prior's names ({', '.join(classes[:8])}{'…' if len(classes) > 8 else ''}) is a "
+                        f"class sub-folder here ({', '.join(subdirs[:8])}{'…' if len(subdirs) > 8 else ''}): every "
+                        "image counts as unknown, so accuracy cannot be measured. Check the spelling of the prior.")
     return ImageSet(root=root, files=files, classes=classes, labels=labels, folder_names=folder_names,
-                    folders=subdirs, skipped=skipped)
+                    folders=subdirs, skipped=skipped, warnings=warnings)
 
 
 SHAPES_PREFIX = "shapes:"
@@ -255,6 +261,14 @@ def load_preset(root: str | Path, preset: str, setting: str = "ODA", **kw) -> Im
     """A domain folder of a benchmark (e.g. ``PACS/sketch``) with the prior and target classes of a split."""
     from .presets import get_preset
     prior, target = get_preset(preset).split(setting)
+    root = Path(root).expanduser()
+    if root.is_dir():
+        here = {normalize_name(e.name) for e in os.scandir(root) if e.is_dir()}
+        if not here & {normalize_name(c) for c in target}:
+            raise DataError(f"This folder does not fit the preset '{preset}': none of its class folders "
+                            f"({', '.join(target[:6])}{'…' if len(target) > 6 else ''}) is in {root.name} "
+                            f"(it has: {', '.join(sorted(here)[:6]) or 'no sub-folders'}). Pick another preset, "
+                            "or give the prior yourself.")
     return load_folder(root, prior=prior, include=target, **kw)
 
 

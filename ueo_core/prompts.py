@@ -67,6 +67,12 @@ class PromptLearner(nn.Module):
         prompts = [template.format(class_prompt_name(c)) for c in self.classnames]
         self.prompts = prompts
         tokens = tokenizer(prompts).to(device)
+        if hasattr(tokenizer, "encode"):  # open_clip's own tokenizer: would a prompt be cut off?
+            longest = max(prompts, key=lambda p: len(tokenizer.encode(p)))
+            n = len(tokenizer.encode(longest)) + 2  # + start and end of text
+            if n > tokens.shape[1]:
+                raise ValueError(f"The prompt {longest!r} is {n} tokens long, and this model reads at most "
+                                 f"{tokens.shape[1]}: the class name would be cut off. Use a shorter template.")
         pool_index = _pool_index(tokens, tower)
         causal = getattr(tower, "attn_mask", None) is not None
         pool_type = _pool_type(tower)

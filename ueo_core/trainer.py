@@ -400,6 +400,7 @@ class Trainer:
         total_steps = cfg.epochs * steps_per_epoch if self.method.trains else 0
         summary = {"model": self.loaded.describe(), "data": ims.summary(), "classes": ims.classes,
                    "n_images": len(ims), "n_skipped": len(ims.skipped), "has_truth": ims.has_truth,
+                   "warnings": list(ims.warnings),
                    "trainable_parameters": sum(p.numel() for p in trainable.values()),
                    "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
                    "prompts": self.prompt.prompts, "truncated_context": self.prompt.length}
