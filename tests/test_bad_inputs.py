@@ -42,6 +42,18 @@ CASES = [
     ("resume from a pickle", ["--resume", "{tmp}/pickle.pt"], "not a checkpoint"),
     ("resume from a foreign safetensors", ["--resume", "{tmp}/foreign.safetensors"], "no prompt context"),
     ("resume from a missing file", ["--resume", "{tmp}/missing.safetensors"], "No checkpoint"),
+    ("workers negative", ["--workers", "-1"], "--workers"),
+    ("fast-mode unknown", ["--fast-mode", "turbo"], "invalid choice"),
+    ("method unknown", ["--method", "magic"], "invalid choice"),
+    ("setting unknown", ["--setting", "XYZ"], "invalid choice"),
+    ("margin negative", ["--margin", "-1"], "margin"),
+    ("weight-decay nan", ["--weight-decay", "nan"], "weight_decay"),
+    ("iters-per-epoch 0", ["--iters-per-epoch", "0"], "iters_per_epoch"),
+    ("epochs not a number", ["--epochs", "five"], "invalid int"),
+    ("oracle without ground truth", ["DATA={tmp}/flat", "--method", "oracle"], "ground truth"),
+    ("clipood without sources", ["--method", "clipood"], "source"),
+    ("checkpoint file missing", ["--checkpoint", "{tmp}/none.safetensors"], "not found"),
+    ("checkpoint is garbage", ["--checkpoint", "{tmp}/garbage.safetensors"], "checkpoint"),
     ("data folder missing", ["DATA={tmp}/nowhere"], "not found"),
     ("data folder empty", ["DATA={tmp}/empty"], ""),
 ]
@@ -51,6 +63,10 @@ CASES = [
 def setup(tmp_path):
     data = make_folder(tmp_path / "data", classes=("red", "green", "blue"), per_class=3, size=24)
     (tmp_path / "empty").mkdir()
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for k, f in enumerate(sorted((data / "red").iterdir())):
+        (flat / f"{k}.png").write_bytes(f.read_bytes())
     (tmp_path / "garbage.safetensors").write_bytes(b"garbage" * 10)
     import pickle
     (tmp_path / "pickle.pt").write_bytes(pickle.dumps({"prompt.ctx": [1, 2, 3]}))
@@ -312,3 +328,16 @@ def test_a_template_that_cuts_off_class_names_is_refused(tmp_path, capsys):
                  str(tmp_path / "r3")]) == 2
     err = capsys.readouterr().err
     assert "would be cut off" in err and "Traceback" not in err
+
+
+def test_an_unreadable_folder_gets_a_message(tmp_path, monkeypatch):
+    """(As root every folder is readable, so the refusal of the file system is simulated.)"""
+    import errno
+    from ueo_core.data import DataError, load_folder
+    root = make_folder(tmp_path / "d", classes=("red", "green"), per_class=2, size=24)
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    monkeypatch.setattr("ueo_core.data.os.scandir", denied)
+    with pytest.raises(DataError, match="Cannot read the folder .*Permission denied"):
+        load_folder(root, prior=["red", "green"])

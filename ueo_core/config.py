@@ -88,7 +88,8 @@ class RunConfig:
         from .prompts import split_template
 
         def bad(name: str, rule: str, value) -> None:
-            raise ValueError(f"Option '{name}' (--{name.replace('_', '-')}) must be {rule} (got {value!r}).")
+            flag = {"num_workers": "--workers"}.get(name, "--" + name.replace("_", "-"))
+            raise ValueError(f"Option '{name}' ({flag}) must be {rule} (got {value!r}).")
 
         def integer(name: str, lo: int, hi: int, optional: bool = False) -> None:
             v = getattr(self, name)

@@ -177,7 +177,10 @@ def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"Folder not found: {root}")
-    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as err:
+        raise DataError(f"Cannot read the folder {root}: {err.strerror or err}.") from None
     subdirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
     candidates: list[tuple[str, Optional[str]]] = []  # (path, class folder)
     skipped: list[tuple[str, str]] = []
@@ -262,8 +265,11 @@ def load_preset(root: str | Path, preset: str, setting: str = "ODA", **kw) -> Im
     from .presets import get_preset
     prior, target = get_preset(preset).split(setting)
     root = Path(root).expanduser()
-    if root.is_dir():
-        here = {normalize_name(e.name) for e in os.scandir(root) if e.is_dir()}
+    try:
+        here = {normalize_name(e.name) for e in os.scandir(root) if e.is_dir()} if root.is_dir() else None
+    except OSError:
+        here = None  # load_folder says why it cannot be read
+    if here is not None:
         if not here & {normalize_name(c) for c in target}:
             raise DataError(f"This folder does not fit the preset '{preset}': none of its class folders "
                             f"({', '.join(target[:6])}{'…' if len(target) > 6 else ''}) is in {root.name} "
