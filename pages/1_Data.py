@@ -125,7 +125,7 @@ try:
 except Exception as err:
     st.error(state.friendly(err))
     st.stop()
-st.write(ims.summary())
+st.write(state.redact(ims.summary()))
 st.write("**Prior:** " + ", ".join(ims.classes))
 for w in ims.warnings:
     st.warning(w)
@@ -143,6 +143,6 @@ if refused:
     st.dataframe([{"entry": n, "reason": r} for n, r in refused], width="stretch", hide_index=True)
 st.subheader(f"Skipped files ({len(ims.skipped)})")
 if ims.skipped:
-    st.dataframe([{"file": p, "reason": r} for p, r in ims.skipped], width="stretch", hide_index=True)
+    st.dataframe([{"file": state.redact(p), "reason": r} for p, r in ims.skipped], width="stretch", hide_index=True)
 else:
     st.caption("Every file was a readable image.")

@@ -42,6 +42,7 @@ CASES = [
     ("resume from a pickle", ["--resume", "{tmp}/pickle.pt"], "not a checkpoint"),
     ("resume from a foreign safetensors", ["--resume", "{tmp}/foreign.safetensors"], "no prompt context"),
     ("resume from a missing file", ["--resume", "{tmp}/missing.safetensors"], "No checkpoint"),
+    ("resume from another model's run", ["--resume", "{tmp}/earlier", "--model", "ueo-tiny-rn"], "another model"),
     ("workers negative", ["--workers", "-1"], "--workers"),
     ("fast-mode unknown", ["--fast-mode", "turbo"], "invalid choice"),
     ("method unknown", ["--method", "magic"], "invalid choice"),

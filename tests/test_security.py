@@ -191,3 +191,17 @@ def test_16_bit_float_and_rotated_images_arrive_as_a_viewer_shows_them(tmp_path)
     exif[0x0112] = 6  # "rotate 90 CW to view"
     img.save(tmp_path / "e.jpg", exif=exif)
     assert load_rgb(tmp_path / "e.jpg").size == (20, 40)
+
+
+def test_the_workspace_token_is_not_shown_on_the_data_page(server_dirs):
+    """An upload's paths (the summary, skipped files) show "[your workspace]", never the secret token."""
+    token = "e" * 32
+    up = make_folder(server_dirs["tmp"] / "ws" / token / "uploads" / "x", classes=("cat", "dog"), per_class=2)
+    (up / "cat" / "broken.png").write_bytes(b"nope")
+    at = page("pages/1_Data.py", ws=token,
+              data={"source": "upload", "spec": str(up), "label": "Upload · 5 file(s)", "prior": ["cat", "dog"],
+                    "preset": None, "setting": "ODA"})
+    at.run()
+    assert not at.exception and any("Skipped files (1)" in s.value for s in at.subheader)
+    shown = texts(at) + " ".join(str(d.value) for d in at.dataframe)
+    assert token not in shown and "[your workspace]" in shown

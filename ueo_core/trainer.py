@@ -357,6 +357,15 @@ class Trainer:
         if meta.get("classes") and list(meta["classes"]) != list(self.image_set.classes):
             raise DataError("The checkpoint was trained for other classes: "
                             f"{meta['classes']} vs {self.image_set.classes}.")
+        saved_model = (meta.get("config") or {}).get("model")
+        if saved_model and saved_model != self.config.model:
+            raise DataError(f"The checkpoint was made with another model ('{saved_model}'; this run uses "
+                            f"'{self.config.model}'). Resume with the same model, or start a new run.")
+        visual = dict(self.loaded.model.visual.named_parameters())
+        foreign = [k for k in tensors if k.startswith("visual.") and k[7:] not in visual]
+        if foreign:
+            raise DataError(f"The checkpoint was made with another model: its '{foreign[0]}' is not in this model's "
+                            "image tower.")
         ctx = tensors.get("prompt.ctx")
         if ctx is None:
             raise DataError("This file holds no prompt context: it is not a checkpoint of a UEO Studio run "
