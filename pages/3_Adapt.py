@@ -2,7 +2,7 @@
 import streamlit as st
 
 from studio import charts, state, ui
-from ueo_core.analysis import run_curves
+from ueo_core.analysis import entropy_note, run_curves, run_verdict
 from ueo_core.config import RunConfig, is_resnet_tower, prefers_fast_mode, suggested_settings
 from ueo_core.data import DataError
 from ueo_core.methods import METHODS
@@ -136,13 +136,13 @@ def live(rid: str) -> None:
         for col, k in zip(cols, ("gacc", "pacc", "auroc", "h_score")):
             if a.get(k) is not None:
                 col.metric(k.upper(), f"{a[k] * 100:.1f}", f"{(a[k] - (b.get(k) or 0)) * 100:+.1f} vs zero-shot")
-        st.success(f"Done in {metrics['seconds']:.0f} s. Explore and Inspect show the result.")
+        level, text = run_verdict(b, a, (cfg.get("summary") or {}).get("classes") or [], metrics["seconds"])
+        (st.warning if level == "warning" else st.success)(text)
     elif not alive:
         st.warning("This run stopped before finishing (cancelled or interrupted); its last checkpoint is kept.")
     if steps:
         st.plotly_chart(charts.step_curves(steps), width="stretch", key="curves")
-        ui.explain("The loss falls as confident images get more confident (mean entropy ↓) while the marginal "
-                   "entropy stays high: predictions stay spread over classes instead of collapsing onto one.")
+        ui.explain(entropy_note(steps))
     if epochs:
         c1, c2 = st.columns(2)
         with c1:

@@ -108,13 +108,14 @@ def overlay_curves(series: dict[str, tuple[list, list]], title: str, xlabel: str
 
 
 def histogram_animation(epochs: list[dict]) -> go.Figure:
-    """Confidence histograms of every evaluated epoch, with a slider and a play button."""
-    first = confidence_histogram(epochs[0]["histogram"])
+    """Confidence histograms of every evaluated epoch, with a slider and a play button. The figure opens on the
+    latest epoch (its bars and the slider agree), so during a run it follows the training."""
+    last = confidence_histogram(epochs[-1]["histogram"])
     frames = []
     for e in epochs:
         f = confidence_histogram(e["histogram"])
         frames.append(go.Frame(data=f.data, name=str(e["epoch"])))
-    fig = go.Figure(data=first.data, layout=first.layout, frames=frames)
+    fig = go.Figure(data=last.data, layout=last.layout, frames=frames)
     shown = ("known", "unknown") if "known" in epochs[0]["histogram"] else ("all",)
     ymax = max(max(max(e["histogram"][k]) for k in shown) for e in epochs) or 1
     fig.update_yaxes(range=[0, ymax * 1.1])

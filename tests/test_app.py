@@ -131,7 +131,7 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     assert bg.error is None and bg.result.status == "done"
     at.run()
     no_trouble(at)
-    assert any("Done in" in s.value for s in at.success)
+    assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
     assert len(plotly_charts(at)) >= 3  # curves, histogram animation, metrics
     ws = at.session_state["ws"]
 
@@ -197,7 +197,7 @@ def test_adapt_clipood_from_labelled_shapes_source():
     assert bg.error is None and bg.result.status == "done", bg.error
     at.run()
     no_trouble(at)
-    assert any("Done in" in s.value for s in at.success)
+    assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
     import json
     from studio import state
     m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
@@ -229,3 +229,30 @@ def test_old_workspaces_are_pruned(tmp_path):
         os.utime(p, (now - 1 * 86400, now - 1 * 86400))
     assert prune_workspaces(tmp_path, 14, now=now) == ["a" * 32]
     assert not old.exists() and new.exists() and (tmp_path / "not-a-token").exists()
+
+
+def test_a_collapsing_run_is_a_warning_not_a_green_done():
+    """Entropy minimisation on the default Shapes domain with the quick settings collapses (issue 9's lesson):
+    the page says so, names the class, and the note under the entropy chart says the marginal entropy fell."""
+    at = app("pages/3_Adapt.py")
+    at.run()
+    at.selectbox[0].set_value("entropy").run()
+    at.button[0].click().run()
+    rid, bg = wait_for_run(at)
+    assert bg.error is None
+    at.run()
+    no_trouble(at)
+    assert any(w.value.startswith("Collapsed") and "% of all images are now predicted as" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+    assert not any("Done in" in s.value for s in at.success)
+    assert any("marginal entropy fell" in m.value for m in list(at.markdown) + list(at.caption)), "entropy note"
+
+
+def test_histogram_opens_on_the_latest_epoch():
+    from studio.charts import histogram_animation
+    epochs = [{"epoch": e, "histogram": {"edges": [i / 4 for i in range(5)], "known": k, "unknown": [0, 0, 0, 1]}}
+              for e, k in ((0, [5, 0, 0, 0]), (1, [0, 0, 0, 5]))]
+    fig = histogram_animation(epochs)
+    known = [tr for tr in fig.data if tr.name == "truly known"][0]
+    assert list(known.y) == [0, 0, 0, 5]  # the bars drawn are the last epoch's, as the slider says
+    assert fig.layout.sliders[0].active == 1

@@ -142,3 +142,31 @@ def test_predictions_table():
     assert rows[0]["predicted_class"] == "cat" and rows[0]["predicted_known"] is True
     assert rows[1]["predicted_class"] == "dog" and rows[1]["predicted_known"] is False
     assert rows[1]["entropy"] == pytest.approx(-(0.4 * math.log(0.4) + 0.6 * math.log(0.6)), abs=1e-5)
+
+
+def test_collapse_rule_on_predicted_class_shares():
+    from ueo_core.metrics import collapse_stats
+
+    def probs(counts):
+        rows = [k for k, n in enumerate(counts) for _ in range(n)]
+        p = np.full((len(rows), len(counts)), 0.01)
+        p[np.arange(len(rows)), rows] = 1.0
+        return p
+    c = collapse_stats(probs([95, 1, 1, 1, 1, 1]))
+    assert c["collapsed"] and c["top_share"] == pytest.approx(0.95) and sum(c["class_shares"]) == pytest.approx(1)
+    assert collapse_stats(probs([50, 50, 0, 0, 0, 0]))["collapsed"]          # two classes of six: 0.69 < 0.90
+    assert not collapse_stats(probs([70, 6, 6, 6, 6, 6]))["collapsed"]       # unbalanced, not collapsed: 1.09
+    assert not collapse_stats(probs([3, 9, 9, 51, 12, 16]))["collapsed"]     # Shapes photo zero-shot
+    assert not collapse_stats(probs([10] * 6))["collapsed"]
+
+
+def test_run_verdict_is_computed_from_the_numbers():
+    from ueo_core.analysis import run_verdict
+    before = {"gacc": 0.7, "auroc": 0.8}
+    level, text = run_verdict(before, {"gacc": 0.2, "auroc": 0.4, "collapsed": True, "top_share": 0.95,
+                                       "class_shares": [0.01, 0.95, 0.04]}, ["a", "b", "c"], 12)
+    assert level == "warning" and "95%" in text and "'b'" in text
+    level, text = run_verdict(before, {"gacc": 0.6, "auroc": 0.85, "collapsed": False}, ["a", "b"], 5)
+    assert level == "warning" and "GACC -10.0" in text and "AUROC" not in text
+    level, text = run_verdict(before, {"gacc": 0.8, "auroc": 0.9, "collapsed": False}, ["a", "b"], 5)
+    assert level == "success" and "GACC +10.0" in text and "AUROC +10.0" in text

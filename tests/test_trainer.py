@@ -292,3 +292,23 @@ def test_last_blocks_fast_mode_trains_only_the_last_stage_norms(folder, tmp_path
     assert r.status == "done"
     with pytest.raises(ValueError, match="ResNet image towers"):
         Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="last_blocks")).run()  # ViT tiny model
+
+
+def test_epoch_records_carry_class_shares_and_collapse(tmp_path, monkeypatch):
+    """Every epoch record (and metrics.json's after) says how predictions spread over classes and whether they
+    collapsed: entropy minimisation on the default Shapes domain with the quick settings does, UEO does not."""
+    import json
+    from ueo_core.config import suggested_settings
+    from ueo_core.models import BUILTIN_MODEL
+    monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
+    q = suggested_settings(BUILTIN_MODEL)
+    out = {}
+    for method in ("entropy", "ueo"):
+        cfg = RunConfig(data="shapes:sketch", method=method, epochs=q["epochs"], batch_size=q["batch_size"],
+                        lr_prompt=q["lr_prompt"], lr_visual=q["lr_visual"], run_dir=str(tmp_path / method))
+        Trainer(cfg).run()
+        epochs = [json.loads(ln) for ln in (tmp_path / method / "epochs.jsonl").read_text().splitlines()]
+        assert all(abs(sum(e["class_shares"]) - 1) < 1e-9 and isinstance(e["collapsed"], bool) for e in epochs)
+        out[method] = (epochs, json.loads((tmp_path / method / "metrics.json").read_text())["after"])
+    assert not out["entropy"][0][0]["collapsed"] and out["entropy"][1]["collapsed"]  # zero-shot fine, end collapsed
+    assert not out["ueo"][1]["collapsed"]

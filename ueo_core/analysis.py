@@ -129,6 +129,42 @@ def run_embeddings(run_dir: str | Path, seed: int = 0, cache_dir=None, progress=
             "after": umap_2d(after, seed=seed, cache_dir=cache_dir), "predictions": preds}
 
 
+# ------------------------------------------------------------------------------------------- verdicts
+def run_verdict(before: dict, after: dict, classes: Sequence[str], seconds: float) -> tuple[str, str]:
+    """("success" | "warning", sentence) for a finished run, computed from its numbers: a collapse or a result
+    worse than zero-shot is a warning, never a plain "done"."""
+    pts = lambda k: (after.get(k) - before.get(k)) * 100 if after.get(k) is not None and before.get(k) is not None \
+        else None  # noqa: E731
+    if after.get("collapsed"):
+        shares = after.get("class_shares") or []
+        top = int(np.argmax(shares)) if shares else 0
+        name = classes[top] if top < len(classes) else f"class {top}"
+        return "warning", (f"Collapsed after {seconds:.0f} s: {after.get('top_share', 0):.0%} of all images are now "
+                           f"predicted as '{name}'. Minimising entropy alone rewards any confident answer, so the "
+                           "predictions pile onto one class; the marginal-entropy term of IM and UEO prevents it.")
+    worse = [f"{k.upper()} {pts(k):+.1f}" for k in ("gacc", "auroc") if pts(k) is not None and pts(k) < -1.0]
+    if worse:
+        return "warning", (f"Done in {seconds:.0f} s, but worse than zero-shot: {', '.join(worse)} points. Try a "
+                           "smaller learning rate or fewer epochs.")
+    gains = [f"{k.upper()} {pts(k):+.1f}" for k in ("gacc", "auroc") if pts(k) is not None]
+    return "success", (f"Done in {seconds:.0f} s" + (f": {', '.join(gains)} points over zero-shot" if gains else "")
+                       + ". Explore and Inspect show the result.")
+
+
+def entropy_note(steps: list[dict]) -> str:
+    """A sentence about this run's entropy curves (first vs last logged step)."""
+    if len(steps) < 2 or "marginal_entropy" not in steps[0]:
+        return "Mean entropy: how unsure each prediction is. Marginal entropy: how spread the predictions are."
+    m0, m1 = steps[0]["marginal_entropy"], steps[-1]["marginal_entropy"]
+    c0, c1 = steps[0].get("cond_entropy"), steps[-1].get("cond_entropy")
+    conf = (f"The mean entropy went from {c0:.2f} to {c1:.2f} (each image {'more' if c1 < c0 else 'less'} sure); "
+            if c0 is not None and c1 is not None else "")
+    if m1 < 0.7 * m0:
+        return conf + (f"the marginal entropy fell from {m0:.2f} to {m1:.2f}: the predictions are piling onto fewer "
+                       "classes — the start of a collapse.")
+    return conf + f"the marginal entropy stayed at {m1:.2f} (from {m0:.2f}): the predictions stay spread over classes."
+
+
 # ------------------------------------------------------------------------------------------- teaching
 def softmax(logits: Sequence[float], scale: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64) * scale

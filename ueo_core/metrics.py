@@ -99,6 +99,36 @@ def open_confusion(pred: np.ndarray, conf: np.ndarray, truth: np.ndarray, n_clas
     return confusion_matrix(t, o, labels=list(range(n_classes + 1)))
 
 
+COLLAPSE_FRACTION = 0.5  # collapsed: the predicted-class distribution has under half of the entropy log K
+
+
+def class_shares(probs: np.ndarray) -> np.ndarray:
+    """Fraction of images whose argmax is each class (sums to 1)."""
+    probs = np.asarray(probs)
+    if not len(probs):
+        return np.zeros(probs.shape[1] if probs.ndim == 2 else 0)
+    return np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]) / len(probs)
+
+
+def collapse_stats(probs: np.ndarray) -> dict:
+    """Whether predictions have collapsed onto few classes, from labels-free counts.
+
+    Rule: the entropy of the predicted-class shares is below ``COLLAPSE_FRACTION`` x log K. With K = 6 the limit
+    is 0.90 nats (log 6 = 1.79): all predictions on 2 classes (0.69) is a collapse; one class taking 70 % with the
+    rest spread evenly (1.09) is not, since real folders can be that unbalanced. Measured on Shapes
+    (bench/world_table.py, 3 seeds): entropy minimisation ended with one class at 92-95 % of the predictions
+    (share entropy about 0.3); zero-shot and every other method had at most 51 % in one class (zero-shot on photo,
+    share entropy 1.43).
+    """
+    shares = class_shares(probs)
+    k = len(shares)
+    nz = shares[shares > 0]
+    h = float(-(nz * np.log(nz)).sum()) if len(nz) else 0.0
+    limit = COLLAPSE_FRACTION * float(np.log(k)) if k > 1 else 0.0
+    return {"class_shares": [float(x) for x in shares], "top_share": float(shares.max()) if k else 0.0,
+            "share_entropy": h, "collapsed": bool(k > 1 and h < limit)}
+
+
 def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: Optional[float] = None,
                     seen: Optional[Sequence[int]] = None) -> dict:
     """Every metric that the truth allows. Without truth, only label-free statistics."""
@@ -108,7 +138,7 @@ def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: O
     thr = default_threshold(conf) if threshold is None else float(threshold)
     out = {"n": int(len(probs)), "threshold": thr, "mean_confidence": float(conf.mean()),
            "mean_entropy": float(entropy_np(probs).mean()),
-           "predicted_unknown_rate": float((conf < thr).mean())}
+           "predicted_unknown_rate": float((conf < thr).mean()), **collapse_stats(probs)}
     if truth is None:
         return out
     truth = np.asarray(truth)

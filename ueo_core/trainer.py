@@ -277,7 +277,8 @@ class Trainer:
         probs = torch.softmax(self.loaded.logit_scale * cos, dim=1).cpu().numpy()
         metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
         hist = confidence_histogram(probs.max(axis=1), self.truth)
-        self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs)
+        self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs,
+                  class_shares=metrics["class_shares"], collapsed=metrics["collapsed"])
         return metrics, probs, cos
 
     @torch.no_grad()
