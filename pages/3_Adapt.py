@@ -2,7 +2,7 @@
 import streamlit as st
 
 from studio import charts, state, ui
-from ueo_core.analysis import entropy_note, run_curves, run_verdict
+from ueo_core.analysis import entropy_note, run_curves, run_verdict, shares_note
 from ueo_core.config import RunConfig, is_resnet_tower, prefers_fast_mode, suggested_settings
 from ueo_core.data import DataError
 from ueo_core.methods import METHODS
@@ -157,6 +157,10 @@ def live(rid: str) -> None:
             st.dataframe([{"epoch": e["epoch"], **{k: round(v, 4) for k, v in e["metrics"].items()
                                                    if isinstance(v, float)}} for e in epochs],
                          hide_index=True, width="stretch")
+        if epochs[-1].get("class_shares"):
+            classes = (cfg.get("summary") or {}).get("classes") or []
+            st.plotly_chart(charts.class_share_curves(epochs, classes), width="stretch", key="shares")
+            ui.explain(shares_note(epochs, classes))
     if running and not alive:
         st.rerun()  # the run ended: refresh the whole page (Start button, sidebar)
 

@@ -1,8 +1,8 @@
-"""Compare: runs side by side (metrics table, curves overlaid)."""
+"""Compare: runs side by side (metrics table, curves); one colour per method, captions from the numbers."""
 import streamlit as st
 
 from studio import charts, state, ui
-from ueo_core.analysis import compare_table, list_runs, run_curves
+from ueo_core.analysis import compare_summary, compare_table, list_runs, run_curves
 
 ui.page("Compare", "⚖️")
 runs = list_runs(state.runs_dir())
@@ -17,21 +17,21 @@ paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
 st.dataframe(rows, hide_index=True, width="stretch",
              column_order=["run", "method", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score", "fpr95",
-                           "gacc (zero-shot)", "auroc (zero-shot)", "seconds"])
-ui.explain("Same folder, different methods: entropy minimisation alone tends to collapse (accuracy falls); IM and "
-           "UEO keep predictions diverse; UEO also weights by zero-shot confidence to separate unknowns.")
-loss, auroc, gacc = {}, {}, {}
-for n, p in zip(chosen, paths):
+                           "collapsed", "gacc (zero-shot)", "auroc (zero-shot)", "seconds"])
+ui.explain(compare_summary(rows))
+loss, auroc, gacc, methods = {}, {}, {}, {}
+for row, p in zip(rows, paths):
     steps, epochs = run_curves(p)
-    label = f"{n.split('-')[2] if n.count('-') >= 3 else ''} {n[-6:]}".strip()
+    label = f"{row['method']} {p.name[-6:]}"
+    methods[label] = row["method"] or ""
     if steps:
         loss[label] = ([s["step"] for s in steps], [s["loss"] for s in steps])
     if epochs and epochs[0]["metrics"].get("auroc") is not None:
         auroc[label] = ([e["epoch"] for e in epochs], [e["metrics"]["auroc"] for e in epochs])
         gacc[label] = ([e["epoch"] for e in epochs], [e["metrics"]["gacc"] for e in epochs])
-c1, c2, c3 = st.columns(3)
 if loss:
-    c1.plotly_chart(charts.overlay_curves(loss, "loss per step", "step"), width="stretch")
+    st.plotly_chart(charts.loss_panels(loss, methods), width="stretch")
+c2, c3 = st.columns(2)
 if auroc:
-    c2.plotly_chart(charts.overlay_curves(auroc, "AUROC per epoch", "epoch"), width="stretch")
-    c3.plotly_chart(charts.overlay_curves(gacc, "GACC per epoch", "epoch"), width="stretch")
+    c2.plotly_chart(charts.overlay_curves(auroc, "AUROC per epoch", "epoch", methods), width="stretch")
+    c3.plotly_chart(charts.overlay_curves(gacc, "GACC per epoch", "epoch", methods), width="stretch")

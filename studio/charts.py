@@ -8,6 +8,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 KNOWN_COLOR, UNKNOWN_COLOR, ALL_COLOR = "#2b8a3e", "#e8590c", "#4263eb"
+# one colour per method, the same on every page
+METHOD_COLORS = {"zero_shot": "#868e96", "entropy": "#e03131", "im": "#1c7ed6", "ueo": "#2f9e44",
+                 "oracle": "#9c36b5", "clipood": "#f08c00"}
+_PALETTE = ["#4263eb", "#f59f00", "#0ca678", "#d6336c", "#7048e8", "#74b816", "#1098ad", "#e8590c", "#495057"]
 
 
 def _layout(fig: go.Figure, title: str = "", height: int = 320) -> go.Figure:
@@ -99,12 +103,51 @@ def bar(values: dict, title: str, ylabel: str = "", range_y: Optional[list] = (0
     return _layout(fig, title)
 
 
-def overlay_curves(series: dict[str, tuple[list, list]], title: str, xlabel: str) -> go.Figure:
+def method_color(method: str, k: int = 0) -> str:
+    return METHOD_COLORS.get(method, _PALETTE[k % len(_PALETTE)])
+
+
+def overlay_curves(series: dict[str, tuple[list, list]], title: str, xlabel: str,
+                   methods: Optional[dict[str, str]] = None) -> go.Figure:
+    """Curves of several runs on one axis (for quantities on one scale: AUROC, GACC); ``methods`` maps a series
+    name to its method, which fixes its colour. Runs of the same method get dashes to tell them apart."""
     fig = go.Figure()
-    for name, (x, y) in series.items():
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines"))
+    seen: dict[str, int] = {}
+    for k, (name, (x, y)) in enumerate(series.items()):
+        m = (methods or {}).get(name, "")
+        n = seen[m] = seen.get(m, -1) + 1
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers",
+                                 line=dict(color=method_color(m, k), dash=["solid", "dash", "dot", "dashdot"][n % 4])))
     fig.update_xaxes(title_text=xlabel)
     return _layout(fig, title)
+
+
+def loss_panels(series: dict[str, tuple[list, list]], methods: dict[str, str]) -> go.Figure:
+    """Each run's loss in its own panel: the losses of different methods live on different scales (entropy
+    minimisation's is positive, IM's and UEO's negative), so one axis would mislead."""
+    names = list(series)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names)
+    for k, name in enumerate(names):
+        x, y = series[name]
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines", showlegend=False,
+                                 line=dict(color=method_color(methods.get(name, ""), k))), 1, k + 1)
+    fig.update_xaxes(title_text="step")
+    _layout(fig, "loss per step (own scale per run)")
+    fig.update_layout(margin=dict(l=10, r=10, t=60, b=10))
+    return fig
+
+
+def class_share_curves(epochs: list[dict], classes: Sequence[str]) -> go.Figure:
+    """Share of images predicted as each class, per evaluated epoch: a collapse shows as one band taking over."""
+    fig = go.Figure()
+    x = [e["epoch"] for e in epochs]
+    for k, c in enumerate(classes):
+        fig.add_trace(go.Scatter(x=x, y=[(e.get("class_shares") or [0] * len(classes))[k] for e in epochs],
+                                 name=c, mode="lines", stackgroup="shares", line=dict(width=0.5,
+                                 color=_PALETTE[k % len(_PALETTE)])))
+    fig.update_yaxes(range=[0, 1], title_text="share of images", tickformat=".0%")
+    fig.update_xaxes(title_text="epoch (0 = zero-shot)", dtick=1)
+    return _layout(fig, "predicted class shares per epoch", height=340)
 
 
 def histogram_animation(epochs: list[dict]) -> go.Figure:

@@ -170,3 +170,22 @@ def test_run_verdict_is_computed_from_the_numbers():
     assert level == "warning" and "GACC -10.0" in text and "AUROC" not in text
     level, text = run_verdict(before, {"gacc": 0.8, "auroc": 0.9, "collapsed": False}, ["a", "b"], 5)
     assert level == "success" and "GACC +10.0" in text and "AUROC +10.0" in text
+
+
+def test_compare_summary_and_shares_note_follow_the_numbers():
+    from ueo_core.analysis import compare_summary, shares_note
+    rows = [{"method": "entropy", "gacc": 0.19, "auroc": 0.44, "collapsed": True, "gacc (zero-shot)": 0.74,
+             "auroc (zero-shot)": 0.84},
+            {"method": "im", "gacc": 0.875, "auroc": 0.862, "collapsed": False, "gacc (zero-shot)": 0.74,
+             "auroc (zero-shot)": 0.84},
+            {"method": "ueo", "gacc": 0.858, "auroc": 0.869, "collapsed": False, "gacc (zero-shot)": 0.74,
+             "auroc (zero-shot)": 0.84}]
+    text = compare_summary(rows)
+    assert text.startswith("entropy collapsed") and "ueo separated the unknowns best (AUROC 86.9" in text
+    assert "im was most accurate on known classes (GACC 87.5" in text
+    rows[2]["auroc"] = 0.5
+    assert "im separated the unknowns best" in compare_summary(rows)
+    epochs = [{"epoch": 0, "class_shares": [0.5, 0.3, 0.2], "collapsed": False},
+              {"epoch": 3, "class_shares": [0.05, 0.9, 0.05], "collapsed": True}]
+    note = shares_note(epochs, ["a", "b", "c"])
+    assert "'a' with 50%" in note and "epoch 3: 'b' with 90%" in note and "collapsed" in note
