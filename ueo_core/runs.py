@@ -121,7 +121,7 @@ class RunFolder:
             save_file({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                       metadata={k: json.dumps(_clean(v)) for k, v in meta.items()})
             tmp.replace(self.path / CHECKPOINT)
-        except (OSError, RuntimeError, Exception) as err:
+        except Exception as err:  # OSError (disk full), safetensors errors
             tmp.unlink(missing_ok=True)
             kept = " The previous checkpoint is kept." if (self.path / CHECKPOINT).exists() else ""
             raise DataError(f"Could not write the checkpoint in {self.path} (is the disk full?): "
