@@ -2,7 +2,8 @@
 import streamlit as st
 
 from studio import charts, pick, state, ui
-from ueo_core.analysis import read_predictions
+from ueo_core.analysis import read_predictions, rejection_summary
+from ueo_core.metrics import confidence_histogram
 from ueo_core.runs import RunFolder
 
 ui.page("Inspect", "🔍")
@@ -20,9 +21,16 @@ thr = st.slider("Known/unknown threshold on confidence", 0.0, 1.0, float(round(d
 ui.explain(f"Images less confident than the threshold are rejected as unknown. The default ({default_thr:.3f}) "
            f"splits the confidences into two groups without labels (2-means).")
 groups = preds.at_threshold(thr)
+st.plotly_chart(charts.threshold_histogram(confidence_histogram(preds.confidence, preds.truth), thr),
+                width="stretch")
 cap = lambda i: f"{preds.classes[preds.pred[i]]} {preds.confidence[i]:.2f}"  # noqa: E731
-st.subheader(f"Rejected as unknown ({len(groups['rejected'])} of {len(preds)}), most confident first")
-ui.gallery([preds.paths[i] for i in groups["rejected"]], [cap(i) for i in groups["rejected"]], limit=32)
+rejected = list(groups["rejected"])
+marks = preds.rejection_marks(rejected)
+st.subheader(f"Rejected as unknown ({len(rejected)} of {len(preds)}), most confident first")
+ui.explain(rejection_summary(marks))
+ui.gallery([preds.paths[i] for i in rejected],
+           [(("✓ unknown " if m else f"✗ {preds.true_class[i]} ") if m is not None else "") + cap(i)
+            for i, m in zip(rejected, marks)], limit=32, key=f"rejected|{rid}")
 if preds.truth is not None:
     c1, c2 = st.columns(2)
     with c1:
@@ -30,25 +38,37 @@ if preds.truth is not None:
         ui.explain("Known-class images the model called unknown.")
         ui.gallery([preds.paths[i] for i in groups["false_rejections"]],
                    [f"{preds.true_class[i]} {preds.confidence[i]:.2f}" for i in groups["false_rejections"]],
-                   limit=16, columns=4)
+                   limit=16, columns=4, key=f"false_rej|{rid}")
     with c2:
         st.subheader(f"False acceptances ({len(groups['false_acceptances'])})")
         ui.explain("Unknown images the model accepted as one of the known classes.")
         ui.gallery([preds.paths[i] for i in groups["false_acceptances"]],
-                   [f"{preds.true_class[i]}→{cap(i)}" for i in groups["false_acceptances"]], limit=16, columns=4)
+                   [f"{preds.true_class[i]}→{cap(i)}" for i in groups["false_acceptances"]], limit=16, columns=4,
+                   key=f"false_acc|{rid}")
     c3, c4 = st.columns(2)
     with c3:
         st.plotly_chart(charts.confusion_heatmap(preds.confusion(thr), preds.classes + ["unknown"]),
                         width="stretch")
     with c4:
-        st.plotly_chart(charts.bar(preds.per_class_accuracy(), "accuracy per known class"), width="stretch")
+        st.plotly_chart(charts.bar(preds.per_class_accuracy(thr), "accuracy per known class at this threshold"),
+                        width="stretch")
+        ui.explain("A known image counts as right only when it is accepted and given its own class.")
 else:
     st.info("This folder has no class sub-folders, so there is no ground truth to check mistakes against.")
+st.subheader("Accepted images, by predicted class")
+accepted = groups["accepted"]
+for k, name in enumerate(preds.classes):
+    idx = [i for i in accepted if preds.pred[i] == k]
+    with st.expander(f"{name} · {len(idx)} accepted"):
+        ui.gallery([preds.paths[i] for i in idx], [f"{preds.confidence[i]:.2f}" for i in idx], limit=24,
+                   key=f"acc|{rid}|{k}")
 
 st.subheader("Downloads")
 d1, d2, d3 = st.columns(3)
-d1.download_button("predictions.csv", (folder.path / "predictions.csv").read_bytes(), f"{rid}-predictions.csv",
-                   "text/csv")
+d1.download_button(f"predictions.csv at threshold {thr:.3f}", preds.csv_at_threshold(thr).encode("utf-8",
+                   "surrogateescape"), f"{rid}-predictions-t{thr:.3f}.csv", "text/csv")
+ui.explain(f"The predictions file uses the threshold on the slider ({thr:.3f}); its 'predicted_known' column "
+           "changes with it.")
 if folder.checkpoint_path.exists():
     d2.download_button("adapted checkpoint (.safetensors)", folder.checkpoint_path.read_bytes(),
                        f"{rid}.safetensors", "application/octet-stream",

@@ -50,6 +50,14 @@ def confidence_histogram(hist: dict, title: str = "") -> go.Figure:
     return _layout(fig, title)
 
 
+def threshold_histogram(hist: dict, threshold: float) -> go.Figure:
+    """The confidence histogram with the known/unknown threshold drawn on it."""
+    fig = confidence_histogram(hist, "confidence of every image; left of the line = rejected as unknown")
+    fig.add_vline(x=threshold, line_dash="dash", line_color="#212529",
+                  annotation_text=f"threshold {threshold:.3f}", annotation_position="top")
+    return fig
+
+
 def metric_curves(epochs: list[dict], keys=("gacc", "pacc", "auroc")) -> go.Figure:
     fig = go.Figure()
     x = [e["epoch"] for e in epochs]

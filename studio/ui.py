@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import streamlit as st
 from PIL import Image
@@ -36,13 +36,18 @@ def thumbnail(path: str, size: int = 112) -> Image.Image:
 
 
 def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: int = 48,
-            columns: int = GALLERY_COLUMNS, empty: str = "No images.") -> None:
-    """A thumbnail grid of the first ``limit`` images."""
+            columns: int = GALLERY_COLUMNS, empty: str = "No images.", key: Optional[str] = None) -> None:
+    """A thumbnail grid of ``limit`` images; with a ``key``, paged, so that every image can be reached."""
     if not len(paths):
         st.caption(empty)
         return
-    shown = list(paths)[:limit]
-    caps = list(captions)[:limit] if captions is not None else [Path(p).name for p in shown]
+    start = 0
+    pages = (len(paths) + limit - 1) // limit
+    if key and pages > 1:
+        page = st.number_input(f"page (of {pages}, {limit} images each)", 1, pages, 1, key=f"page|{key}")
+        start = (int(page) - 1) * limit
+    shown = list(paths)[start:start + limit]
+    caps = (list(captions)[start:start + limit] if captions is not None else [Path(p).name for p in shown])
     cols = st.columns(columns)
     for i, (p, c) in enumerate(zip(shown, caps)):
         with cols[i % columns]:
@@ -50,7 +55,7 @@ def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: 
                 st.image(thumbnail(str(p)), caption=c, width="stretch")
             except Exception:  # a file that vanished or broke since it was read: say so, keep going
                 st.caption(f"⚠️ {Path(p).name}: cannot be shown")
-    if len(paths) > limit:
+    if len(paths) > limit and not (key and pages > 1):
         st.caption(f"… and {len(paths) - limit} more")
 
 

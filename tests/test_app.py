@@ -150,6 +150,16 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     ins.slider[0].set_value(0.0).run()
     assert any("Rejected as unknown (0 of" in s.value for s in ins.subheader)
     assert len(ins.get("download_button")) == 3
+    # every image rejected: the marks say how many rejections are right, and the gallery is paged
+    ins.slider[0].set_value(1.0).run()
+    no_trouble(ins)
+    from studio import state
+    from ueo_core.analysis import read_predictions
+    preds = read_predictions(state.WORKSPACES / ws / "runs" / rid)
+    marks = preds.rejection_marks(preds.at_threshold(1.0)["rejected"])
+    assert any(f"{sum(marks)} of {len(marks)} rejections are right" in c.value for c in ins.caption)
+    assert any(n.label.startswith("page (of") for n in ins.number_input)
+    assert any("threshold 1.000" in b.label for b in ins.get("download_button"))
 
     cmp_ = app("pages/6_Compare.py", ws=ws)
     cmp_.run()

@@ -189,3 +189,18 @@ def test_compare_summary_and_shares_note_follow_the_numbers():
               {"epoch": 3, "class_shares": [0.05, 0.9, 0.05], "collapsed": True}]
     note = shares_note(epochs, ["a", "b", "c"])
     assert "'a' with 50%" in note and "epoch 3: 'b' with 90%" in note and "collapsed" in note
+
+
+def test_inspect_numbers_follow_the_threshold():
+    from ueo_core.analysis import Predictions, rejection_summary
+    p = Predictions(paths=["a", "b", "c", "d"], true_class=["x", "x", "y", "z"], pred=np.array([0, 0, 1, 0]),
+                    confidence=np.array([0.9, 0.4, 0.8, 0.3]), entropy=np.zeros(4), classes=["x", "y"],
+                    truth=np.array([0, 0, 1, -1]))
+    assert p.per_class_accuracy() == {"x": 1.0, "y": 1.0}            # closed set
+    assert p.per_class_accuracy(0.5) == {"x": 0.5, "y": 1.0}         # b is rejected at 0.5: not right
+    rej = list(p.at_threshold(0.5)["rejected"])
+    assert [p.paths[i] for i in rej] == ["b", "d"] and p.rejection_marks(rej) == [False, True]
+    assert rejection_summary(p.rejection_marks(rej)).startswith("1 of 2 rejections are right")
+    rows = p.csv_at_threshold(0.85).splitlines()
+    assert rows[0].endswith("threshold,predicted_known") and rows[1].endswith("0.850000,True")
+    assert rows[3].endswith("0.850000,False")

@@ -47,14 +47,51 @@ class Predictions:
     def confusion(self, threshold: float) -> np.ndarray:
         return open_confusion(self.pred, self.confidence, self.truth, len(self.classes), threshold)
 
-    def per_class_accuracy(self) -> dict[str, float]:
-        """Closed-set accuracy of each known class (argmax over the prior)."""
+    def per_class_accuracy(self, threshold: Optional[float] = None) -> dict[str, float]:
+        """Accuracy of each known class. With a threshold (open set, as on Inspect): an image counts as right only
+        when it is accepted *and* given its class; without, the closed-set argmax over the prior."""
         out = {}
         for k, name in enumerate(self.classes):
             mask = self.truth == k
             if mask.any():
-                out[name] = float((self.pred[mask] == k).mean())
+                right = self.pred[mask] == k
+                if threshold is not None:
+                    right &= self.confidence[mask] >= threshold
+                out[name] = float(right.mean())
         return out
+
+    def rejection_marks(self, idx: Sequence[int]) -> list[Optional[bool]]:
+        """For rejected images: True when truly unknown (a right rejection), False when of a known class (a wrong
+        one), None without ground truth."""
+        if self.truth is None:
+            return [None] * len(idx)
+        return [bool(self.truth[i] < 0) for i in idx]
+
+    def csv_at_threshold(self, threshold: float) -> str:
+        """predictions.csv as it would be at ``threshold`` (the Inspect slider): a 'threshold' column and
+        'predicted_known' recomputed."""
+        import io
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["path", "true_class", "predicted_class", "confidence", "entropy", "threshold", "predicted_known"])
+        for i in range(len(self)):
+            w.writerow([self.paths[i], self.true_class[i],
+                        self.classes[self.pred[i]] if 0 <= self.pred[i] < len(self.classes) else "",
+                        f"{self.confidence[i]:.6f}", f"{self.entropy[i]:.6f}", f"{threshold:.6f}",
+                        bool(self.confidence[i] >= threshold)])
+        return buf.getvalue()
+
+
+def rejection_summary(marks: Sequence[Optional[bool]]) -> str:
+    """A sentence on how many rejections were right, from the marks."""
+    known = [m for m in marks if m is not None]
+    if not marks:
+        return "Nothing is rejected at this threshold."
+    if not known:
+        return f"{len(marks)} images rejected; without ground truth nobody can say which rejections are right."
+    right = sum(known)
+    return (f"{right} of {len(known)} rejections are right (truly unknown, ✓) and {len(known) - right} are wrong "
+            f"(known-class images, ✗).")
 
 
 def read_predictions(run_dir: str | Path) -> Predictions:
