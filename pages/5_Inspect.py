@@ -29,8 +29,9 @@ marks = preds.rejection_marks(rejected)
 st.subheader(f"Rejected as unknown ({len(rejected)} of {len(preds)}), most confident first")
 ui.explain(rejection_summary(marks))
 ui.gallery([preds.paths[i] for i in rejected],
-           [(("✓ unknown " if m else f"✗ {preds.true_class[i]} ") if m is not None else "") + cap(i)
+           [(f"{'✓' if m else '✗'} {preds.true_class[i]} · " if m is not None else "") + cap(i)
             for i, m in zip(rejected, marks)], limit=32, key=f"rejected|{rid}")
+ui.explain("Caption: ✓ or ✗, the image's true folder, then the known class it was closest to and its confidence.")
 if preds.truth is not None:
     c1, c2 = st.columns(2)
     with c1:
@@ -43,7 +44,7 @@ if preds.truth is not None:
         st.subheader(f"False acceptances ({len(groups['false_acceptances'])})")
         ui.explain("Unknown images the model accepted as one of the known classes.")
         ui.gallery([preds.paths[i] for i in groups["false_acceptances"]],
-                   [f"{preds.true_class[i]}→{cap(i)}" for i in groups["false_acceptances"]], limit=16, columns=4,
+                   [f"{preds.true_class[i]} → {cap(i)}" for i in groups["false_acceptances"]], limit=16, columns=4,
                    key=f"false_acc|{rid}")
     c3, c4 = st.columns(2)
     with c3:
