@@ -21,7 +21,9 @@ st.markdown("- **Entropy** $H(p)$ is small when one class has all the probabilit
 
 st.subheader("Try it: a batch of four images, three classes")
 ui.explain("Drag the logits (similarities) of each image. Scale = the logit scale (CLIP uses 100 on cosines).")
-scale = st.slider("logit scale", 1.0, 20.0, 5.0, 0.5)
+c_scale, c_trade = st.columns(2)
+scale = c_scale.slider("logit scale", 1.0, 20.0, 5.0, 0.5)
+trade = c_trade.slider("λ (weight of the marginal-entropy term)", 0.0, 3.0, 1.0, 0.1)
 defaults = [[1.2, 0.1, 0.0], [0.0, 0.9, 0.2], [0.3, 0.35, 0.3], [0.1, 0.0, 0.15]]
 probs = []
 cols = st.columns(4)
@@ -31,7 +33,7 @@ for i, col in enumerate(cols):
         z = [st.slider(f"class {k + 1}", -1.0, 2.0, defaults[i][k], 0.05, key=f"z{i}{k}") for k in range(3)]
         probs.append(softmax(z, scale))
 probs = np.array(probs)
-t = ueo_batch_terms(probs)
+t = ueo_batch_terms(probs, trade=trade)
 st.dataframe([{"image": i + 1, "p": " / ".join(f"{x:.2f}" for x in probs[i]), "entropy H(p)": round(t["entropy"][i], 3),
                "weight w = max p": round(t["weights"][i], 3), "share of entropy term": round(t["share_cond"][i], 3),
                "share of marginal": round(t["share_marginal"][i], 3)} for i in range(4)], hide_index=True,
@@ -41,7 +43,12 @@ c1.plotly_chart(charts.bar({f"class {k + 1}": v for k, v in enumerate(t["margina
                            "UEO marginal p̄ (weighted towards unsure images)"), width="stretch")
 c2.plotly_chart(charts.bar({f"class {k + 1}": v for k, v in enumerate(t["plain_marginal"])},
                            "plain mean prediction (IM)"), width="stretch")
-m1, m2, m3 = st.columns(3)
+m1, m2 = st.columns(2)
 m1.metric("weighted entropy term", f"{t['cond']:.3f}")
 m2.metric("marginal entropy H(p̄)", f"{t['marginal_entropy']:.3f}", help=f"maximum log 3 = {t['max_entropy']:.3f}")
-m3.metric("UEO loss (λ = 1)", f"{t['loss']:.3f}")
+st.subheader("The three losses on this batch (computed by the engine's own objectives)")
+l1, l2, l3 = st.columns(3)
+l1.metric("entropy min. (TENT)", f"{t['losses']['entropy']:.3f}", help="mean entropy: no diversity term")
+l2.metric(f"IM (λ = {trade:g})", f"{t['losses']['im']:.3f}", help="mean entropy − λ · entropy of the mean")
+l3.metric(f"UEO loss (λ = {trade:g})", f"{t['losses']['ueo']:.3f}",
+          help="confidence-weighted entropy − λ · entropy of the inverse-confidence-weighted mean")

@@ -189,9 +189,33 @@ def test_learn_page_numbers_follow_the_sliders():
     at.run()
     no_trouble(at)
     before = [m.value for m in at.metric]
-    at.slider[1].set_value(2.0).run()  # image 1, class 1 logit up: more confident
+    at.slider[2].set_value(2.0).run()  # image 1, class 1 logit up: more confident
     no_trouble(at)
     assert [m.value for m in at.metric] != before
+
+
+def test_learn_page_losses_follow_lambda_and_equal_the_engines():
+    """The λ slider changes the IM and UEO losses, and every shown loss equals the engine's own objective on the
+    same batch (computed here independently through the method registry and ueo_loss)."""
+    import torch
+    from ueo_core.analysis import softmax
+    from ueo_core.methods import get_method
+    from ueo_core.methods.base import Batch
+    from ueo_core.methods.ueo import ueo_loss
+    at = app("pages/7_Learn.py")
+    at.run()
+    logits = [[1.2, 0.1, 0.0], [0.0, 0.9, 0.2], [0.3, 0.35, 0.3], [0.1, 0.0, 0.15]]  # the page's defaults
+    probs = torch.tensor([softmax(z, 5.0) for z in logits])
+    w = probs.max(dim=1).values
+    for trade in (1.0, 2.5):
+        at.slider[1].set_value(trade).run()
+        no_trouble(at)
+        shown = {m.label.split(" (")[0]: float(m.value) for m in at.metric}
+        batch = Batch(probs=probs, weights=w, trade=trade)
+        assert shown["UEO loss"] == pytest.approx(float(ueo_loss(probs, w, trade)[0]), abs=6e-4)
+        assert shown["IM"] == pytest.approx(float(get_method("im").loss(batch)[0]), abs=6e-4)
+        assert shown["entropy min."] == pytest.approx(float(get_method("entropy").loss(batch)[0]), abs=6e-4)
+    assert shown["UEO loss"] != pytest.approx(float(ueo_loss(probs, w, 1.0)[0]), abs=6e-4)  # λ moved it
 
 
 def test_adapt_clipood_from_labelled_shapes_source():

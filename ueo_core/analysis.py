@@ -250,20 +250,23 @@ def entropy_of(p: Sequence[float]) -> float:
     return float(-(p * np.log(p + EPS)).sum())
 
 
-def ueo_batch_terms(probs: np.ndarray, weights: Optional[np.ndarray] = None) -> dict:
-    """The pieces of the UEO objective for a small batch (rows = images), for the Learn page.
+def ueo_batch_terms(probs: np.ndarray, weights: Optional[np.ndarray] = None, trade: float = 1.0) -> dict:
+    """The pieces of the UEO objective for a small batch (rows = images), for the Learn page. Every loss is the
+    engine's own: the registered ``entropy``, ``im`` and ``ueo`` methods evaluated on this batch.
 
     weights default to each row's max probability (its confidence, as UEO's zero-shot weight).
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    w = probs.max(axis=1) if weights is None else np.asarray(weights, dtype=np.float64)
-    ent = np.array([entropy_of(p) for p in probs])
-    share_cond = w / w.sum()                 # each image's share of the entropy-minimisation term
-    share_marg = (1 / w) / (1 / w).sum()     # each image's share of the marginal
-    marginal = (share_marg[:, None] * probs).sum(axis=0)
-    plain_marginal = probs.mean(axis=0)
-    cond = float((share_cond * ent).sum())
-    h_marg = entropy_of(marginal)
-    return {"weights": w, "entropy": ent, "share_cond": share_cond, "share_marginal": share_marg,
-            "marginal": marginal, "plain_marginal": plain_marginal, "cond": cond, "marginal_entropy": h_marg,
-            "loss": cond - h_marg, "max_entropy": math.log(probs.shape[1])}
+    import torch
+    from .methods import get_method
+    from .methods.base import Batch, entropy, weighted_marginal
+    p = torch.as_tensor(np.asarray(probs, dtype=np.float64))
+    w = p.max(dim=1).values if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    batch = Batch(probs=p, weights=w, trade=float(trade))
+    losses = {m: float(get_method(m).loss(batch)[0]) for m in ("entropy", "im", "ueo")}
+    _, ueo_parts = get_method("ueo").loss(batch)
+    marginal = weighted_marginal(p, 1.0 / w)
+    return {"weights": w.numpy(), "entropy": entropy(p).numpy(), "share_cond": (w / w.sum()).numpy(),
+            "share_marginal": ((1 / w) / (1 / w).sum()).numpy(), "marginal": marginal.numpy(),
+            "plain_marginal": p.mean(dim=0).numpy(), "cond": float(ueo_parts["loss_cond"]),
+            "marginal_entropy": float(ueo_parts["loss_marginal"]), "loss": losses["ueo"], "losses": losses,
+            "trade": float(trade), "max_entropy": math.log(p.shape[1])}
