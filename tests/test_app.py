@@ -139,6 +139,8 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     ex.run()
     no_trouble(ex)
     assert len(plotly_charts(ex)) == 2
+    counts = [c.value for c in ex.caption if "known ·" in c.value]
+    assert len(counts) == 2  # each map says how many points it calls known / unknown, at its own threshold
     ex.radio[0].set_value("confidence").run()
     no_trouble(ex)
 

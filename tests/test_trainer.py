@@ -312,3 +312,19 @@ def test_epoch_records_carry_class_shares_and_collapse(tmp_path, monkeypatch):
         out[method] = (epochs, json.loads((tmp_path / method / "metrics.json").read_text())["after"])
     assert not out["entropy"][0][0]["collapsed"] and out["entropy"][1]["collapsed"]  # zero-shot fine, end collapsed
     assert not out["ueo"][1]["collapsed"]
+
+
+def test_zero_shot_predictions_are_kept_for_the_before_views(tmp_path, folder):
+    """predictions_zero_shot.csv holds the zero-shot pass: its confidences give the zero-shot AUROC of metrics.json,
+    and they differ from the adapted predictions.csv."""
+    from sklearn.metrics import roc_auc_score
+    from ueo_core.analysis import read_predictions
+    from ueo_core.runs import ZERO_SHOT_PREDICTIONS
+    cfg = RunConfig(data=str(folder), prior=["red", "green"], model="ueo-tiny", pretrained=None, epochs=2,
+                    batch_size=8, lr_prompt=0.5, lr_visual=0.5, run_dir=str(tmp_path / "run"))
+    Trainer(cfg).run()
+    zs, after = read_predictions(tmp_path / "run", ZERO_SHOT_PREDICTIONS), read_predictions(tmp_path / "run")
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert roc_auc_score(zs.truth >= 0, zs.confidence) == pytest.approx(m["before"]["auroc"], abs=1e-5)
+    assert roc_auc_score(after.truth >= 0, after.confidence) == pytest.approx(m["after"]["auroc"], abs=1e-5)
+    assert not np.allclose(zs.confidence, after.confidence)

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .metrics import open_confusion
-from .runs import RunFolder, load_checkpoint
+from .runs import ZERO_SHOT_PREDICTIONS, RunFolder, load_checkpoint
 
 EPS = 1e-5  # as in the objectives (official code)
 
@@ -94,11 +94,12 @@ def rejection_summary(marks: Sequence[Optional[bool]]) -> str:
             f"(known-class images, ✗).")
 
 
-def read_predictions(run_dir: str | Path) -> Predictions:
+def read_predictions(run_dir: str | Path, name: str = "predictions.csv") -> Predictions:
+    """A run's final predictions, or with ``name=ZERO_SHOT_PREDICTIONS`` its zero-shot ones."""
     folder = RunFolder(run_dir)
     cfg = folder.config or {}
     classes = cfg.get("summary", {}).get("classes") or []
-    with open(folder.path / "predictions.csv", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+    with open(folder.path / name, newline="", encoding="utf-8", errors="surrogateescape") as fh:
         rows = list(csv.DictReader(fh))
     index = {c: i for i, c in enumerate(classes)}
     from .data import normalize_name
@@ -198,8 +199,10 @@ def run_embeddings(run_dir: str | Path, seed: int = 0, cache_dir=None, progress=
     apply_state(loaded, tensors)
     after = image_features(loaded, preds.paths, variant=params_digest(tensors), cache_dir=cache_dir,
                            progress=progress)
+    zs = folder.path / ZERO_SHOT_PREDICTIONS
     return {"before": umap_2d(before, seed=seed, cache_dir=cache_dir),
-            "after": umap_2d(after, seed=seed, cache_dir=cache_dir), "predictions": preds}
+            "after": umap_2d(after, seed=seed, cache_dir=cache_dir), "predictions": preds,
+            "predictions_before": read_predictions(run_dir, ZERO_SHOT_PREDICTIONS) if zs.exists() else None}
 
 
 # ------------------------------------------------------------------------------------------- verdicts

@@ -49,6 +49,7 @@ def dumps(obj) -> str:
     return json.dumps(_clean(obj))
 
 
+ZERO_SHOT_PREDICTIONS = "predictions_zero_shot.csv"  # the zero-shot pass, beside the final predictions.csv
 RUN_FILES = ("config.json", "steps.jsonl", "epochs.jsonl", "metrics.json", CHECKPOINT)
 
 
@@ -128,10 +129,10 @@ class RunFolder:
                             f"{str(err)[:120]}.{kept}") from None
         return self.path / CHECKPOINT
 
-    def write_predictions(self, rows: list[dict]) -> None:
-        tmp = self._tmp("predictions.csv")
+    def write_predictions(self, rows: list[dict], name: str = "predictions.csv") -> None:
+        tmp = self._tmp(name)
         write_predictions(tmp, rows)
-        tmp.replace(self.path / "predictions.csv")
+        tmp.replace(self.path / name)
 
     def write_text(self, name: str, text: str) -> None:
         tmp = self._tmp(name)

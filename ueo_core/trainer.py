@@ -28,7 +28,7 @@ from .methods.clipood import BetaMovingAverage
 from .metrics import compute_metrics, confidence_histogram, predictions_table
 from .models import LoadedModel, ModelLoadError, autocast, check_training_memory, load_model
 from .prompts import PromptLearner
-from .runs import RunFolder, load_checkpoint, write_report
+from .runs import ZERO_SHOT_PREDICTIONS, RunFolder, load_checkpoint, write_report
 
 NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
@@ -433,6 +433,9 @@ class Trainer:
         metrics, probs, cos = self.evaluate(start_epoch)
         if start_epoch == 0:
             self.metrics_before = metrics
+            if self.folder is not None:  # the zero-shot predictions, for "before" views (Explore)
+                self.folder.write_predictions(predictions_table(ims.files, probs, ims.classes, ims.folder_names,
+                                                                metrics["threshold"]), ZERO_SHOT_PREDICTIONS)
         if self.method.needs_weights and self.weights is None:
             if start_epoch > 0:
                 raise DataError("This checkpoint holds no UEO weights (the zero-shot confidences), so UEO cannot "
