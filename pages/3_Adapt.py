@@ -22,6 +22,8 @@ for w in ims.warnings:
 
 rid = state.active_run_id()
 running = state.is_running(rid)
+lesson = state.active_lesson()
+lesson_live = bool(lesson and state.is_running(lesson["id"]))
 names = [m for m in METHODS if not (METHODS[m].needs_truth and not ims.has_truth)]
 method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label,
                       help="\n\n".join(f"**{METHODS[m].label}**: {METHODS[m].description}" for m in names))
@@ -79,9 +81,11 @@ with st.form(f"settings-{method}"):
     wt = c6.selectbox("UEO weight temperature", ["model logit scale (paper)", "1.0 (official code)"])
     seed = c7.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
     st.caption(sugg["note"])
-    start = st.form_submit_button("▶ Start", type="primary", disabled=running)
+    start = st.form_submit_button("▶ Start", type="primary", disabled=running or lesson_live)
     if running:
         st.info("A run is in progress: Start is off until it ends or you press Stop below.")
+    elif lesson_live:
+        st.info("The lesson is running (Lesson page): Start is off until it ends.")
 
 if start:
     cfg = RunConfig.for_method(method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],

@@ -183,3 +183,32 @@ def histogram_animation(epochs: list[dict]) -> go.Figure:
         margin=dict(l=10, r=10, t=90, b=10),
         height=460, title="confidence histogram per epoch (0 = zero-shot)")
     return fig
+
+
+def method_scores(rows: Sequence[dict], labels: dict[str, str], keys=("gacc", "auroc", "h_score")) -> go.Figure:
+    """The lesson's scores side by side: one group per score, one bar per method in its colour."""
+    fig = go.Figure()
+    names = {"gacc": "GACC", "auroc": "AUROC", "h_score": "H-score", "pacc": "PACC"}
+    for r in rows:
+        have = [k for k in keys if r["after"].get(k) is not None]
+        fig.add_trace(go.Bar(x=[names[k] for k in have], y=[r["after"][k] for k in have],
+                             name=labels.get(r["method"], r["method"]), marker_color=method_color(r["method"]),
+                             text=[f"{r['after'][k] * 100:.1f}" for k in have], textposition="outside"))
+    fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
+    fig.update_layout(barmode="group")
+    return _layout(fig, "scores after adaptation (same data, seed and settings)", height=360)
+
+
+def method_shares(rows: Sequence[dict], labels: dict[str, str]) -> go.Figure:
+    """Each method's final predicted-class shares as one stacked bar: a collapse is one colour filling the bar."""
+    fig = go.Figure()
+    classes = rows[0]["classes"] if rows else []
+    ys = [labels.get(r["method"], r["method"]) for r in rows]
+    for k, c in enumerate(classes):
+        xs = [(r["after"].get("class_shares") or [0] * len(classes))[k] for r in rows]
+        fig.add_trace(go.Bar(y=ys, x=xs, name=c, orientation="h", marker_color=_PALETTE[k % len(_PALETTE)],
+                             hovertemplate=f"{c}: %{{x:.0%}}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="share of images predicted as each class")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(barmode="stack")
+    return _layout(fig, "where the predictions went", height=120 + 45 * len(rows))

@@ -263,3 +263,37 @@ def friendly(err: Exception) -> str:
     if isinstance(err, (DataError, ValueError, FileNotFoundError)):
         return redact(str(err))
     return redact(f"{err.__class__.__name__}: {err}")
+
+
+# -------------------------------------------------------------------------------------------- lessons
+LESSON_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-lesson-[0-9a-f]{6}$")
+
+
+def start_lesson(base: RunConfig, ims: ImageSet) -> str:
+    """Start the lesson (every method in turn on ``ims``) in the background in this workspace."""
+    from ueo_core.lesson import BackgroundLesson, Lesson
+    if base.checkpoint:
+        base = base.replace(checkpoint=str(check_path(base.checkpoint, what="checkpoint file")))
+    lesson = Lesson(base, ims, runs_dir())
+    _registry()[lesson.id] = BackgroundLesson(lesson).start()
+    st.session_state["lesson"] = lesson.id
+    st.query_params["lesson"] = lesson.id
+    return lesson.id
+
+
+def active_lesson() -> Optional[dict]:
+    """This session's latest lesson manifest (from the session or ``?lesson=``, in its own workspace only)."""
+    from ueo_core.lesson import read_lesson
+    lid = st.session_state.get("lesson") or st.query_params.get("lesson")
+    if not lid or not LESSON_ID.match(str(lid)):
+        return None
+    manifest = read_lesson(runs_dir() / "lessons" / f"{lid}.json")
+    if manifest:
+        st.session_state["lesson"] = lid
+    return manifest
+
+
+def anything_running() -> bool:
+    """A run or a lesson of this session is training (one at a time per browser session)."""
+    lesson = active_lesson()
+    return is_running(active_run_id()) or bool(lesson and is_running(lesson["id"]))

@@ -1,5 +1,6 @@
 """AppTest: every page renders headless; a real one-epoch run completes; bad input gets a message."""
 import io
+import json
 import zipfile
 
 import pytest
@@ -292,3 +293,35 @@ def test_histogram_opens_on_the_latest_epoch():
     known = [tr for tr in fig.data if tr.name == "truly known"][0]
     assert list(known.y) == [0, 0, 0, 5]  # the bars drawn are the last epoch's, as the slider says
     assert fig.layout.sliders[0].active == 1
+
+
+def test_the_lesson_makes_its_runs_and_says_what_happened():
+    """One click: zero-shot, entropy, IM, UEO and the oracle on the default Shapes sketch folder with the quick
+    settings; the page's summary is the engine's, computed from the five runs, and it names TENT's collapse."""
+    from studio import state
+    from ueo_core.lesson import lesson_rows, lesson_summary, read_lesson
+    at = app("pages/8_Lesson.py")
+    at.run()
+    no_trouble(at)
+    at.button[0].click().run()
+    no_trouble(at)
+    lid = at.session_state["lesson"]
+    bg = state._registry()[lid]
+    bg.thread.join(300)
+    assert not bg.alive and bg.error is None
+    at.run()
+    no_trouble(at)
+    runs = state.WORKSPACES / at.session_state["ws"] / "runs"
+    manifest = read_lesson(runs / "lessons" / f"{lid}.json")
+    assert manifest["state"] == "done" and manifest["methods"] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
+    rows = lesson_rows(runs, manifest)
+    assert [r["method"] for r in rows] == manifest["methods"]  # five finished runs, each a run folder
+    settings = {(r["run"], json.dumps({k: v for k, v in json.loads((runs / r["run"] / "config.json").read_text())
+                                       .items() if k in ("seed", "epochs", "batch_size", "lr_prompt", "data")}))
+                for r in rows}
+    assert len({s for _, s in settings}) == 1  # same data, seed and settings for every method
+    summary = lesson_summary(rows)
+    shown = " ".join(m.value for m in at.markdown)
+    assert all(line in shown for line in summary)
+    assert any(line.startswith("Entropy minimisation (TENT) collapsed") for line in summary), summary
+    assert len(plotly_charts(at)) == 2 and at.dataframe

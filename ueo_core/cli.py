@@ -1,4 +1,4 @@
-"""Headless UEO Studio: ``python -m ueo_core train|eval|embed|models``.
+"""Headless UEO Studio: ``python -m ueo_core train|eval|lesson|embed|models``.
 
 The CLI is one more listener of the same trainer the app uses; it shows a tqdm progress bar and writes a run folder.
 """
@@ -118,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--run", help="also embed with this run's adapted image tower")
     m.add_argument("--output", default="embedding.csv", help="CSV to write: path, class, x, y (default %(default)s)")
     m.add_argument("--seed", type=int, default=0, help="UMAP random state (default %(default)s)")
+
+    les = sub.add_parser("lesson", help="zero-shot, entropy minimisation, IM, UEO (and the oracle with ground "
+                                        "truth) on one folder with the same settings, then what happened in words")
+    _add_data_args(les)
+    _add_model_args(les)
+    les.add_argument("--out", default="runs", help="folder for the lesson's run folders (default %(default)s)")
+    les.add_argument("--epochs", type=int, default=5, help="epochs of each training run (default %(default)s)")
+    les.add_argument("--batch-size", type=int, default=64, help="images per step (default %(default)s)")
+    les.add_argument("--lr", type=float, default=0.05,
+                     help="SGD learning rate of the prompt context and norm params (default %(default)s: the app's "
+                          "quick setting for the built-in model; the paper uses 1e-4 for 50 epochs)")
+    les.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
 
     sub.add_parser("models", help="list the open_clip architectures and pretrained tags")
     return ap
@@ -242,6 +254,42 @@ def cmd_train(args, method: Optional[str] = None) -> int:
     return 0
 
 
+def cmd_lesson(args) -> int:
+    from .lesson import PLAIN_NAMES, Lesson, lesson_rows, lesson_summary, read_lesson
+
+    ims = load_data(args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting)
+    base = RunConfig(data=args.data, prior=ims.classes, model=args.model, pretrained=_pretrained(args),
+                     checkpoint=args.checkpoint, device=args.device, epochs=args.epochs, batch_size=args.batch_size,
+                     lr_prompt=args.lr, lr_visual=args.lr, seed=args.seed)
+    bar = ProgressBar()
+
+    def listener(ev):
+        if ev.kind == "lesson" and "method" in ev.data:
+            tqdm.write(f"== {ev.data['index'] + 1}. {PLAIN_NAMES[ev.data['method']]} ({ev.data['run_id']})",
+                       file=bar.file)
+        elif ev.kind != "lesson":
+            bar(ev)
+
+    lesson = Lesson(base, ims, args.out, listeners=(listener,))
+    try:
+        lesson.run()
+    except Exception as err:
+        if bar.reported:
+            raise Reported() from err
+        raise
+    rows = lesson_rows(args.out, read_lesson(lesson.manifest_path))
+    print(f"{'method':<12}{'GACC':>7}{'AUROC':>7}{'H':>7}  largest class")
+    for r in rows:
+        a = r["after"]
+        cell = lambda k: f"{a[k] * 100:7.1f}" if a.get(k) is not None else f"{'-':>7}"  # noqa: E731
+        print(f"{r['method']:<12}{cell('gacc')}{cell('auroc')}{cell('h_score')}  "
+              f"{max(a.get('class_shares') or [0]):.0%}" + ("  collapsed" if a.get("collapsed") else ""))
+    for line in lesson_summary(rows):
+        print("- " + line)
+    print(f"lesson: {lesson.manifest_path}")
+    return 0 if lesson.state == "done" else 1
+
+
 def cmd_embed(args) -> int:
     from .embed import image_features, params_digest, umap_2d
     from .runs import load_checkpoint
@@ -295,6 +343,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return cmd_train(args, method="zero_shot")
         if args.command == "embed":
             return cmd_embed(args)
+        if args.command == "lesson":
+            return cmd_lesson(args)
         return cmd_models()
     except Reported:
         return 2

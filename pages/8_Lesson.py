@@ -1,0 +1,107 @@
+"""Lesson: zero-shot, entropy minimisation, IM, UEO (and the oracle) on the same data in one click, then what
+happened, in words computed from the numbers (ueo_core.lesson)."""
+import streamlit as st
+
+from studio import charts, state, ui
+from ueo_core.config import RunConfig, prefers_fast_mode, suggested_settings
+from ueo_core.lesson import PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
+from ueo_core.methods import METHODS
+
+ui.page("Lesson", "🎓")
+try:
+    ims = state.image_set()
+except Exception as err:
+    st.error(f"Choose data first (Data page): {state.friendly(err)}")
+    st.stop()
+model = state.model_choice()
+st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
+for w in ims.warnings:
+    st.warning(w)
+
+methods = lesson_methods(ims.has_truth)
+st.markdown("One click runs **" + ", ".join(METHODS[m].label for m in methods) + "** one after another on these "
+            "images, with the same seed and settings, and then says what happened.")
+if not ims.has_truth:
+    ui.explain("These images have no class folders, so the oracle (which needs the true known/unknown split) is "
+               "left out, and no accuracy can be computed.")
+
+sugg = suggested_settings(model["name"], model.get("pretrained"), "ueo")
+with st.expander("Settings (shared by every method)"):
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = c1.number_input("Epochs", 1, 500, sugg["epochs"], key="lesson_epochs")
+    batch = c2.number_input("Batch size", 1, 1024, sugg["batch_size"], key="lesson_batch")
+    lr = c3.number_input("Learning rate (prompt and norm params)", 0.0, 10.0, float(sugg["lr_visual"]),
+                         format="%.0e", key="lesson_lr")
+    seed = c4.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed, key="lesson_seed")
+    st.caption(sugg["note"])
+
+lesson = state.active_lesson()
+live_now = bool(lesson and state.is_running(lesson["id"]))
+busy = state.is_running(state.active_run_id())
+go = st.button("▶ Run the lesson", type="primary", disabled=live_now or busy)
+if busy:
+    st.info("A run started on the Adapt page is still training: the lesson can start when it ends.")
+if go:
+    fast = None
+    try:
+        fast = "prompt_only" if prefers_fast_mode(state.loaded_model()) else None
+    except Exception as err:  # the model cannot be loaded: the first run will say so in full
+        st.error(state.friendly(err))
+    base = RunConfig(data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
+                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), epochs=int(epochs),
+                     batch_size=int(batch), lr_prompt=float(lr), lr_visual=float(lr), seed=int(seed), fast_mode=fast)
+    try:
+        state.start_lesson(base, ims)
+        lesson, live_now = state.active_lesson(), True
+    except ValueError as err:
+        st.error(str(err))
+
+if not lesson:
+    st.info("No lesson yet: press ▶ Run the lesson (about half a minute with the built-in model on Shapes).")
+    st.stop()
+if live_now and st.button("■ Stop the lesson", help="stops after the current step; finished runs are kept"):
+    state.background(lesson["id"]).cancel()
+
+
+@st.fragment(run_every=1.0 if live_now else None)
+def live(lid: str) -> None:
+    bg = state.background(lid)
+    manifest = state.active_lesson() or {}
+    alive = bool(bg and bg.alive)
+    if alive:
+        frac, where = bg.lesson.progress()
+        st.progress(frac, text=f"Lesson: {where}")
+    rows = lesson_rows(state.runs_dir(), manifest)
+    if bg and bg.error:
+        st.error(bg.error)
+    elif not alive and manifest.get("state") != "done":
+        st.warning(f"This lesson stopped after {len(rows)} of {len(manifest.get('methods', []))} runs; the finished "
+                   "ones are shown.")
+    if rows:
+        labels = {r["method"]: METHODS[r["method"]].label for r in rows}
+        summary = lesson_summary(rows)
+        if not alive:
+            st.subheader("What happened")
+            st.markdown("\n".join(f"- {s}" for s in summary))
+        table = [{"method": labels[r["method"]],
+                  **{k.upper().replace("_SCORE", "-score"): round(r["after"][k] * 100, 1)
+                     for k in ("gacc", "auroc", "h_score") if r["after"].get(k) is not None},
+                  "largest class": f"{max(r['after'].get('class_shares') or [0]):.0%}",
+                  "collapsed": bool(r["after"].get("collapsed")), "seconds": round(r["seconds"] or 0, 1),
+                  "run": r["run"]} for r in rows]
+        st.dataframe(table, hide_index=True, width="stretch")
+        c1, c2 = st.columns(2)
+        if any(r["after"].get("auroc") is not None for r in rows):
+            c1.plotly_chart(charts.method_scores(rows, labels), width="stretch", key="lesson_scores")
+        c2.plotly_chart(charts.method_shares(rows, labels), width="stretch", key="lesson_shares")
+        ui.explain("Each bar on the right is one method's predictions split by class: an even spread is "
+                   f"{1 / max(len(rows[0]['classes']), 1):.0%} per class; one colour filling a bar is a collapse. "
+                   "Each run opens on Explore, Inspect and Compare like any other.")
+    if alive and len(rows) < len(manifest.get("methods", [])):
+        st.caption("Still running: " + ", ".join(PLAIN_NAMES[m] for m in manifest.get("methods", [])
+                                                if m not in {r['method'] for r in rows}) + ".")
+    if live_now and not alive:
+        st.rerun()  # the lesson ended: redraw the whole page (buttons)
+
+
+live(lesson["id"])

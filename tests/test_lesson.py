@@ -1,0 +1,91 @@
+"""The lesson engine: its configs share every setting, its summary is computed from the numbers, it can stop."""
+from helpers import make_folder
+from ueo_core.config import RunConfig
+from ueo_core.data import load_data
+from ueo_core.lesson import Lesson, lesson_configs, lesson_methods, lesson_summary
+
+CLASSES = ["circle", "square", "star"]
+
+
+def row(method, gacc=None, auroc=None, h=None, shares=(0.34, 0.33, 0.33), collapsed=False):
+    after = {"gacc": gacc, "auroc": auroc, "h_score": h, "class_shares": list(shares), "collapsed": collapsed}
+    return {"method": method, "run": f"r-{method}", "after": after, "before": {}, "classes": CLASSES, "seconds": 1.0}
+
+
+def test_configs_share_every_setting_but_the_method():
+    base = RunConfig(data="shapes:sketch", epochs=3, lr_prompt=0.05, lr_visual=0.05, seed=7, fast_mode="prompt_only")
+    cfgs = lesson_configs(base, has_truth=True)
+    assert [c.method for c in cfgs] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
+    assert lesson_methods(False) == ["zero_shot", "entropy", "im", "ueo"]  # no truth: no oracle
+    for c in cfgs:
+        d = c.to_dict()
+        d.pop("method"), d.pop("fast_mode")
+        ref = base.to_dict()
+        ref.pop("method"), ref.pop("fast_mode")
+        assert d == ref
+    # the fast mode is kept for the methods that train and dropped for zero-shot (which trains nothing)
+    assert [c.fast_mode for c in cfgs] == [None] + ["prompt_only"] * 4
+
+
+def test_summary_names_the_collapse_and_the_best_separation():
+    rows = [row("zero_shot", 0.70, 0.80, 0.60), row("entropy", 0.20, 0.45, 0.05, (0.96, 0.02, 0.02), True),
+            row("im", 0.85, 0.84, 0.66, (0.40, 0.30, 0.30)), row("ueo", 0.84, 0.88, 0.70, (0.36, 0.34, 0.30)),
+            row("oracle", 0.86, 0.90, 0.75)]
+    s = lesson_summary(rows)
+    assert "Entropy minimisation (TENT) collapsed: 96% of all images are now predicted as 'circle'" in s[1]
+    assert "GACC went from 70.0 to 20.0 and AUROC from 80.0 to 45.0" in s[1]
+    assert "IM and UEO kept the predictions spread (largest class 40%, 36%)" in s[2]
+    assert s[3].startswith("Of the methods that use no labels, UEO separated known from unknown best: AUROC 88.0")
+    assert "+8.0 points" in s[3]
+    assert s[4].startswith("UEO is ahead of IM on AUROC and H-score, behind on GACC (UEO minus IM: AUROC +4.0, "
+                           "H-score +4.0, GACC -1.0 points)")
+    assert "oracle" in s[5] and "AUROC 90.0" in s[5]
+
+
+def test_summary_says_so_when_im_wins():
+    rows = [row("zero_shot", 0.70, 0.80, 0.60), row("entropy", 0.72, 0.70, 0.5),
+            row("im", 0.85, 0.86, 0.70), row("ueo", 0.84, 0.83, 0.66)]
+    s = " ".join(lesson_summary(rows))
+    assert "IM separated known from unknown best: AUROC 86.0" in s
+    assert "On this data IM is ahead of UEO on every score" in s
+    assert "collapsed" not in s and "oracle" not in s
+
+
+def test_summary_without_truth_compares_only_shares():
+    rows = [row("zero_shot"), row("entropy", shares=(0.9, 0.05, 0.05), collapsed=True), row("im"), row("ueo")]
+    s = lesson_summary(rows)
+    assert s[0].startswith("Entropy minimisation (TENT) collapsed: 90%") and "GACC" not in s[0]
+    assert "nobody can say which method is right" in s[-1]
+    assert not any("AUROC" in x for x in s)
+
+
+def test_a_cancelled_lesson_stops_before_the_next_run(tmp_path):
+    folder = make_folder(tmp_path / "imgs", classes=("red", "green", "blue"), per_class=4)
+    ims = load_data(str(folder), prior=["red", "green"])
+    base = RunConfig(data=str(folder), prior=["red", "green"], model="ueo-tiny", pretrained=None, epochs=1,
+                     batch_size=4)
+    lesson = Lesson(base, ims, tmp_path / "runs")
+    seen = []
+
+    def listener(ev):
+        seen.append(ev.kind)
+        if ev.kind == "done":
+            lesson.cancel()  # after the first run (zero-shot) finishes
+
+    lesson.listeners.append(listener)
+    out = lesson.run()
+    assert list(out) == ["zero_shot"] and lesson.state == "cancelled"
+    assert lesson.progress()[0] < 1.0 and seen.count("done") == 1
+
+
+def test_cli_lesson_prints_the_table_and_the_summary(tmp_path, capsys):
+    from ueo_core.cli import main
+    folder = make_folder(tmp_path / "imgs", classes=("red", "green", "blue"), per_class=4)
+    rc = main(["lesson", str(folder), "--prior", "red,green", "--model", "ueo-tiny", "--pretrained", "none",
+               "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for m in ("zero_shot", "entropy", "im", "ueo", "oracle"):
+        assert any(line.startswith(m) for line in out.splitlines()), out
+    assert "- Zero-shot, before any adaptation" in out and "lessons" in out
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 5

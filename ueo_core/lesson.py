@@ -1,0 +1,284 @@
+"""The lesson: zero-shot, entropy minimisation (TENT), IM, UEO and (with ground truth) the oracle, one after another
+on the same images, seed and settings, then a summary in plain words computed from their numbers.
+
+Each method is an ordinary run (its own run folder, so Explore, Inspect and Compare open it); the lesson itself is
+a small manifest, ``<runs root>/lessons/<lesson id>.json``, naming those runs. The app and the CLI both drive it.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .config import RunConfig
+from .data import ImageSet
+from .methods import get_method
+from .runs import RunFolder
+from .trainer import Event, Trainer, explain_error
+
+LESSON_METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
+LABEL_FREE = ("entropy", "im", "ueo")  # the methods that adapt without any label
+PLAIN_NAMES = {"zero_shot": "zero-shot", "entropy": "entropy minimisation (TENT)", "im": "IM", "ueo": "UEO",
+               "oracle": "the oracle"}
+
+
+def lesson_methods(has_truth: bool) -> list[str]:
+    """The lesson's methods for this data: the oracle needs the true known/unknown split."""
+    return [m for m in LESSON_METHODS if has_truth or not get_method(m).needs_truth]
+
+
+def lesson_configs(base: RunConfig, has_truth: bool) -> list[RunConfig]:
+    """One config per method: every setting (data, prior, model, seed, epochs, batch, learning rates, λ, template,
+    fast mode) is the base's, only the method differs."""
+    out = []
+    for m in lesson_methods(has_truth):
+        trains = get_method(m).trains
+        out.append(base.replace(method=m, run_dir=None, resume=None, fast_mode=base.fast_mode if trains else None))
+    return out
+
+
+def new_run_id(method: str) -> str:
+    """A run id as the app makes them (time, method, 6 random hex digits)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{secrets.token_hex(3)}"
+
+
+class Lesson:
+    """The lesson's runs, one after another, under one progress fraction.
+
+    ``run()`` writes the manifest before each run and after the last, emits every trainer event to the listeners
+    (with ``lesson_index`` and ``lesson_method`` added) plus ``lesson`` events, and stops at the first error or at
+    ``cancel()``. ``progress()`` is the whole lesson's fraction done and a line saying where it is.
+    """
+
+    def __init__(self, base: RunConfig, image_set: ImageSet, runs_root: str | Path, lesson_id: Optional[str] = None,
+                 listeners: Sequence[Callable[[Event], None]] = ()):
+        self.configs = lesson_configs(base, image_set.has_truth)
+        for c in self.configs:
+            c.validate()  # every setting checked before the first run starts
+        self.image_set = image_set
+        self.root = Path(runs_root)
+        self.id = lesson_id or new_run_id("lesson")
+        self.listeners = list(listeners)
+        self.run_ids: dict[str, str] = {}
+        self.state = "waiting"
+        self.error: Optional[str] = None
+        self.index = 0                  # the run in progress (or next)
+        self._step = (0, 0)             # (step, total_steps) of the run in progress
+        self._trainer: Optional[Trainer] = None
+        self._cancel = threading.Event()
+
+    @property
+    def methods(self) -> list[str]:
+        return [c.method for c in self.configs]
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "lessons" / f"{self.id}.json"
+
+    def _write(self) -> None:
+        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".part")
+        tmp.write_text(json.dumps({"id": self.id, "methods": self.methods, "runs": self.run_ids, "state": self.state,
+                                   "error": self.error, "settings": self.configs[0].to_dict()}, indent=1))
+        tmp.replace(self.manifest_path)
+
+    def _emit(self, ev: Event) -> None:
+        if ev.kind == "step":
+            self._step = (ev.data.get("step", 0), ev.data.get("total_steps", 0))
+        for fn in self.listeners:
+            fn(ev)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        if self._trainer is not None:
+            self._trainer.cancel()
+
+    def progress(self) -> tuple[float, str]:
+        n = len(self.configs)
+        if self.state == "done":
+            return 1.0, f"all {n} runs done"
+        if self.index >= n:
+            return 1.0, self.state
+        step, total = self._step
+        frac = (self.index + (step / total if total else 0.0)) / n
+        where = f"run {self.index + 1}/{n}: {PLAIN_NAMES[self.methods[self.index]]}"
+        return min(frac, 1.0), where + (f" · step {step}/{total}" if total else "")
+
+    def run(self) -> dict:
+        """Run every method in turn; returns {method: run folder} of the runs that finished."""
+        self.state = "running"
+        self._write()
+        out = {}
+        for i, cfg in enumerate(self.configs):
+            self.index, self._step = i, (0, 0)
+            if self._cancel.is_set():
+                break
+            rid = new_run_id(cfg.method)
+            self.run_ids[cfg.method] = rid
+            self._write()
+            cfg = cfg.replace(run_dir=str(self.root / rid))
+            self._emit(Event("lesson", {"index": i, "method": cfg.method, "run_id": rid}))
+            try:
+                self._trainer = Trainer(cfg, listeners=(self._emit,), image_set=self.image_set)
+                result = self._trainer.run()
+            except Exception as err:  # the trainer has emitted its 'error' event; the lesson stops here
+                self.state, self.error = "error", f"{PLAIN_NAMES[cfg.method]}: {explain_error(err, cfg, None)}"
+                self._write()
+                raise
+            if result.status != "done":
+                break
+            out[cfg.method] = Path(cfg.run_dir)
+        self.index = len(out)
+        self.state = "done" if len(out) == len(self.configs) else "cancelled"
+        self._write()
+        self._emit(Event("lesson", {"state": self.state}))
+        return out
+
+
+class BackgroundLesson:
+    """A lesson on a daemon thread (for the app): ``alive``, ``cancel()``, ``error`` (a plain sentence)."""
+
+    def __init__(self, lesson: Lesson):
+        self.lesson = lesson
+        self.error: Optional[str] = None
+        self.thread = threading.Thread(target=self._target, daemon=True, name="ueo-lesson")
+
+    def _target(self) -> None:
+        try:
+            self.lesson.run()
+        except Exception:  # the lesson wrote its state and a plain message
+            self.error = self.lesson.error or "The lesson stopped with an error."
+
+    def start(self) -> "BackgroundLesson":
+        self.thread.start()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def cancel(self) -> None:
+        self.lesson.cancel()
+
+
+def read_lesson(path: str | Path) -> Optional[dict]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def list_lessons(runs_root: str | Path) -> list[dict]:
+    """The lesson manifests under ``runs_root``, newest first."""
+    d = Path(runs_root) / "lessons"
+    if not d.is_dir():
+        return []
+    found = [read_lesson(p) for p in sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)]
+    return [m for m in found if m]
+
+
+def lesson_rows(runs_root: str | Path, manifest: dict) -> list[dict]:
+    """One row per finished run of the lesson, in the lesson's order: the method, its final metrics and zero-shot
+    ones, class shares, collapse, seconds."""
+    rows = []
+    for method in manifest.get("methods", []):
+        rid = manifest.get("runs", {}).get(method)
+        if not rid:
+            continue
+        folder = RunFolder(Path(runs_root) / rid)
+        m = folder.read_json("metrics.json")
+        if not m:
+            continue
+        cfg = folder.config or {}
+        rows.append({"method": method, "run": rid, "after": m.get("after") or {}, "before": m.get("before") or {},
+                     "classes": (cfg.get("summary") or {}).get("classes") or [], "seconds": m.get("seconds")})
+    return rows
+
+
+def _first_upper(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _pct(v: Optional[float]) -> str:
+    return "–" if v is None else f"{v * 100:.1f}"
+
+
+def lesson_summary(rows: Sequence[dict]) -> list[str]:
+    """What the lesson showed, sentence by sentence, computed from its runs' numbers (``lesson_rows``)."""
+    if not rows:
+        return ["No run of this lesson has finished yet."]
+    by = {r["method"]: r for r in rows}
+    has_truth = any(r["after"].get("gacc") is not None for r in rows)
+    out = []
+
+    def top(r):
+        sh = r["after"].get("class_shares") or []
+        if not sh:
+            return None, 0.0
+        k = max(range(len(sh)), key=sh.__getitem__)
+        return (r["classes"][k] if k < len(r["classes"]) else f"class {k}"), sh[k]
+
+    zs = by.get("zero_shot")
+    if zs and has_truth:
+        out.append(f"Zero-shot, before any adaptation: known-class accuracy (GACC) {_pct(zs['after'].get('gacc'))}, "
+                   f"known/unknown separation (AUROC) {_pct(zs['after'].get('auroc'))}.")
+    collapsed = [m for m in LABEL_FREE if m in by and by[m]["after"].get("collapsed")]
+    for m in collapsed:
+        name, share = top(by[m])
+        line = f"{_first_upper(PLAIN_NAMES[m])} collapsed: {share:.0%} of all images are now predicted as '{name}'"
+        if has_truth and zs:
+            line += (f"; GACC went from {_pct(zs['after'].get('gacc'))} to {_pct(by[m]['after'].get('gacc'))} and "
+                     f"AUROC from {_pct(zs['after'].get('auroc'))} to {_pct(by[m]['after'].get('auroc'))}")
+        out.append(line + ". Rewarding confident answers alone piles the predictions onto one class.")
+    spread = [m for m in ("im", "ueo") if m in by and not by[m]["after"].get("collapsed")]
+    if spread:
+        out.append(" and ".join(PLAIN_NAMES[m] for m in spread) + " kept the predictions spread (largest class "
+                   + ", ".join(f"{top(by[m])[1]:.0%}" for m in spread) + "): their marginal-entropy term "
+                   "rewards using every class.")
+    if not has_truth:
+        out.append("These images have no class folders, so nobody can say which method is right: compare the class "
+                   "shares and the confidences, and look at the rejections on Inspect.")
+        return out
+    free = [m for m in LABEL_FREE if m in by and by[m]["after"].get("auroc") is not None]
+    if free:
+        best = max(free, key=lambda m: by[m]["after"]["auroc"])
+        others = ", ".join(f"{PLAIN_NAMES[m]} {_pct(by[m]['after']['auroc'])}" for m in free if m != best)
+        gain = (by[best]["after"]["auroc"] - zs["after"]["auroc"]) * 100 if zs and zs["after"].get("auroc") \
+            is not None else None
+        out.append(f"Of the methods that use no labels, {PLAIN_NAMES[best]} separated known from unknown best: AUROC "
+                   f"{_pct(by[best]['after']['auroc'])} ({others}"
+                   + (f"; zero-shot {_pct(zs['after']['auroc'])}, so {gain:+.1f} points" if gain is not None
+                      else "") + ").")
+    if "ueo" in by and "im" in by:
+        u, i = by["ueo"]["after"], by["im"]["after"]
+        diffs = {k: (u[k] - i[k]) * 100 for k in ("auroc", "h_score", "gacc")
+                 if u.get(k) is not None and i.get(k) is not None}
+        if diffs:
+            name = lambda k: k.upper().replace("_SCORE", "-score")  # noqa: E731
+            ahead = [name(k) for k, d in diffs.items() if d > 0]
+            behind = [name(k) for k, d in diffs.items() if d < 0]
+            words = ", ".join(f"{name(k)} {d:+.1f}" for k, d in diffs.items())
+            if not behind:
+                verdict = "UEO is ahead of IM on every score" if ahead else "UEO and IM score the same"
+            elif not ahead:
+                verdict = "On this data IM is ahead of UEO on every score"
+            else:
+                verdict = f"UEO is ahead of IM on {' and '.join(ahead)}, behind on {' and '.join(behind)}"
+            out.append(f"{verdict} (UEO minus IM: {words} points). The only difference between the two is UEO's "
+                       "confidence weights.")
+    if "oracle" in by and by["oracle"]["after"].get("auroc") is not None:
+        o = by["oracle"]["after"]
+        out.append(f"The oracle, which is told the true known/unknown split, reaches AUROC {_pct(o['auroc'])} and "
+                   f"GACC {_pct(o.get('gacc'))}: a reference for what these settings allow with perfect weights.")
+    return out
+
+
+def run_lesson_cli(base: RunConfig, image_set: ImageSet, runs_root: str | Path,
+                   listener: Optional[Callable[[Event], None]] = None) -> tuple[Lesson, list[str]]:
+    """Run a lesson to the end (for the CLI and the benchmarks); returns it and its summary."""
+    lesson = Lesson(base, image_set, runs_root, listeners=(listener,) if listener else ())
+    lesson.run()
+    return lesson, lesson_summary(lesson_rows(runs_root, read_lesson(lesson.manifest_path)))
