@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from studio import charts, ui
-from ueo_core.analysis import softmax, ueo_batch_terms
+from ueo_core.analysis import softmax, toy_descent, toy_descent_note, ueo_batch_terms
 
 ui.page("Learn", "🎓")
 st.markdown("**UEO** adapts CLIP without labels. Each image $i$ gets a weight $w_i$: its zero-shot confidence "
@@ -25,13 +25,14 @@ c_scale, c_trade = st.columns(2)
 scale = c_scale.slider("logit scale", 1.0, 20.0, 5.0, 0.5)
 trade = c_trade.slider("λ (weight of the marginal-entropy term)", 0.0, 3.0, 1.0, 0.1)
 defaults = [[1.2, 0.1, 0.0], [0.0, 0.9, 0.2], [0.3, 0.35, 0.3], [0.1, 0.0, 0.15]]
-probs = []
+probs, probs_logits = [], []
 cols = st.columns(4)
 for i, col in enumerate(cols):
     with col:
         st.markdown(f"**image {i + 1}**")
         z = [st.slider(f"class {k + 1}", -1.0, 2.0, defaults[i][k], 0.05, key=f"z{i}{k}") for k in range(3)]
         probs.append(softmax(z, scale))
+        probs_logits.append(z)
 probs = np.array(probs)
 t = ueo_batch_terms(probs, trade=trade)
 st.dataframe([{"image": i + 1, "p": " / ".join(f"{x:.2f}" for x in probs[i]), "entropy H(p)": round(t["entropy"][i], 3),
@@ -52,3 +53,12 @@ l1.metric("entropy min. (TENT)", f"{t['losses']['entropy']:.3f}", help="mean ent
 l2.metric(f"IM (λ = {trade:g})", f"{t['losses']['im']:.3f}", help="mean entropy − λ · entropy of the mean")
 l3.metric(f"UEO loss (λ = {trade:g})", f"{t['losses']['ueo']:.3f}",
           help="confidence-weighted entropy − λ · entropy of the inverse-confidence-weighted mean")
+
+st.subheader("Take gradient steps: who collapses?")
+ui.explain("Each method now trains on this batch: one offset per class, shared by all four images (the toy version "
+           "of the prompt context, which moves every image's score for a class at once), follows the gradient of "
+           "the method's loss — the engine's own. UEO's weights stay at the confidences above. Press ▶.")
+names = {"entropy": "entropy min. (TENT)", "im": f"IM (λ = {trade:g})", "ueo": f"UEO (λ = {trade:g})"}
+descent = {m: toy_descent(probs_logits, m, scale, trade) for m in names}
+st.plotly_chart(charts.toy_descent_animation(descent, names), width="stretch", key="descent")
+st.markdown("\n".join(f"- {line}" for line in toy_descent_note(descent, names)))

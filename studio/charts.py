@@ -212,3 +212,44 @@ def method_shares(rows: Sequence[dict], labels: dict[str, str]) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(barmode="stack")
     return _layout(fig, "where the predictions went", height=120 + 45 * len(rows))
+
+
+def toy_descent_animation(runs: dict[str, list[dict]], labels: dict[str, str], every: int = 2) -> go.Figure:
+    """The toy batch under gradient steps, one panel per method: each image's class probabilities as a stacked
+    bar, animated step by step (play / slider). Opens on step 0."""
+    methods = list(runs)
+    fig = make_subplots(rows=1, cols=len(methods), subplot_titles=[labels.get(m, m) for m in methods],
+                        shared_yaxes=True)
+    steps = list(range(0, len(runs[methods[0]]), every))
+    if steps[-1] != len(runs[methods[0]]) - 1:
+        steps.append(len(runs[methods[0]]) - 1)
+
+    def traces(s: int) -> list:
+        out = []
+        for j, m in enumerate(methods):
+            p = runs[m][s]["probs"]
+            xs = [f"image {i + 1}" for i in range(p.shape[0])]
+            for k in range(p.shape[1]):
+                out.append(go.Bar(x=xs, y=p[:, k], name=f"class {k + 1}", legendgroup=f"class {k + 1}",
+                                  showlegend=j == 0, marker_color=_PALETTE[k % len(_PALETTE)],
+                                  text=[f"{v:.0%}" if v >= 0.15 else "" for v in p[:, k]], textposition="inside",
+                                  xaxis=f"x{j + 1}" if j else "x", yaxis=f"y{j + 1}" if j else "y"))
+        return out
+
+    for tr in traces(0):
+        fig.add_trace(tr)
+    fig.frames = [go.Frame(data=traces(s), name=str(s)) for s in steps]
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(title_text="probability", col=1)
+    slider_steps = [dict(method="animate", label=str(s),
+                         args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                              transition=dict(duration=0))]) for s in steps]
+    fig.update_layout(
+        sliders=[dict(active=0, currentvalue=dict(prefix="gradient step "), steps=slider_steps, pad=dict(t=30))],
+        updatemenus=[dict(type="buttons", showactive=False, x=1.0, y=1.18, xanchor="right", yanchor="bottom",
+                          buttons=[dict(label="▶ take gradient steps", method="animate",
+                                        args=[None, dict(frame=dict(duration=150, redraw=True),
+                                                         fromcurrent=False, transition=dict(duration=0))])])],
+        legend=dict(orientation="h", x=0, y=1.12, yanchor="bottom"), height=460, margin=dict(l=10, r=10, t=90, b=10))
+    return fig

@@ -221,6 +221,39 @@ def test_learn_page_losses_follow_lambda_and_equal_the_engines():
     assert shown["UEO loss"] != pytest.approx(float(ueo_loss(probs, w, 1.0)[0]), abs=6e-4)  # λ moved it
 
 
+def test_learn_gradient_steps_collapse_tent_but_not_ueo():
+    """The 'take gradient steps' animation: on the page's default batch, entropy minimisation piles the images onto
+    fewer classes and makes the unsure ones sure; UEO keeps every class and the unsure images unsure. Every loss
+    is the engine's (step 0 equals the metrics above), every step lowers the loss, and the page's sentences are
+    the engine's notes."""
+    import torch
+    from ueo_core.analysis import softmax, toy_descent, toy_descent_note
+    from ueo_core.methods import get_method
+    from ueo_core.methods.base import Batch
+    logits = [[1.2, 0.1, 0.0], [0.0, 0.9, 0.2], [0.3, 0.35, 0.3], [0.1, 0.0, 0.15]]
+    runs = {m: toy_descent(logits, m, 5.0, 1.0) for m in ("entropy", "im", "ueo")}
+    probs = torch.tensor([softmax(z, 5.0) for z in logits])
+    batch = Batch(probs=probs, weights=probs.max(dim=1).values, trade=1.0)
+    for m, frames in runs.items():
+        assert frames[0]["loss"] == pytest.approx(float(get_method(m).loss(batch)[0]), abs=1e-9)
+        losses = [f["loss"] for f in frames]
+        assert all(a >= b - 1e-12 for a, b in zip(losses, losses[1:])), m  # descent: never up
+        assert losses[-1] < losses[0] - 1e-3, m
+    tent, ueo = runs["entropy"][-1], runs["ueo"][-1]
+    assert min(tent["shares"]) == 0 and max(tent["shares"]) >= 0.75        # a class emptied, 3 of 4 on one
+    assert min(ueo["shares"]) > 0                                            # every class still used
+    assert min(tent["confidence"][2:]) > 0.9 and max(ueo["confidence"][2:]) < 0.6  # unsure images 3, 4
+    at = app("pages/7_Learn.py")
+    at.run()
+    no_trouble(at)
+    names = {"entropy": "entropy min. (TENT)", "im": "IM (λ = 1)", "ueo": "UEO (λ = 1)"}
+    shown = " ".join(m.value for m in at.markdown)
+    for line in toy_descent_note(runs, names):
+        assert line in shown
+    fig = [c for c in plotly_charts(at) if "take gradient steps" in c.proto.spec][0]
+    assert '"frames"' in fig.proto.spec
+
+
 def test_adapt_clipood_from_labelled_shapes_source():
     at = app("pages/3_Adapt.py")
     at.run()
