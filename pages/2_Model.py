@@ -2,7 +2,7 @@
 import streamlit as st
 
 from studio import state, ui
-from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, ModelLoadError, list_pretrained
+from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, list_pretrained
 from ueo_core.roots import describe
 from ueo_core.shapes import CONCEPTS
 from ueo_core.trainer import estimate_run
@@ -47,14 +47,20 @@ if st.button("Load this model", type="primary"):
     if kind == kinds[2] and not new["checkpoint"]:
         st.error("Give the path of the checkpoint file.")
     else:
+        bar = st.empty()
+
+        def downloading(done: int, total: int) -> None:
+            bar.progress(min(done / total, 1.0) if total else 0.0,
+                         text=f"Downloading the weights: {done / 1e6:.0f} of {total / 1e6:.0f} MB")
+
         try:
-            with st.spinner(f"Loading {new['label']} (downloads on first use)…"):
-                state.loaded_model(new)
+            with st.spinner(f"Loading {new['label']}…"):
+                state.loaded_model(new, progress=downloading)
+            bar.empty()
             state.set_model_choice(**new)
             st.success(f"Loaded {new['label']}.")
-        except ModelLoadError as err:
-            st.error(str(err))
         except Exception as err:
+            bar.empty()
             st.error(state.friendly(err))
 
 st.divider()

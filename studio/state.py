@@ -179,15 +179,17 @@ def image_set(choice: Optional[dict] = None) -> ImageSet:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _model(name: str, pretrained: Optional[str], checkpoint: Optional[str], device: Optional[str]) -> LoadedModel:
-    return load_model(name, pretrained=pretrained, checkpoint=checkpoint, device=device)
+def _model(name: str, pretrained: Optional[str], checkpoint: Optional[str], device: Optional[str],
+           _progress=None) -> LoadedModel:
+    return load_model(name, pretrained=pretrained, checkpoint=checkpoint, device=device, progress=_progress)
 
 
-def loaded_model(choice: Optional[dict] = None) -> LoadedModel:
-    """The chosen model, loaded once per server (read-only: runs load their own copy). Raises ModelLoadError."""
+def loaded_model(choice: Optional[dict] = None, progress=None) -> LoadedModel:
+    """The chosen model, loaded once per server (read-only: runs load their own copy). Raises ModelLoadError.
+    ``progress(bytes_done, bytes_total)`` follows a first download of zoo weights."""
     c = choice or model_choice()
     ckpt = str(check_path(c["checkpoint"], what="checkpoint file")) if c.get("checkpoint") else None
-    return _model(c["name"], c.get("pretrained"), ckpt, c.get("device"))
+    return _model(c["name"], c.get("pretrained"), ckpt, c.get("device"), _progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -260,6 +262,9 @@ def shared_imagenette() -> Optional[Path]:
 
 def friendly(err: Exception) -> str:
     """A plain message for any error (tracebacks never reach the page), without the workspace token."""
+    from ueo_core.models import ModelLoadError
+    if isinstance(err, ModelLoadError):
+        return redact(err.for_audience("app"))
     if isinstance(err, (DataError, ValueError, FileNotFoundError)):
         return redact(str(err))
     return redact(f"{err.__class__.__name__}: {err}")

@@ -358,3 +358,19 @@ def test_the_lesson_makes_its_runs_and_says_what_happened():
     assert all(line in shown for line in summary)
     assert any(line.startswith("Entropy minimisation (TENT) collapsed") for line in summary), summary
     assert len(plotly_charts(at)) == 2 and at.dataframe
+
+
+def test_model_page_offline_zoo_error_is_shown_in_full_with_what_to_do_in_the_app():
+    # HF_HUB_OFFLINE=1 (conftest) stands for a machine that cannot reach the hub
+    at = app("pages/2_Model.py")
+    at.run()
+    at.radio[0].set_value("OpenCLIP zoo (downloads weights)").run()
+    at.button[0].click().run()
+    no_trouble(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1, errors
+    text = errors[0]
+    assert "open_clip_pytorch_model.bin" in text and "ViT-B-32-quickgelu" in text
+    assert text.endswith("upload the file or give its path on this server.")  # whole, not cut off
+    assert "--" not in text  # no CLI flags for a GUI user
+    assert at.session_state["model"]["pretrained"] == "builtin"  # the working choice is kept

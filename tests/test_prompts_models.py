@@ -77,6 +77,53 @@ def test_unavailable_weights_say_what_to_do():
         load_model("RN50", pretrained="openai")
 
 
+def test_offline_zoo_error_is_immediate_complete_and_says_what_to_do(monkeypatch):
+    """Hub unreachable and the weights not cached: a ModelLoadError before open_clip is asked (no minute of
+    retries) that names the file, where to get it, and the architecture to load it into; the interface hints
+    differ (flags for the CLI, clicks for the app) and the neutral message has no flag."""
+    import ueo_core.models as models
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: "gaierror: [Errno -2] Name or service not known")
+    monkeypatch.setattr(models, "_cached_hub_file", lambda *a: None)
+
+    def never(*a, **kw):
+        raise AssertionError("open_clip must not be asked for unreachable weights")
+    monkeypatch.setattr(models.open_clip, "create_model_and_transforms", never)
+    with pytest.raises(ModelLoadError) as info:
+        load_model("ViT-B-32", pretrained="openai")
+    err = info.value
+    msg = str(err)
+    assert "open_clip_pytorch_model.bin" in msg and "https://huggingface.co/timm/vit_base_patch32_clip_224.openai" in msg
+    assert "architecture ViT-B-32-quickgelu" in msg and "Name or service not known" in msg
+    assert "--" not in msg and msg.endswith("The built-in small CLIP works offline.")
+    assert "--checkpoint" in err.for_audience("cli") and "--model ViT-B-32-quickgelu" in err.for_audience("cli")
+    assert "'Local checkpoint file'" in err.for_audience("app") and "--" not in err.for_audience("app")
+    # a tag trained without QuickGELU keeps its architecture
+    src = models.weights_source("ViT-B-32", "laion2b_s34b_b79k")
+    assert src["arch"] == "ViT-B-32" and src["repo"] and src["file"]
+
+
+def test_zoo_download_reports_progress(monkeypatch, tmp_path):
+    """When the hub answers, the weights are fetched with a progress callback (bytes done, bytes total)."""
+    import huggingface_hub
+    import ueo_core.models as models
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: None)
+    monkeypatch.setattr(models, "_cached_hub_file", lambda *a: None)
+    calls = []
+
+    def fake_download(repo, filename, cache_dir=None, tqdm_class=None):
+        bar = tqdm_class(total=300)
+        for _ in range(3):
+            bar.update(100)
+        bar.close()
+        calls.append((repo, filename))
+        return str(tmp_path / filename)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    seen = []
+    models.fetch_weights("RN50", "openai", progress=lambda d, t: seen.append((d, t)))
+    assert calls == [("timm/resnet50_clip.openai", "open_clip_pytorch_model.bin")]
+    assert seen == [(100, 300), (200, 300), (300, 300)]
+
+
 def test_local_checkpoint_round_trip(tmp_path):
     a = load_model("ueo-tiny", seed=3)
     path = tmp_path / "tiny.pt"

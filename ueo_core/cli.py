@@ -348,7 +348,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return cmd_models()
     except Reported:
         return 2
-    except (DataError, ModelLoadError, ValueError, FileNotFoundError, OSError) as err:
+    except ModelLoadError as err:
+        print(f"error: {err.for_audience('cli')}", file=sys.stderr)
+        return 2
+    except (DataError, ValueError, FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -69,6 +69,7 @@ class Lesson:
         self._step = (0, 0)             # (step, total_steps) of the run in progress
         self._trainer: Optional[Trainer] = None
         self._cancel = threading.Event()
+        self.audience = "cli"  # "app" when the app runs it: error messages say where to click
 
     @property
     def methods(self) -> list[str]:
@@ -123,9 +124,11 @@ class Lesson:
             self._emit(Event("lesson", {"index": i, "method": cfg.method, "run_id": rid}))
             try:
                 self._trainer = Trainer(cfg, listeners=(self._emit,), image_set=self.image_set)
+                self._trainer.audience = self.audience
                 result = self._trainer.run()
             except Exception as err:  # the trainer has emitted its 'error' event; the lesson stops here
-                self.state, self.error = "error", f"{PLAIN_NAMES[cfg.method]}: {explain_error(err, cfg, None)}"
+                why = explain_error(err, cfg, None, self.audience)
+                self.state, self.error = "error", f"{PLAIN_NAMES[cfg.method]}: {why}"
                 self._write()
                 raise
             if result.status != "done":
@@ -143,6 +146,7 @@ class BackgroundLesson:
 
     def __init__(self, lesson: Lesson):
         self.lesson = lesson
+        lesson.audience = "app"
         self.error: Optional[str] = None
         self.thread = threading.Thread(target=self._target, daemon=True, name="ueo-lesson")
 

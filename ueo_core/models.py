@@ -39,7 +39,108 @@ def register_configs() -> None:
 
 
 class ModelLoadError(RuntimeError):
-    """Weights or architecture could not be obtained. The message says what to do instead."""
+    """Weights or architecture could not be obtained. The message says what to do instead, in words that fit any
+    interface; ``hints`` may add how to do it in one ("cli": flags, "app": where to click)."""
+
+    def __init__(self, message: str, hints: Optional[dict] = None):
+        super().__init__(message)
+        self.hints = hints or {}
+
+    def for_audience(self, audience: str) -> str:
+        return " ".join(filter(None, [str(self), self.hints.get(audience)]))
+
+
+HUB_HOST = "huggingface.co"
+
+
+def weights_source(name: str, tag: str) -> dict:
+    """Where open_clip gets the weights of ``name`` / ``tag``: the Hugging Face repo and file, the page to download
+    it from, the original URL, and the architecture to load the file into as a local checkpoint (the QuickGELU
+    variant when the weights were trained with it)."""
+    cfg = open_clip.get_pretrained_cfg(name, tag) or {}
+    hub = cfg.get("hf_hub", "")
+    repo, filename = os.path.split(hub) if hub else ("", "")
+    filename = filename or ("open_clip_pytorch_model.bin" if repo else "")
+    arch = name
+    if cfg.get("quick_gelu") and not name.endswith("-quickgelu") and f"{name}-quickgelu" in open_clip.list_models():
+        arch = f"{name}-quickgelu"
+    return {"repo": repo, "file": filename, "url": cfg.get("url", ""),
+            "page": f"https://{HUB_HOST}/{repo}/blob/main/{filename}" if repo else cfg.get("url", ""),
+            "arch": arch}
+
+
+def hub_reachable(timeout: float = 3.0) -> Optional[str]:
+    """None when the model hub answers a TCP connection within ``timeout`` s, else why not (one short line).
+    ``HF_HUB_OFFLINE=1`` (huggingface_hub's own switch) counts as unreachable."""
+    import socket
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return None
+    except OSError as err:
+        return f"{err.__class__.__name__}: {err}"
+
+
+def _cached_hub_file(repo: str, filename: str, cache_dir: Optional[str]) -> Optional[str]:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        found = try_to_load_from_cache(repo, filename, cache_dir=cache_dir)
+        return found if isinstance(found, str) else None
+    except Exception:
+        return None
+
+
+def progress_tqdm(callback: Callable[[int, int], None]):
+    """A tqdm class that reports (bytes done, bytes total) to ``callback`` (for huggingface_hub's downloads)."""
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):
+        def __init__(self, *a, **kw):
+            kw["disable"] = True  # no terminal output; the callback shows progress
+            super().__init__(*a, **kw)
+            self._done = 0
+
+        def update(self, n=1):
+            self._done += n or 0
+            callback(int(self._done), int(self.total or 0))
+            return super().update(n)
+
+    return Reporting
+
+
+def fetch_weights(name: str, tag: str, cache_dir: Optional[str] = None,
+                  progress: Optional[Callable[[int, int], None]] = None) -> None:
+    """Make sure the weights of a zoo tag are in the local cache before open_clip asks for them: already cached,
+    nothing to do; hub unreachable, a ``ModelLoadError`` at once (not after a minute of retries) that names the
+    file to get and how to use it; else download it, reporting bytes to ``progress``."""
+    src = weights_source(name, tag)
+    if not src["repo"] or _cached_hub_file(src["repo"], src["file"], cache_dir):
+        return
+    why = hub_reachable()
+    if why is None:
+        from huggingface_hub import hf_hub_download
+        try:
+            hf_hub_download(src["repo"], src["file"], cache_dir=cache_dir,
+                            tqdm_class=progress_tqdm(progress) if progress else None)
+            return
+        except Exception as err:  # reachable but failing (gated, moved, disk full): say that
+            why = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    raise weights_unavailable(name, tag, src, why)
+
+
+def weights_unavailable(name: str, tag: str, src: dict, why: str) -> ModelLoadError:
+    arch = src["arch"]
+    gelu = (f" These weights were trained with QuickGELU, so the architecture to choose is {arch}, not {name}."
+            if arch != name else "")
+    msg = (f"The weights '{tag}' for {name} cannot be downloaded here: {why}. This machine cannot reach the model "
+           f"hub ({HUB_HOST}). On a computer with internet, download the file {src['file']} from {src['page']}, "
+           f"bring it to this machine, and load it as a local checkpoint with architecture {arch}.{gelu} "
+           f"The built-in small CLIP works offline.")
+    return ModelLoadError(msg, hints={
+        "cli": f"Then: --model {arch} --checkpoint PATH/{src['file']}",
+        "app": f"In the app: Model page → 'Local checkpoint file' → architecture {arch} → upload the file or give "
+               "its path on this server."})
 
 
 def pick_device(device: Optional[str] = None) -> torch.device:
@@ -116,7 +217,8 @@ def list_pretrained() -> list[tuple[str, str]]:
 
 
 def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpoint: Optional[str | os.PathLike] = None,
-               device: Optional[str] = None, seed: int = 0, cache_dir: Optional[str] = None) -> LoadedModel:
+               device: Optional[str] = None, seed: int = 0, cache_dir: Optional[str] = None,
+               progress: Optional[Callable[[int, int], None]] = None) -> LoadedModel:
     """Load an OpenCLIP model.
 
     - ``name`` + ``pretrained`` tag (e.g. ``ViT-B-32`` / ``openai``): open_clip downloads (or finds cached) weights.
@@ -124,6 +226,8 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
     - ``pretrained="builtin"`` with ``ueo-shapes``: the shipped checkpoint in ``assets/`` (same path as any local
       checkpoint).
     - neither: random initialisation, seeded (used by the tests with the tiny configs).
+
+    ``progress(bytes_done, bytes_total)`` follows a weights download.
     """
     register_configs()
     dev = pick_device(device)
@@ -144,6 +248,8 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
         source = str(path)
     elif pretrained:
         source = pretrained
+        if open_clip.get_pretrained_cfg(name, pretrained):
+            fetch_weights(name, pretrained, cache_dir=cache_dir, progress=progress)
     torch.manual_seed(seed)
     try:
         with _quiet_open_clip():
@@ -156,12 +262,14 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
             raise ModelLoadError(
                 f"Could not load checkpoint {source} into '{name}': {err}. Is it a state dict for this "
                 f"architecture?") from err
-        tags = [t for a, t in open_clip.list_pretrained() if a == name]
-        hint = f"Known tags for {name}: {', '.join(tags)}." if tags else f"{name} has no pretrained tags in open_clip."
-        raise ModelLoadError(
-            f"Could not get weights '{pretrained}' for {name} ({err.__class__.__name__}: {str(err)[:200]}). "
-            f"If this machine is offline, download the weights elsewhere and pass them as a local checkpoint "
-            f"(--checkpoint PATH), or use the built-in model. {hint}") from err
+        if not open_clip.get_pretrained_cfg(name, pretrained):
+            tags = [t for a, t in open_clip.list_pretrained() if a == name]
+            raise ModelLoadError(f"'{pretrained}' is not a pretrained tag of {name}. " +
+                                 (f"Its tags: {', '.join(tags)}." if tags else f"{name} has no pretrained weights "
+                                  "in open_clip.")) from err
+        raise weights_unavailable(name, pretrained, weights_source(name, pretrained),
+                                  f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}") \
+            from err
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -112,6 +112,7 @@ class Trainer:
         self.loaded = loaded
         self.image_set = image_set
         self._cancel = threading.Event()
+        self.audience = "cli"  # who reads the error messages: "cli" (flags) or "app" (where to click)
         self.rank = dist_rank()  # under torchrun only rank 0 writes the run folder and talks to listeners
         # the folder is locked for this run (released when run() ends); a folder holding another run is refused
         self.folder: Optional[RunFolder] = (RunFolder(config.run_dir).create(resume=config.resume)
@@ -393,7 +394,7 @@ class Trainer:
             return RunResult("cancelled", getattr(self, "metrics_before", {}), getattr(self, "last_metrics", {}),
                              run_dir=self.folder and self.folder.path, seconds=time.time() - t0)
         except Exception as err:
-            message = explain_error(err, cfg, self.folder)
+            message = explain_error(err, cfg, self.folder, self.audience)
             self.emit("error", message=message, traceback=traceback.format_exc())
             raise
         finally:
@@ -560,13 +561,16 @@ class Trainer:
                          run_dir=self.folder and self.folder.path, seconds=seconds)
 
 
-def explain_error(err: Exception, cfg: RunConfig, folder: Optional[RunFolder]) -> str:
-    """One plain-language sentence for the user (the traceback goes to logs only)."""
+def explain_error(err: Exception, cfg: RunConfig, folder: Optional[RunFolder], audience: Optional[str] = None) -> str:
+    """One plain-language sentence for the user (the traceback goes to logs only); ``audience`` ("cli" / "app")
+    adds how to act on a model error there."""
     if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
         kept = f" The last checkpoint is kept in {folder.path}." if folder and folder.checkpoint_path.exists() else ""
         return (f"The GPU ran out of memory at batch size {cfg.batch_size}. Try a smaller batch size "
                 f"(e.g. {max(1, cfg.batch_size // 2)}) or a smaller model.{kept}")
-    if isinstance(err, (DataError, ModelLoadError, ValueError, FileNotFoundError)):
+    if isinstance(err, ModelLoadError):
+        return err.for_audience(audience) if audience else str(err)
+    if isinstance(err, (DataError, ValueError, FileNotFoundError)):
         return str(err)
     return f"The run failed: {err.__class__.__name__}: {err}"
 
@@ -582,13 +586,14 @@ class BackgroundRun:
         self.result: Optional[RunResult] = None
         self.error: Optional[str] = None
         trainer.add_listener(self.queue.put)
+        trainer.audience = "app"
         self.thread = threading.Thread(target=self._target, daemon=True, name="ueo-trainer")
 
     def _target(self):
         try:
             self.result = self.trainer.run()
         except Exception as err:  # already emitted as an 'error' event with a plain message
-            self.error = explain_error(err, self.trainer.config, self.trainer.folder)
+            self.error = explain_error(err, self.trainer.config, self.trainer.folder, "app")
 
     def start(self) -> "BackgroundRun":
         self.thread.start()
