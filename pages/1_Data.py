@@ -127,6 +127,9 @@ except Exception as err:
     st.stop()
 st.write(state.redact(ims.summary()))
 st.write("**Prior:** " + ", ".join(ims.classes))
+fit = state.model_fit_warning(ims)
+if fit:
+    st.warning(fit, icon="⚠️")
 for w in ims.warnings:
     st.warning(w)
 counts = ims.counts()

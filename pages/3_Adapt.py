@@ -2,7 +2,8 @@
 import streamlit as st
 
 from studio import charts, state, ui
-from ueo_core.analysis import entropy_note, run_curves, run_verdict, shares_note
+from ueo_core.analysis import (acceptance_summary, entropy_note, read_predictions, run_curves, run_verdict,
+                               shares_note)
 from ueo_core.config import RunConfig, is_resnet_tower, prefers_fast_mode, suggested_settings
 from ueo_core.data import DataError
 from ueo_core.methods import METHODS
@@ -19,6 +20,9 @@ model = state.model_choice()
 st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
 for w in ims.warnings:
     st.warning(w)
+fit = state.model_fit_warning(ims)
+if fit:
+    st.warning(fit, icon="⚠️")
 
 rid = state.active_run_id()
 running = state.is_running(rid)
@@ -140,8 +144,12 @@ def live(rid: str) -> None:
         for col, k in zip(cols, ("gacc", "pacc", "auroc", "h_score")):
             if a.get(k) is not None:
                 col.metric(k.upper(), f"{a[k] * 100:.1f}", f"{(a[k] - (b.get(k) or 0)) * 100:+.1f} vs zero-shot")
-        level, text = run_verdict(b, a, (cfg.get("summary") or {}).get("classes") or [], metrics["seconds"])
+        level, text = run_verdict(b, a, (cfg.get("summary") or {}).get("classes") or [], metrics["seconds"],
+                                  cfg.get("method"))
         (st.warning if level == "warning" else st.success)(text)
+        if not (cfg.get("summary") or {}).get("has_truth") and (folder.path / "predictions.csv").exists():
+            ui.explain(acceptance_summary(read_predictions(folder.path), a["threshold"]) + " Without class folders "
+                       "nobody can score this run: look at the accepted and rejected images on Inspect.")
     elif not alive:
         st.warning("This run stopped before finishing (cancelled or interrupted); its last checkpoint is kept.")
     if steps:

@@ -17,6 +17,9 @@ model = state.model_choice()
 st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
 for w in ims.warnings:
     st.warning(w)
+fit = state.model_fit_warning(ims)
+if fit:
+    st.warning(fit, icon="⚠️")
 
 methods = lesson_methods(ims.has_truth)
 st.markdown("One click runs **" + ", ".join(METHODS[m].label for m in methods) + "** one after another on these "

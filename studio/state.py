@@ -302,3 +302,10 @@ def anything_running() -> bool:
     """A run or a lesson of this session is training (one at a time per browser session)."""
     lesson = active_lesson()
     return is_running(active_run_id()) or bool(lesson and is_running(lesson["id"]))
+
+
+def model_fit_warning(ims: ImageSet) -> Optional[str]:
+    """The built-in model pointed at images that are not Shapes: a warning to show before any run."""
+    from ueo_core.analysis import builtin_model_warning
+    m = model_choice()
+    return builtin_model_warning(m["name"], m.get("pretrained"), data_choice()["spec"], ims.classes)

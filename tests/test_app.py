@@ -374,3 +374,63 @@ def test_model_page_offline_zoo_error_is_shown_in_full_with_what_to_do_in_the_ap
     assert text.endswith("upload the file or give its path on this server.")  # whole, not cut off
     assert "--" not in text  # no CLI flags for a GUI user
     assert at.session_state["model"]["pretrained"] == "builtin"  # the working choice is kept
+
+
+def test_builtin_model_on_other_images_is_warned_before_and_judged_after(tmp_path):
+    """Colour photos with the built-in shapes model: Data, Adapt and Lesson warn before any run; after a run the
+    verdict is a warning that says the results are near chance (from the run's own numbers)."""
+    from studio import state
+    from ueo_core.analysis import chance_note
+    folder = make_folder(tmp_path / "colours", classes=("red", "green", "blue"), per_class=8)
+    data = {"source": "folder", "spec": str(folder), "label": "colours", "prior": ["red", "green"], "preset": None,
+            "setting": "ODA"}
+    for page in ("pages/1_Data.py", "pages/3_Adapt.py", "pages/8_Lesson.py"):
+        at = app(page, data=dict(data))
+        at.run()
+        no_trouble(at)
+        assert any("trained only on drawn shapes" in w.value and "'red', 'green'" in w.value for w in at.warning), page
+    at = app("pages/3_Adapt.py", data=dict(data))
+    at.run()
+    at.number_input[0].set_value(1)
+    at.button[0].click().run()
+    rid, bg = wait_for_run(at)
+    assert bg.error is None
+    at.run()
+    no_trouble(at)
+    metrics = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
+    note = chance_note(metrics["after"], 2)
+    assert note, metrics["after"]  # colour blocks mean nothing to a shapes model
+    verdicts = [w.value for w in at.warning if "trained only on drawn shapes" not in w.value]
+    assert len(verdicts) == 1 and verdicts[0].endswith(note), verdicts
+    assert not at.success
+    # the built-in model on its own world: no such warning
+    at = app("pages/3_Adapt.py")
+    at.run()
+    assert not any("trained only on drawn shapes" in w.value for w in at.warning)
+
+
+def test_unlabeled_folder_run_says_what_was_accepted_and_rejected(tmp_path):
+    from studio import state
+    from ueo_core.analysis import acceptance_summary, read_predictions
+    src = make_folder(tmp_path / "src", classes=("red", "green", "blue"), per_class=4)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in src.rglob("*.png"):
+        p.rename(flat / f"{p.parent.name}_{p.name}")
+    data = {"source": "folder", "spec": str(flat), "label": "flat", "prior": ["red", "green"], "preset": None,
+            "setting": "ODA"}
+    at = app("pages/3_Adapt.py", data=data, model={"name": "ueo-tiny", "pretrained": None, "checkpoint": None,
+                                                   "label": "tiny"})
+    at.run()
+    at.number_input[0].set_value(1)
+    at.button[0].click().run()
+    rid, bg = wait_for_run(at)
+    assert bg.error is None
+    at.run()
+    no_trouble(at)
+    run = state.WORKSPACES / at.session_state["ws"] / "runs" / rid
+    preds = read_predictions(run)
+    thr = json.loads((run / "metrics.json").read_text())["after"]["threshold"]
+    line = acceptance_summary(preds, thr)
+    assert line.startswith("Of 12 images, ")
+    assert any(line in c.value for c in at.caption), [c.value for c in at.caption]

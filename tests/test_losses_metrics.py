@@ -165,11 +165,34 @@ def test_run_verdict_is_computed_from_the_numbers():
     before = {"gacc": 0.7, "auroc": 0.8}
     level, text = run_verdict(before, {"gacc": 0.2, "auroc": 0.4, "collapsed": True, "top_share": 0.95,
                                        "class_shares": [0.01, 0.95, 0.04]}, ["a", "b", "c"], 12)
-    assert level == "warning" and "95%" in text and "'b'" in text
+    assert level == "warning" and "95%" in text and "'b'" in text and "IM and UEO prevents it" not in text
+    level, text = run_verdict(before, {"gacc": 0.2, "auroc": 0.4, "collapsed": True, "top_share": 0.95,
+                                       "class_shares": [0.01, 0.95, 0.04]}, ["a", "b", "c"], 12, "entropy")
+    assert "the marginal-entropy term of IM and UEO prevents it" in text
+    level, text = run_verdict(before, {"gacc": 0.2, "auroc": 0.4, "collapsed": True, "top_share": 0.95,
+                                       "class_shares": [0.01, 0.95, 0.04]}, ["a", "b", "c"], 12, "ueo")
+    assert "prevents it" not in text and "did not hold them" in text and "near chance" in text
     level, text = run_verdict(before, {"gacc": 0.6, "auroc": 0.85, "collapsed": False}, ["a", "b"], 5)
     assert level == "warning" and "GACC -10.0" in text and "AUROC" not in text
     level, text = run_verdict(before, {"gacc": 0.8, "auroc": 0.9, "collapsed": False}, ["a", "b"], 5)
     assert level == "success" and "GACC +10.0" in text and "AUROC +10.0" in text
+    # near chance (the 40 real photos of issue 11: 3 known classes, GACC 43 %, AUROC 53 %): said plainly
+    level, text = run_verdict({"gacc": 0.43, "auroc": 0.53}, {"gacc": 0.43, "auroc": 0.53}, ["dog", "elephant",
+                                                                                          "horse"], 20)
+    assert level == "warning" and "near chance" in text and "AUROC 53.0 where guessing gives 50" in text
+    assert "known-class accuracy 43.0% where guessing among 3 classes gives 33%" in text
+
+
+def test_chance_note_thresholds_and_the_builtin_model_warning():
+    from ueo_core.analysis import builtin_model_warning, chance_note
+    assert chance_note({"gacc": 0.51, "auroc": 0.61}, 3) is None            # above both lines
+    assert "AUROC 59.0" in chance_note({"gacc": 0.9, "auroc": 0.59}, 3)
+    assert "known-class accuracy 49.0%" in chance_note({"gacc": 0.49, "auroc": 0.9}, 3)  # 1.5 / 3 = 50 %
+    assert chance_note({"gacc": None, "auroc": None}, 3) is None            # no truth: nothing to say
+    w = builtin_model_warning("ueo-shapes", "builtin", "/data/pets", ["dog", "circle", "horse"])
+    assert "trained only on drawn shapes" in w and "'dog', 'horse'" in w and "'circle'" not in w
+    assert builtin_model_warning("ueo-shapes", "builtin", "shapes:photo", ["circle"]) is None
+    assert builtin_model_warning("ViT-B-32", "openai", "/data/pets", ["dog"]) is None
 
 
 def test_compare_summary_and_shares_note_follow_the_numbers():

@@ -82,6 +82,17 @@ class Predictions:
         return buf.getvalue()
 
 
+def acceptance_summary(preds: "Predictions", threshold: float) -> str:
+    """How many images a run accepts as each known class and how many it rejects as unknown, at ``threshold``
+    (for a folder without class folders this is all there is to report)."""
+    accepted = preds.confidence >= threshold
+    counts = {c: int(((preds.pred == k) & accepted).sum()) for k, c in enumerate(preds.classes)}
+    listed = ", ".join(f"{c} {n}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n)
+    n_acc = int(accepted.sum())
+    return (f"Of {len(preds)} images, {n_acc} are accepted as known" + (f" ({listed})" if listed else "")
+            + f" and {len(preds) - n_acc} rejected as unknown, at confidence threshold {threshold:.3f}.")
+
+
 def rejection_summary(marks: Sequence[Optional[bool]]) -> str:
     """A sentence on how many rejections were right, from the marks."""
     known = [m for m in marks if m is not None]
@@ -206,22 +217,70 @@ def run_embeddings(run_dir: str | Path, seed: int = 0, cache_dir=None, progress=
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def run_verdict(before: dict, after: dict, classes: Sequence[str], seconds: float) -> tuple[str, str]:
-    """("success" | "warning", sentence) for a finished run, computed from its numbers: a collapse or a result
-    worse than zero-shot is a warning, never a plain "done"."""
+def builtin_model_warning(model: str, pretrained: Optional[str], data_spec: str, classes: Sequence[str]) \
+        -> Optional[str]:
+    """A warning when the built-in small CLIP (trained only on drawn shapes) is pointed at other images: it has
+    never seen them, so near-chance results are to be expected. None when the pair fits."""
+    from .models import BUILTIN_MODEL, BUILTIN_TAG
+    from .shapes import CONCEPTS
+    if model != BUILTIN_MODEL or pretrained != BUILTIN_TAG or str(data_spec).startswith("shapes:"):
+        return None
+    unseen = [c for c in classes if c not in CONCEPTS]
+    names = (f" It has never seen the words {', '.join(repr(c) for c in unseen[:5])}"
+             + (f" (and {len(unseen) - 5} more)" if len(unseen) > 5 else "") + "." if unseen else "")
+    return ("The built-in small CLIP was trained only on drawn shapes (circles, stars, arrows…), not on photos of "
+            f"the world.{names} On these images expect results near chance, whatever the method. For real photos "
+            "choose an OpenCLIP model on the Model page (it needs its weights: downloaded, or a local file).")
+
+
+CHANCE_AUROC = 0.60  # below this, known/unknown separation is called near chance (0.5 = guessing)
+CHANCE_FACTOR = 1.5  # known-class accuracy below 1.5 x the guessing rate (1/K) is called near chance
+
+
+def chance_note(after: dict, n_classes: int) -> Optional[str]:
+    """A plain statement when a run's scores are near chance, else None. Guessing gives AUROC 0.5 and known-class
+    accuracy 1/K; the thresholds (AUROC < 0.60, GACC < 1.5/K) are documented above."""
+    parts = []
+    auroc, gacc = after.get("auroc"), after.get("gacc")
+    if auroc is not None and auroc < CHANCE_AUROC:
+        parts.append(f"AUROC {auroc * 100:.1f} where guessing gives 50")
+    if gacc is not None and n_classes and gacc < CHANCE_FACTOR / n_classes:
+        parts.append(f"known-class accuracy {gacc * 100:.1f}% where guessing among {n_classes} classes gives "
+                     f"{100 / n_classes:.0f}%")
+    if not parts:
+        return None
+    return ("These results are near chance: " + "; ".join(parts) + ". The model does not tell these images "
+            "apart, so nothing on the other pages should be read as a finding.")
+
+
+def run_verdict(before: dict, after: dict, classes: Sequence[str], seconds: float,
+                method: Optional[str] = None) -> tuple[str, str]:
+    """("success" | "warning", sentence) for a finished run, computed from its numbers: a collapse, a result
+    worse than zero-shot, or one near chance is a warning, never a plain "done". The explanation of a collapse
+    depends on the ``method`` (entropy minimisation has no term against it; IM and UEO have one that lost)."""
     pts = lambda k: (after.get(k) - before.get(k)) * 100 if after.get(k) is not None and before.get(k) is not None \
         else None  # noqa: E731
+    chance = chance_note(after, len(classes))
     if after.get("collapsed"):
         shares = after.get("class_shares") or []
         top = int(np.argmax(shares)) if shares else 0
         name = classes[top] if top < len(classes) else f"class {top}"
+        if method == "entropy":
+            why = ("Minimising entropy alone rewards any confident answer, so the predictions pile onto one class; "
+                   "the marginal-entropy term of IM and UEO prevents it.")
+        elif method in ("im", "ueo", "oracle"):
+            why = ("The marginal-entropy term pushes towards spread predictions, but here it did not hold them: try "
+                   "a smaller learning rate, fewer epochs or a larger λ.")
+        else:
+            why = "The predictions piled onto one class."
         return "warning", (f"Collapsed after {seconds:.0f} s: {after.get('top_share', 0):.0%} of all images are now "
-                           f"predicted as '{name}'. Minimising entropy alone rewards any confident answer, so the "
-                           "predictions pile onto one class; the marginal-entropy term of IM and UEO prevents it.")
+                           f"predicted as '{name}'. {why}" + (f" {chance}" if chance else ""))
     worse = [f"{k.upper()} {pts(k):+.1f}" for k in ("gacc", "auroc") if pts(k) is not None and pts(k) < -1.0]
     if worse:
         return "warning", (f"Done in {seconds:.0f} s, but worse than zero-shot: {', '.join(worse)} points. Try a "
-                           "smaller learning rate or fewer epochs.")
+                           "smaller learning rate or fewer epochs." + (f" {chance}" if chance else ""))
+    if chance:
+        return "warning", f"Done in {seconds:.0f} s. " + chance
     gains = [f"{k.upper()} {pts(k):+.1f}" for k in ("gacc", "auroc") if pts(k) is not None]
     return "success", (f"Done in {seconds:.0f} s" + (f": {', '.join(gains)} points over zero-shot" if gains else "")
                        + ". Explore and Inspect show the result.")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from .analysis import chance_note
 from .config import RunConfig
 from .data import ImageSet
 from .methods import get_method
@@ -229,6 +230,9 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
     if zs and has_truth:
         out.append(f"Zero-shot, before any adaptation: known-class accuracy (GACC) {_pct(zs['after'].get('gacc'))}, "
                    f"known/unknown separation (AUROC) {_pct(zs['after'].get('auroc'))}.")
+        chance = chance_note(zs["after"], len(zs["classes"]))
+        if chance:
+            out.append(chance)
     collapsed = [m for m in LABEL_FREE if m in by and by[m]["after"].get("collapsed")]
     for m in collapsed:
         name, share = top(by[m])
