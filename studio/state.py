@@ -309,3 +309,19 @@ def model_fit_warning(ims: ImageSet) -> Optional[str]:
     from ueo_core.analysis import builtin_model_warning
     m = model_choice()
     return builtin_model_warning(m["name"], m.get("pretrained"), data_choice()["spec"], ims.classes)
+
+
+@st.cache_resource(show_spinner=False)
+def _embedding_jobs() -> dict:
+    return {}
+
+
+def embedding_job(run_dir: str):
+    """The (background) embeddings of a run of this workspace: started once per server, restarted after an
+    error; the features and UMAPs are cached on disk, so a restart is quick."""
+    from ueo_core.analysis import EmbeddingJob
+    jobs = _embedding_jobs()
+    job = jobs.get(run_dir)
+    if job is None or job.stage == "error" and not job.alive and st.session_state.get("retry_embed") == run_dir:
+        job = jobs[run_dir] = EmbeddingJob(run_dir).start()
+    return job

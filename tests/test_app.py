@@ -122,6 +122,7 @@ def wait_for_run(at: AppTest, timeout=240):
 
 
 def test_adapt_one_epoch_run_then_explore_inspect_compare():
+    from studio import state
     at = app("pages/3_Adapt.py")
     at.run()
     no_trouble(at)
@@ -139,10 +140,14 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
     ex.run()
     no_trouble(ex)
+    state._embedding_jobs()[str(state.WORKSPACES / ws / "runs" / rid)].thread.join(240)
+    ex.run()
+    no_trouble(ex)
     assert len(plotly_charts(ex)) == 2
+    assert [r.value for r in ex.radio if r.label == "Projection"] == ["UMAP"]  # UMAP done: shown by default
     counts = [c.value for c in ex.caption if "known ·" in c.value]
     assert len(counts) == 2  # each map says how many points it calls known / unknown, at its own threshold
-    ex.radio[0].set_value("confidence").run()
+    [r for r in ex.radio if r.label == "Colour by"][0].set_value("confidence").run()
     no_trouble(ex)
 
     ins = app("pages/5_Inspect.py", ws=ws, active_run=rid)
@@ -434,3 +439,34 @@ def test_unlabeled_folder_run_says_what_was_accepted_and_rejected(tmp_path):
     line = acceptance_summary(preds, thr)
     assert line.startswith("Of 12 images, ")
     assert any(line in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_explore_shows_pca_at_once_while_umap_computes(monkeypatch):
+    """UMAP held back: the page already shows both maps in PCA, with a progress line; released, UMAP appears."""
+    import threading
+    import ueo_core.embed as embed
+    from studio import state
+    at = app("pages/3_Adapt.py")
+    at.run()
+    at.number_input[0].set_value(1)
+    at.button[0].click().run()
+    rid, bg = wait_for_run(at)
+    gate, real = threading.Event(), embed.umap_2d
+    monkeypatch.setattr(embed, "umap_2d", lambda *a, **kw: (gate.wait(60), real(*a, **kw))[1])
+    ws = at.session_state["ws"]
+    ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
+    ex.run()
+    job = state._embedding_jobs()[str(state.WORKSPACES / ws / "runs" / rid)]
+    for _ in range(600):  # the features pass (seconds), then the job waits at the gate
+        if "pca" in job.result:
+            break
+        job.thread.join(0.1)
+    ex.run()
+    no_trouble(ex)
+    assert [r.options for r in ex.radio if r.label == "Projection"] == [["PCA"]]
+    assert len(plotly_charts(ex)) == 2 and "umap" not in job.result
+    gate.set()
+    job.thread.join(120)
+    ex.run()
+    no_trouble(ex)
+    assert [r.value for r in ex.radio if r.label == "Projection"] == ["UMAP"]

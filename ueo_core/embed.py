@@ -85,3 +85,15 @@ def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist
         return reducer.fit_transform(features).astype(np.float32)
 
     return _cached(Path(cache_dir or cache_root()) / "umap" / f"{h.hexdigest()[:24]}.npy", compute)
+
+
+def pca_2d(features: np.ndarray) -> np.ndarray:
+    """2-D PCA of the features (scikit-learn): instant, shown while UMAP computes. Signs are fixed (largest
+    coordinate of each component positive) so that the before and after maps do not flip at random."""
+    from sklearn.decomposition import PCA
+    features = np.asarray(features, dtype=np.float32)
+    if len(features) < 2:
+        raise ValueError(f"PCA needs at least 2 images (got {len(features)}).")
+    pca = PCA(n_components=2, random_state=0).fit(features)
+    comps = pca.components_ * np.sign(pca.components_[np.arange(2), np.abs(pca.components_).argmax(axis=1)])[:, None]
+    return ((features - pca.mean_) @ comps.T).astype(np.float32)
