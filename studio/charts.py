@@ -193,7 +193,8 @@ def method_scores(rows: Sequence[dict], labels: dict[str, str], keys=("gacc", "a
         have = [k for k in keys if r["after"].get(k) is not None]
         fig.add_trace(go.Bar(x=[names[k] for k in have], y=[r["after"][k] for k in have],
                              name=labels.get(r["method"], r["method"]), marker_color=method_color(r["method"]),
-                             text=[f"{r['after'][k] * 100:.1f}" for k in have], textposition="outside"))
+                             text=[f"{r['after'][k] * 100:.0f}" for k in have], textposition="outside",
+                             textfont=dict(size=10), cliponaxis=False))
     fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
     fig.update_layout(barmode="group")
     return _layout(fig, "scores after adaptation (same data, seed and settings)", height=360)

@@ -89,6 +89,19 @@ def run_ueo(page, epochs: int, timeout_ms: int):
     settle(page)
 
 
+def wait_umap(page, timeout_ms: int):
+    """Explore shows PCA first; wait until both UMAP maps are drawn and the page is quiet."""
+    page.locator(".js-plotly-plot", has_text="UMAP · after").wait_for(timeout=timeout_ms)
+    settle(page, 1500)
+
+
+def choose(page, label: str, option_text: str):
+    """Pick the option containing ``option_text`` in the Streamlit selectbox labelled ``label``."""
+    page.get_by_role("combobox", name=label).first.click()
+    page.get_by_role("option").filter(has_text=option_text).first.click()
+    settle(page)
+
+
 def shot(page, name: str):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
@@ -122,9 +135,8 @@ def test_ueo_on_shapes_end_to_end(page, server):
     page.get_by_text("Done in").first.wait_for(timeout=60_000)
 
     goto(page, "Explore")
+    wait_umap(page, 180_000)
     plots = page.locator(".js-plotly-plot")
-    plots.nth(1).wait_for(timeout=180_000)
-    settle(page)
     box = plots.nth(1).locator(".nsewdrag").first.bounding_box()
     x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
     page.mouse.move(x0 + 0.05 * w, y0 + 0.05 * h)
@@ -171,8 +183,7 @@ def test_pacs_run_and_screenshots(page, server):
     run_ueo(page, epochs=1, timeout_ms=400_000)
     shot(page, "pacs_3_adapt")
     goto(page, "Explore")
-    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=300_000)
-    settle(page)
+    wait_umap(page, 300_000)
     shot(page, "pacs_4_explore")
     goto(page, "Inspect")
     page.get_by_text("Rejected as unknown (").first.wait_for()
@@ -214,3 +225,47 @@ def test_upload_zip_in_the_browser(page, server, tmp_path):
     page.get_by_text("Skipped files (1)").wait_for()
     page.get_by_text("Zip entries refused (1)").wait_for()  # still listed after the prior was applied
     shot(page, "upload_data")
+
+
+def test_lesson_collapse_marks_and_animation(page, server):
+    """Issue 11 in the browser: the one-click lesson and its summary; a TENT run that collapses and says so;
+    Inspect's right/wrong marks on the lesson's UEO run; the Learn animation mid-way. Screenshots of each."""
+    page.goto(server)
+    page.get_by_role("heading", name="UEO Studio").wait_for()
+    goto(page, "Lesson")
+    page.get_by_role("button", name="▶ Run the lesson").click()
+    page.get_by_role("heading", name="What happened").wait_for(timeout=400_000)
+    settle(page, 1500)
+    text = page.inner_text("body")
+    assert "Entropy minimisation (TENT) collapsed" in text and "separated known from unknown best" in text
+    assert page.locator(".js-plotly-plot", has_text="where the predictions went").count() == 1
+    shot(page, "issue11_lesson_summary")
+
+    goto(page, "Adapt")
+    choose(page, "Method", "Entropy min. (TENT)")
+    page.get_by_role("button", name="▶ Start").click()
+    page.get_by_text("Collapsed after").first.wait_for(timeout=300_000)
+    settle(page, 1500)
+    assert "Done in" not in page.inner_text("body")
+    assert page.locator(".js-plotly-plot", has_text="predicted class shares per epoch").count() == 1
+    shot(page, "issue11_collapsed_tent_adapt")
+
+    goto(page, "Inspect")
+    choose(page, "Run", "-ueo-")
+    page.get_by_text("rejections are right").first.wait_for()
+    settle(page)
+    body = page.inner_text("body")
+    assert "✓" in body and "✗" in body
+    shot(page, "issue11_inspect_marks")
+
+    goto(page, "Learn")
+    anim = page.locator(".js-plotly-plot", has_text="take gradient steps")
+    anim.wait_for()
+    anim.scroll_into_view_if_needed()
+    assert "gradient step 0" in anim.inner_text()
+    anim.locator(".updatemenu-button").first.click()
+    page.wait_for_timeout(1500)  # 150 ms a frame: mid-way through 21 frames
+    step = int(anim.inner_text().split("gradient step ")[1].split()[0])
+    assert 0 < step, step
+    anim.screenshot(path=str(SHOTS / "issue11_learn_animation.png"))
+    shot(page, "issue11_learn_page")

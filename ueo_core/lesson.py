@@ -158,6 +158,7 @@ class BackgroundLesson:
             self.error = self.lesson.error or "The lesson stopped with an error."
 
     def start(self) -> "BackgroundLesson":
+        self.lesson._write()  # the manifest exists before this returns: a page reading it at once finds it
         self.thread.start()
         return self
 
