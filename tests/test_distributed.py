@@ -58,8 +58,11 @@ def _worker(rank, world, port, out):
     dist.destroy_process_group()
 
 
-def test_two_processes_equal_one_process_with_the_global_batch(tmp_path):
+def test_two_processes_equal_one_process_with_the_global_batch(tmp_path, monkeypatch):
     single_loss, single_grads = one_step(1)
+    # spawned workers re-run the parent's __main__ file; after an AppTest that is the last page it ran, which must
+    # not execute in a worker: hide it (pytest's own entry point needs no re-running)
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     mp.spawn(_worker, args=(2, free_port(), tmp_path), nprocs=2, join=True)
     for r in range(2):
         res = torch.load(tmp_path / f"rank{r}.pt")

@@ -234,7 +234,7 @@ def test_lesson_collapse_marks_and_animation(page, server):
     page.get_by_role("heading", name="UEO Studio").wait_for()
     goto(page, "Lesson")
     page.get_by_role("button", name="▶ Run the lesson").click()
-    page.get_by_role("heading", name="What happened").wait_for(timeout=400_000)
+    page.get_by_role("heading", name="What happened").first.wait_for(timeout=400_000)
     settle(page, 1500)
     text = page.inner_text("body")
     assert "Entropy minimisation (TENT) collapsed" in text and "separated known from unknown best" in text
