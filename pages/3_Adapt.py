@@ -26,8 +26,7 @@ if fit:
 
 rid = state.active_run_id()
 running = state.is_running(rid)
-lesson = state.active_lesson()
-lesson_live = bool(lesson and state.is_running(lesson["id"]))
+busy = state.anything_running()  # one live run (or lesson) per browser session
 names = [m for m in METHODS if not (METHODS[m].needs_truth and not ims.has_truth)]
 method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label,
                       help="\n\n".join(f"**{METHODS[m].label}**: {METHODS[m].description}" for m in names))
@@ -85,11 +84,12 @@ with st.form(f"settings-{method}"):
     wt = c6.selectbox("UEO weight temperature", ["model logit scale (paper)", "1.0 (official code)"])
     seed = c7.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
     st.caption(sugg["note"])
-    start = st.form_submit_button("▶ Start", type="primary", disabled=running or lesson_live)
+    start = st.form_submit_button("▶ Start", type="primary", disabled=busy)
     if running:
-        st.info("A run is in progress: Start is off until it ends or you press Stop below.")
-    elif lesson_live:
-        st.info("The lesson is running (Lesson page): Start is off until it ends.")
+        st.info("A run is in progress: Start is off until it ends or you press Stop.")
+    elif busy:
+        st.info("The lesson (or another run of this session) is training: Start is off until it ends or you press "
+                "Stop in the sidebar.")
 
 if start:
     cfg = RunConfig.for_method(method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
@@ -100,18 +100,30 @@ if start:
                     fast_mode=fast)
     try:
         cfg.validate()  # every option, with a message naming it
+        if state.anything_running():  # a second tab or a double click: still one live run
+            raise ValueError("A run of this session is already training: stop it first.")
         rid = state.start_run(cfg, ims)
         st.session_state["adapt_epochs"], st.session_state["adapt_batch"] = int(epochs), int(batch)
-        running = True
+        st.rerun()  # the whole page (Start off, sidebar) follows the new run
     except ValueError as err:
         st.error(str(err))
 
-if running and st.button("■ Stop", help="stops after the current step; the last epoch's checkpoint is kept"):
+if running and st.button("■ Stop", help="stops after the current step; what the last epoch's checkpoint holds is "
+                                        "kept and can be explored"):
     state.background(rid).cancel()
+    state.background(rid).join(30)
+    st.rerun()
 
 if not rid:
     st.info("No run yet: press Start.")
     st.stop()
+
+
+def metric_row(b: dict, a: dict) -> None:
+    cols = st.columns(4)
+    for col, k in zip(cols, ("gacc", "pacc", "auroc", "h_score")):
+        if a.get(k) is not None:
+            col.metric(k.upper(), f"{a[k] * 100:.1f}", f"{(a[k] - (b.get(k) or 0)) * 100:+.1f} vs zero-shot")
 
 
 @st.fragment(run_every=1.0 if running else None)
@@ -138,12 +150,14 @@ def live(rid: str) -> None:
         st.progress(0.0, text="starting…")
     if bg and bg.error:
         st.error(bg.error)
+    elif metrics and metrics.get("stopped_at_epoch") is not None:
+        st.warning(f"Stopped at epoch {metrics['stopped_at_epoch']} of {metrics.get('epochs_planned')}: the "
+                   "numbers below are that epoch's, from its checkpoint, which Explore and Inspect open.")
+        b, a = metrics["before"], metrics["after"]
+        metric_row(b, a)
     elif metrics:
         b, a = metrics["before"], metrics["after"]
-        cols = st.columns(4)
-        for col, k in zip(cols, ("gacc", "pacc", "auroc", "h_score")):
-            if a.get(k) is not None:
-                col.metric(k.upper(), f"{a[k] * 100:.1f}", f"{(a[k] - (b.get(k) or 0)) * 100:+.1f} vs zero-shot")
+        metric_row(b, a)
         level, text = run_verdict(b, a, (cfg.get("summary") or {}).get("classes") or [], metrics["seconds"],
                                   cfg.get("method"))
         (st.warning if level == "warning" else st.success)(text)
@@ -151,7 +165,8 @@ def live(rid: str) -> None:
             ui.explain(acceptance_summary(read_predictions(folder.path), a["threshold"]) + " Without class folders "
                        "nobody can score this run: look at the accepted and rejected images on Inspect.")
     elif not alive:
-        st.warning("This run stopped before finishing (cancelled or interrupted); its last checkpoint is kept.")
+        st.warning("This run stopped before its first epoch ended: nothing was adapted, so there is nothing to "
+                   "explore. Start a new run.")
     if steps:
         st.plotly_chart(charts.step_curves(steps), width="stretch", key="curves")
         ui.explain(entropy_note(steps))

@@ -16,7 +16,7 @@ if not chosen:
 paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
 st.dataframe(rows, hide_index=True, width="stretch",
-             column_order=["run", "method", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score", "fpr95",
+             column_order=["run", "method", "status", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score", "fpr95",
                            "collapsed", "gacc (zero-shot)", "auroc (zero-shot)", "seconds"])
 ui.explain(compare_summary(rows))
 loss, auroc, gacc, methods = {}, {}, {}, {}

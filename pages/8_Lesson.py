@@ -40,10 +40,11 @@ with st.expander("Settings (shared by every method)"):
 
 lesson = state.active_lesson()
 live_now = bool(lesson and state.is_running(lesson["id"]))
-busy = state.is_running(state.active_run_id())
-go = st.button("▶ Run the lesson", type="primary", disabled=live_now or busy)
-if busy:
-    st.info("A run started on the Adapt page is still training: the lesson can start when it ends.")
+busy = state.anything_running()  # one live run or lesson per browser session
+go = st.button("▶ Run the lesson", type="primary", disabled=busy)
+if busy and not live_now:
+    st.info("A run of this session is still training: the lesson can start when it ends (or press Stop in the "
+            "sidebar).")
 if go:
     fast = None
     try:
@@ -54,8 +55,10 @@ if go:
                      pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), epochs=int(epochs),
                      batch_size=int(batch), lr_prompt=float(lr), lr_visual=float(lr), seed=int(seed), fast_mode=fast)
     try:
+        if state.anything_running():
+            raise ValueError("A run of this session is already training: stop it first.")
         state.start_lesson(base, ims)
-        lesson, live_now = state.active_lesson(), True
+        st.rerun()  # the whole page (button off, sidebar) follows the lesson
     except ValueError as err:
         st.error(str(err))
 

@@ -15,4 +15,6 @@ def finished_run() -> Optional[str]:
         return None
     active = state.active_run_id()
     idx = runs.index(active) if active in runs else 0
-    return st.selectbox("Run", runs, index=idx)
+    from ueo_core.runs import run_status
+    labels = {r: f"{r} · {state.run_label(r)} · {run_status(state.runs_dir() / r)[1]}" for r in runs}
+    return st.selectbox("Run", runs, index=idx, format_func=lambda r: labels.get(r, r))

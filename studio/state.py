@@ -77,7 +77,33 @@ def workspace() -> Path:
     path = WORKSPACES / token
     (path / "runs").mkdir(parents=True, exist_ok=True)
     (path / "uploads").mkdir(parents=True, exist_ok=True)
+    if not st.session_state.get("_restored"):  # a new browser session on this workspace (a refresh): pick up
+        st.session_state["_restored"] = True  # the data choice, model and run it had
+        for k, v in _read_session(path).items():
+            st.session_state.setdefault(k, v)
     return path
+
+
+REMEMBERED = ("data", "model", "active_run", "lesson")
+
+
+def _read_session(ws: Path) -> dict:
+    import json
+    try:
+        d = json.loads((ws / "session.json").read_text())
+        return {k: v for k, v in d.items() if k in REMEMBERED} if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def remember() -> None:
+    """Save this session's choices in its workspace (written, then renamed), so that a refresh — a new browser
+    session with the same ``?ws=`` — restores them. Every path in them is checked again when used."""
+    import json
+    ws = workspace()
+    tmp = ws / ".session.json.part"
+    tmp.write_text(json.dumps({k: st.session_state[k] for k in REMEMBERED if st.session_state.get(k) is not None}))
+    tmp.replace(ws / "session.json")
 
 
 def runs_dir() -> Path:
@@ -150,6 +176,7 @@ def data_choice() -> dict:
 
 def set_data_choice(**kw) -> None:
     st.session_state["data"] = {**DEFAULT_DATA, **kw}
+    remember()
 
 
 def model_choice() -> dict:
@@ -158,6 +185,7 @@ def model_choice() -> dict:
 
 def set_model_choice(**kw) -> None:
     st.session_state["model"] = {**DEFAULT_MODEL, **kw}
+    remember()
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -213,6 +241,7 @@ def start_run(cfg: RunConfig, ims: ImageSet) -> str:
     _registry()[run_id] = bg
     st.session_state["active_run"] = run_id
     st.query_params["run"] = run_id
+    remember()
     return run_id
 
 
@@ -283,6 +312,7 @@ def start_lesson(base: RunConfig, ims: ImageSet) -> str:
     _registry()[lesson.id] = BackgroundLesson(lesson).start()
     st.session_state["lesson"] = lesson.id
     st.query_params["lesson"] = lesson.id
+    remember()
     return lesson.id
 
 
@@ -298,10 +328,30 @@ def active_lesson() -> Optional[dict]:
     return manifest
 
 
+def live_in_workspace() -> list[str]:
+    """Ids of the runs and lessons of this workspace that are training now (whatever the session remembers)."""
+    from ueo_core.lesson import BackgroundLesson
+    mine = str(runs_dir())
+    out = []
+    for rid, bg in list(_registry().items()):
+        if not bg.alive:
+            continue
+        where = str(bg.lesson.root) if isinstance(bg, BackgroundLesson) else str(Path(bg.trainer.config.run_dir
+                                                                                        or "").parent)
+        if where == mine:
+            out.append(rid)
+    return out
+
+
 def anything_running() -> bool:
-    """A run or a lesson of this session is training (one at a time per browser session)."""
-    lesson = active_lesson()
-    return is_running(active_run_id()) or bool(lesson and is_running(lesson["id"]))
+    """A run or a lesson of this workspace is training: one at a time per browser session (Start is off)."""
+    return bool(live_in_workspace())
+
+
+def stop_everything() -> None:
+    """Stop every live run and lesson of this workspace (after their current step)."""
+    for rid in live_in_workspace():
+        _registry()[rid].cancel()
 
 
 def model_fit_warning(ims: ImageSet) -> Optional[str]:
@@ -325,3 +375,13 @@ def embedding_job(run_dir: str):
     if job is None or job.stage == "error" and not job.alive and st.session_state.get("retry_embed") == run_dir:
         job = jobs[run_dir] = EmbeddingJob(run_dir).start()
     return job
+
+
+def run_label(rid: str) -> str:
+    """A run's method and its own data in words (not the current data choice): "ueo on Shapes · sketch"."""
+    from ueo_core.runs import RunFolder
+    cfg = RunFolder(runs_dir() / rid).config or {}
+    data = str(cfg.get("data", ""))
+    where = (f"Shapes · {data.split(':', 1)[1]}" if data.startswith("shapes:")
+             else redact(Path(data).name if data else "?"))
+    return f"{cfg.get('method', '?')} on {where}"

@@ -15,17 +15,47 @@ GALLERY_COLUMNS = 8
 
 
 def page(title: str, icon: str = "🧭") -> None:
-    """Page config, workspace and the sidebar summary shared by every page."""
+    """Page config, workspace and the sidebar shared by every page: the chosen data and model, this session's run
+    (its own data, its true status) and a Stop button while anything trains. The address keeps ``ws`` and
+    ``run``."""
     st.set_page_config(page_title=f"UEO Studio · {title}", page_icon=icon, layout="wide")
     state.workspace()
+    rid = state.active_run_id()
+    if rid and st.query_params.get("run") != rid:
+        st.query_params["run"] = rid
     with st.sidebar:
         d, m = state.data_choice(), state.model_choice()
-        st.caption("**Data**: " + d["label"])
+        st.caption("**Data** (chosen): " + d["label"])
         st.caption("**Model**: " + m["label"])
-        rid = state.active_run_id()
-        if rid:
-            st.caption(f"**Run**: `{rid}` · {'training…' if state.is_running(rid) else 'finished'}")
+        live = bool(state.live_in_workspace())
+        st.session_state["_sidebar_live"] = live
+        # follows a live run every 2 s without rerunning the page; idle otherwise
+        st.fragment(run_every=2.0 if live else None)(sidebar_status)()
     st.title(title)
+
+
+def sidebar_status() -> None:
+    """The session's run and lesson, as they are now (a fragment: it follows a run live without rerunning the
+    page), with Stop while one trains."""
+    from ueo_core.runs import run_status
+    rid = state.active_run_id()
+    live = state.live_in_workspace()
+    if rid:
+        kind, words = run_status(state.runs_dir() / rid, alive=rid in live)
+        st.caption(f"**Run** `{rid[-6:]}` · {state.run_label(rid)} · {words}")
+    lesson = state.active_lesson()
+    if lesson:
+        n_done = sum(1 for m in lesson.get("methods", []) if lesson.get("runs", {}).get(m)) if lesson["id"] in live \
+            else None
+        st.caption(f"**Lesson** `{lesson['id'][-6:]}` · " + (f"running ({n_done} of {len(lesson['methods'])})"
+                                                                if n_done is not None else lesson.get("state", "")))
+    if live and st.button("■ Stop", key="sidebar_stop", help="stops the run (or lesson) after its current step; "
+                          "what its last checkpoint holds is kept"):
+        state.stop_everything()
+        st.rerun()
+    if st.session_state.get("_sidebar_live") and not live:
+        st.session_state["_sidebar_live"] = False
+        st.rerun()  # it just ended: redraw the page once (and stop polling)
 
 
 @st.cache_data(show_spinner=False, max_entries=5000)

@@ -470,3 +470,58 @@ def test_explore_shows_pca_at_once_while_umap_computes(monkeypatch):
     ex.run()
     no_trouble(ex)
     assert [r.value for r in ex.radio if r.label == "Projection"] == ["UMAP"]
+
+
+def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_from_any_page():
+    """A refresh is a new browser session with only ?ws= in the address: it finds the data choice, the model and
+    the live run again; Start stays off while it trains (one live run per session); the sidebar's Stop on another
+    page stops it; the stopped run opens in Explore and Inspect, labelled with its epoch."""
+    import time
+    from studio import state
+    from ueo_core.runs import RunFolder
+    at = app("pages/1_Data.py")
+    at.run()
+    at.selectbox[0].set_value("photo").run()
+    [b for b in at.button if b.label == "Apply data and prior"][0].click().run()
+    no_trouble(at)
+    ws = at.session_state["ws"]
+    ad = app("pages/3_Adapt.py", ws=ws, data=at.session_state["data"])
+    ad.run()
+    ad.number_input[0].set_value(40)
+    ad.button[0].click().run()
+    no_trouble(ad)
+    rid = ad.session_state["active_run"]
+    bg = state._registry()[rid]
+    run = RunFolder(state.WORKSPACES / ws / "runs" / rid)
+    for _ in range(600):  # until epoch 1 is evaluated and saved
+        if any(e["epoch"] >= 1 for e in run.read_jsonl("epochs.jsonl")) and run.checkpoint_path.exists():
+            break
+        time.sleep(0.2)
+
+    def refreshed(page):
+        a = AppTest.from_file(str(ROOT / page), default_timeout=180)
+        a.query_params["ws"] = ws
+        a.run()
+        no_trouble(a)
+        return a
+
+    r = refreshed("pages/3_Adapt.py")
+    assert r.session_state["data"]["spec"] == "shapes:photo" and r.session_state["active_run"] == rid
+    assert any(rid in s.value for s in r.subheader)
+    start = [b for b in r.button if "Start" in b.label][0]
+    assert start.disabled and bg.alive
+    side = " ".join(c.value for c in r.sidebar.caption)
+    assert "Shapes · photo" in side and "training…" in side and rid[-6:] in side
+
+    ins = refreshed("pages/5_Inspect.py")
+    [b for b in ins.sidebar.button if "Stop" in b.label][0].click().run()
+    bg.join(120)
+    assert not bg.alive
+    m = run.read_json("metrics.json")
+    assert m and m["stopped_at_epoch"] >= 1
+    for page in ("pages/5_Inspect.py", "pages/4_Explore.py"):
+        p = refreshed(page)
+        assert p.selectbox[0].value == rid
+        assert f"stopped at epoch {m['stopped_at_epoch']} of 40" in p.selectbox[0].format_func(rid)
+    side = " ".join(c.value for c in refreshed("home.py").sidebar.caption)
+    assert f"stopped at epoch {m['stopped_at_epoch']} of 40" in side and "finished" not in side

@@ -129,6 +129,35 @@ def test_cancel_stops_between_steps(folder, tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_a_stopped_run_keeps_its_last_checkpoint_explorable(folder, tmp_path):
+    """Stopped after epoch 1 of 3: metrics.json holds epoch 1's evaluation (marked stopped_at_epoch), the
+    predictions are that evaluation's, and the run is listed (Explore, Inspect) but not as a lesson result.
+    Stopped inside epoch 1: nothing is kept as a result."""
+    from ueo_core.analysis import list_runs, read_predictions
+    from ueo_core.runs import run_status
+    tr = Trainer(cfg_for(folder, tmp_path, epochs=3, run_dir=str(tmp_path / "runs" / "a")))
+    evals = {}
+    tr.add_listener(lambda e: evals.__setitem__(e.data["epoch"], e.data["probs"]) if e.kind == "epoch" else None)
+    tr.add_listener(lambda e: tr.cancel() if e.kind == "checkpoint" and e.data["epoch"] == 1 else None)
+    assert tr.run().status == "cancelled"
+    run = RunFolder(tmp_path / "runs" / "a")
+    m = run.read_json("metrics.json")
+    assert m["stopped_at_epoch"] == 1 and m["epochs_planned"] == 3
+    assert m["after"] == [e for e in run.read_jsonl("epochs.jsonl") if e["epoch"] == 1][0]["metrics"]
+    preds = read_predictions(run.path)
+    assert np.allclose(preds.confidence, evals[1].max(axis=1), atol=1e-6)
+    assert load_checkpoint(run.path)[1]["epoch"] == 1
+    assert run_status(run.path) == ("stopped", "stopped at epoch 1 of 3")
+    assert [p.name for p in list_runs(tmp_path / "runs")] == ["a"]
+
+    tr = Trainer(cfg_for(folder, tmp_path, epochs=3, batch_size=4, run_dir=str(tmp_path / "runs" / "b")))
+    tr.add_listener(lambda e: tr.cancel() if e.kind == "step" else None)
+    assert tr.run().status == "cancelled"
+    assert not (tmp_path / "runs" / "b" / "metrics.json").exists()
+    assert run_status(tmp_path / "runs" / "b")[0] == "stopped-empty"
+    assert run_status(tmp_path / "runs" / "a", alive=True)[1] == "training… epoch 2 of 3"
+
+
 def test_background_run_and_error_event(folder, tmp_path):
     bg = BackgroundRun(Trainer(cfg_for(folder, tmp_path, epochs=1))).start()
     bg.join(120)

@@ -149,6 +149,8 @@ def compare_table(run_dirs: Sequence[str | Path]) -> list[dict]:
             row[f"{k} (zero-shot)"] = (m.get("before") or {}).get(k)
             row[k] = (m.get("after") or {}).get(k)
         row["collapsed"] = (m.get("after") or {}).get("collapsed")
+        row["status"] = (f"stopped at epoch {m['stopped_at_epoch']}" if m.get("stopped_at_epoch") is not None
+                         else "finished")
         rows.append(row)
     return rows
 

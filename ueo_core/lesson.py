@@ -196,7 +196,7 @@ def lesson_rows(runs_root: str | Path, manifest: dict) -> list[dict]:
             continue
         folder = RunFolder(Path(runs_root) / rid)
         m = folder.read_json("metrics.json")
-        if not m:
+        if not m or m.get("stopped_at_epoch") is not None:  # a stopped run is not one of the lesson's results
             continue
         cfg = folder.config or {}
         rows.append({"method": method, "run": rid, "after": m.get("after") or {}, "before": m.get("before") or {},

@@ -203,3 +203,24 @@ def write_report(folder: RunFolder, config: dict, before: dict, after: dict, sum
             fmt = lambda v: "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
             lines.append(f"| {k} | {fmt(b)} | {fmt(a)} |")
     folder.write_text("report.md", "\n".join(lines) + "\n")
+
+
+def run_status(run_dir: str | Path, alive: bool = False) -> tuple[str, str]:
+    """(kind, words) of a run for the sidebar and the pages: "training" (epoch k of n), "finished", "stopped"
+    (at epoch k: explorable from its last checkpoint), "stopped-empty" (before its first epoch ended) or
+    "failed"."""
+    f = RunFolder(run_dir)
+    cfg = f.config or {}
+    planned = cfg.get("epochs")
+    if alive:
+        epochs = f.read_jsonl("epochs.jsonl")
+        done = max([e.get("epoch", 0) for e in epochs], default=0)
+        return "training", (f"training… epoch {done + 1} of {planned}" if planned and epochs else "starting…")
+    m = f.read_json("metrics.json")
+    if m and m.get("stopped_at_epoch") is not None:
+        return "stopped", f"stopped at epoch {m['stopped_at_epoch']} of {m.get('epochs_planned', planned)}"
+    if m:
+        return "finished", "finished"
+    if (f.path / "steps.jsonl").exists() or (f.path / "epochs.jsonl").exists():
+        return "stopped-empty", "stopped before its first epoch ended (nothing adapted to keep)"
+    return "failed", "did not start (see the Adapt page)"

@@ -278,6 +278,7 @@ class Trainer:
         probs = torch.softmax(self.loaded.logit_scale * cos, dim=1).cpu().numpy()
         metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
         hist = confidence_histogram(probs.max(axis=1), self.truth)
+        self._last_eval = (epoch, kind, metrics, probs)
         self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs,
                   class_shares=metrics["class_shares"], collapsed=metrics["collapsed"])
         return metrics, probs, cos
@@ -345,12 +346,28 @@ class Trainer:
             tensors["ueo_weights"] = self.weights
         return tensors
 
+    def _finish_stopped(self, t0: float) -> None:
+        """A stopped run keeps what its last checkpoint holds: when the last evaluation is of the same epoch, its
+        metrics (with ``stopped_at_epoch``) and predictions are written, so the run can be explored and inspected
+        like a finished one. Stopped before its first epoch ended, there is nothing adapted to keep."""
+        ck, last = getattr(self, "_checkpoint_epoch", None), getattr(self, "_last_eval", None)
+        if self.folder is None or ck is None or ck == 0 or last is None or last[0] != ck or last[1] != "epoch":
+            return
+        ims = self.image_set
+        _, _, metrics, probs = last
+        self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics,
+                                                "seconds": time.time() - t0, "stopped_at_epoch": ck,
+                                                "epochs_planned": self.config.epochs})
+        self.folder.write_predictions(predictions_table(ims.files, probs, ims.classes, ims.folder_names,
+                                                        metrics["threshold"]))
+
     def save_checkpoint(self, epoch: int) -> None:
         if self.folder is None:
             return
         path = self.folder.save_checkpoint(self.state_tensors(), {
             "epoch": epoch, "config": self.config.to_dict(), "classes": self.image_set.classes,
             "files": len(self.image_set)})
+        self._checkpoint_epoch = epoch
         self.emit("checkpoint", epoch=epoch, path=str(path))
 
     def load_state(self, source: str) -> int:
@@ -390,6 +407,7 @@ class Trainer:
             self.setup()
             return self._run(t0)
         except Cancelled:
+            self._finish_stopped(t0)
             self.emit("cancelled", seconds=time.time() - t0)
             return RunResult("cancelled", getattr(self, "metrics_before", {}), getattr(self, "last_metrics", {}),
                              run_dir=self.folder and self.folder.path, seconds=time.time() - t0)
