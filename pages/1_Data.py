@@ -139,7 +139,7 @@ with st.expander("Thumbnails per class", expanded=True):
         idx = [i for i, f in enumerate(ims.folder_names) if (f or "unlabeled") == cls]
         tag = "known" if ims.has_truth and ims.labels[idx[0]] >= 0 else ("unknown" if ims.has_truth else "no label")
         st.markdown(f"**{cls}** · {len(idx)} images · {tag}")
-        ui.gallery([ims.files[i] for i in idx], limit=8)
+        ui.gallery([ims.files[i] for i in idx], limit=4)
 refused = choice.get("refused") or []
 if refused:
     st.subheader(f"Zip entries refused ({len(refused)})")

@@ -30,7 +30,7 @@ st.subheader(f"Rejected as unknown ({len(rejected)} of {len(preds)}), most confi
 ui.explain(rejection_summary(marks))
 ui.gallery([preds.paths[i] for i in rejected],
            [(f"{'✓' if m else '✗'} {preds.true_class[i]} · " if m is not None else "") + cap(i)
-            for i, m in zip(rejected, marks)], limit=32, key=f"rejected|{rid}")
+            for i, m in zip(rejected, marks)], limit=24, key=f"rejected|{rid}")
 ui.explain("Caption: ✓ or ✗, the image's true folder, then the known class it was closest to and its confidence.")
 if preds.truth is not None:
     c1, c2 = st.columns(2)
@@ -39,12 +39,12 @@ if preds.truth is not None:
         ui.explain("Known-class images the model called unknown.")
         ui.gallery([preds.paths[i] for i in groups["false_rejections"]],
                    [f"{preds.true_class[i]} {preds.confidence[i]:.2f}" for i in groups["false_rejections"]],
-                   limit=16, columns=4, key=f"false_rej|{rid}")
+                   limit=12, columns=4, key=f"false_rej|{rid}")
     with c2:
         st.subheader(f"False acceptances ({len(groups['false_acceptances'])})")
         ui.explain("Unknown images the model accepted as one of the known classes.")
         ui.gallery([preds.paths[i] for i in groups["false_acceptances"]],
-                   [f"{preds.true_class[i]} → {cap(i)}" for i in groups["false_acceptances"]], limit=16, columns=4,
+                   [f"{preds.true_class[i]} → {cap(i)}" for i in groups["false_acceptances"]], limit=12, columns=4,
                    key=f"false_acc|{rid}")
     c3, c4 = st.columns(2)
     with c3:
@@ -58,11 +58,11 @@ else:
     st.info("This folder has no class sub-folders, so there is no ground truth to check mistakes against.")
 st.subheader("Accepted images, by predicted class")
 accepted = groups["accepted"]
-for k, name in enumerate(preds.classes):
-    idx = [i for i in accepted if preds.pred[i] == k]
-    with st.expander(f"{name} · {len(idx)} accepted"):
-        ui.gallery([preds.paths[i] for i in idx], [f"{preds.confidence[i]:.2f}" for i in idx], limit=24,
-                   key=f"acc|{rid}|{k}")
+per_class = {name: [i for i in accepted if preds.pred[i] == k] for k, name in enumerate(preds.classes)}
+shown = st.radio("Predicted class", list(per_class), horizontal=True, key=f"acc_class|{rid}",
+                 format_func=lambda c: f"{c} · {len(per_class[c])}")
+ui.gallery([preds.paths[i] for i in per_class[shown]], [f"{preds.confidence[i]:.2f}" for i in per_class[shown]],
+           limit=16, key=f"acc|{rid}|{shown}", empty=f"No image is accepted as {shown} at this threshold.")
 
 st.subheader("Downloads")
 d1, d2, d3 = st.columns(3)

@@ -1,6 +1,8 @@
 """Small shared pieces of page layout: the header/sidebar every page has, galleries, error boxes."""
 from __future__ import annotations
 
+import gc
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -12,6 +14,10 @@ from ueo_core.data import load_rgb
 from . import state
 
 GALLERY_COLUMNS = 8
+
+# Everything imported so far (torch, scikit-learn, Plotly, open_clip…) lives as long as the server: move it out of
+# the collector's generations, so that a full collection (Python's own, now and then) does not walk 600k objects.
+gc.freeze()
 
 
 def page(title: str, icon: str = "🧭") -> None:
@@ -58,11 +64,16 @@ def sidebar_status() -> None:
         st.rerun()  # it just ended: redraw the page once (and stop polling)
 
 
-@st.cache_data(show_spinner=False, max_entries=5000)
-def thumbnail(path: str, size: int = 112) -> Image.Image:
+@st.cache_data(show_spinner=False, max_entries=20000)
+def thumbnail(path: str, size: int = 112, mtime: float = 0.0) -> bytes:
+    """A small JPEG of the image, made once per file (and size, and modification time) per server: pages send
+    these bytes as they are, with no re-encoding on each rerun."""
+    import io
     img = load_rgb(path)  # upright (EXIF) and 16-bit/float images scaled, as the model sees them
     img.thumbnail((size, size))
-    return img
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
 
 
 def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: int = 48,
@@ -82,7 +93,7 @@ def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: 
     for i, (p, c) in enumerate(zip(shown, caps)):
         with cols[i % columns]:
             try:
-                st.image(thumbnail(str(p)), caption=c, width="stretch")
+                st.image(thumbnail(str(p), mtime=os.stat(p).st_mtime), caption=c, width="stretch")
             except Exception:  # a file that vanished or broke since it was read: say so, keep going
                 st.caption(f"⚠️ {Path(p).name}: cannot be shown")
     if len(paths) > limit and not (key and pages > 1):

@@ -51,7 +51,7 @@ def test_data_page_shapes_default_shows_counts_thumbnails_and_prior():
     no_trouble(at)
     assert any("Shapes" in m.value for m in at.subheader)
     assert any("circle, square, triangle, star, heart, hexagon" in m.value for m in at.markdown)
-    assert plotly_charts(at) and len(at.get("image")) == 8 * len(SHAPES)  # 8 thumbnails for each shape
+    assert plotly_charts(at) and len(at.get("image")) == 4 * len(SHAPES)  # 4 thumbnails for each shape
 
 
 def test_data_page_folder_and_prior_validation(tmp_path):

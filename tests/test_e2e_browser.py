@@ -264,7 +264,7 @@ def test_lesson_collapse_marks_and_animation(page, server):
     anim.scroll_into_view_if_needed()
     assert "gradient step 0" in anim.inner_text()
     anim.locator(".updatemenu-button").first.click()
-    page.wait_for_timeout(1500)  # 150 ms a frame: mid-way through 21 frames
+    page.wait_for_timeout(1500)  # 300 ms a frame: mid-way through 11 frames
     step = int(anim.inner_text().split("gradient step ")[1].split()[0])
     assert 0 < step, step
     anim.screenshot(path=str(SHOTS / "issue11_learn_animation.png"))
