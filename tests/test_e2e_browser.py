@@ -269,3 +269,54 @@ def test_lesson_collapse_marks_and_animation(page, server):
     assert 0 < step, step
     anim.screenshot(path=str(SHOTS / "issue11_learn_animation.png"))
     shot(page, "issue11_learn_page")
+
+
+def test_state_survives_refresh_one_live_run_stop_anywhere_and_stopped_runs_open(page, server):
+    """Issue 12 in the browser: a long run on Shapes photo; a refresh on every page brings back the data choice
+    and the live run; Start is off while it trains; Stop from the sidebar of another page; the stopped run opens
+    in Explore and Inspect, labelled with its epoch."""
+    page.goto(server)
+    page.get_by_role("heading", name="UEO Studio").wait_for()
+    goto(page, "Data")
+    choose(page, "Domain", "photo")
+    page.get_by_role("button", name="Apply data and prior").click()
+    page.get_by_text("In use: Shapes · photo").wait_for()
+    goto(page, "Adapt")
+    box = page.get_by_label("Epochs")
+    box.fill("40")
+    box.press("Tab")
+    page.get_by_role("button", name="▶ Start").click()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("epoch 2 of 40").wait_for(timeout=180_000)  # epoch 1 is saved: something to keep
+    rid = page.url.split("run=")[1].split("&")[0]
+    for name in ("Data", "Model", "Adapt", "Lesson", "Explore", "Inspect", "Compare", "Learn"):
+        goto(page, name)
+        page.reload()
+        page.get_by_role("heading", name=name).first.wait_for()
+        settle(page)
+        text = sidebar.inner_text()
+        assert "Shapes · photo" in text and rid[-6:] in text and "training…" in text, (name, text)
+        assert f"run={rid}" in page.url and "ws=" in page.url, (name, page.url)
+        if name == "Adapt":
+            assert page.get_by_role("button", name="▶ Start").is_disabled()
+            shot(page, "issue12_refresh_adapt_during_run")
+        if name == "Lesson":
+            assert page.get_by_role("button", name="▶ Run the lesson").is_disabled()
+    goto(page, "Inspect")
+    sidebar.get_by_role("button", name="■ Stop").click()
+    sidebar.get_by_text("stopped at epoch").wait_for(timeout=120_000)
+    settle(page)
+    goto(page, "Explore")
+    wait_umap(page, 300_000)
+    assert "stopped at epoch" in page.get_by_role("combobox", name="Run").first.input_value()
+    shot(page, "issue12_stopped_run_explore")
+    goto(page, "Inspect")
+    page.get_by_text("Rejected as unknown (").first.wait_for()
+    page.reload()
+    page.get_by_text("Rejected as unknown (").first.wait_for()
+    settle(page)
+    assert "stopped at epoch" in sidebar.inner_text()
+    shot(page, "issue12_stopped_run_inspect")
+    goto(page, "Adapt")
+    page.get_by_text("Stopped at epoch").first.wait_for()
+    assert page.get_by_role("button", name="▶ Start").is_enabled()
