@@ -72,11 +72,13 @@ def metric_curves(epochs: list[dict], keys=("gacc", "pacc", "auroc")) -> go.Figu
 
 def embedding_scatter(xy: np.ndarray, color: Sequence, hover: Sequence[str], title: str,
                       continuous: bool = False) -> go.Figure:
-    """WebGL scatter (smooth with 10,000 points); customdata carries the image index for selections."""
+    """A scatter of the images; customdata carries the image index for selections. SVG up to 3,000 points (it
+    mounts faster: where the browser has no GPU, WebGL runs in software), WebGL above (smooth with 10,000)."""
     fig = go.Figure()
     idx = np.arange(len(xy))
+    Scatter = go.Scatter if len(xy) <= 3000 else go.Scattergl
     if continuous:
-        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=idx, text=hover,
+        fig.add_trace(Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=idx, text=hover,
                                    hovertemplate="%{text}<extra></extra>",
                                    marker=dict(size=6, color=np.asarray(color, dtype=float), colorscale="Viridis",
                                                cmin=0, cmax=1, colorbar=dict(title="conf."))))
@@ -85,7 +87,7 @@ def embedding_scatter(xy: np.ndarray, color: Sequence, hover: Sequence[str], tit
         for value in sorted(set(color.tolist()), key=str):
             m = color == value
             c = {"known": KNOWN_COLOR, "unknown": UNKNOWN_COLOR}.get(str(value))
-            fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(value),
+            fig.add_trace(Scatter(x=xy[m, 0], y=xy[m, 1], mode="markers", name=str(value),
                                        customdata=idx[m], text=np.asarray(hover, dtype=object)[m],
                                        hovertemplate="%{text}<extra></extra>",
                                        marker=dict(size=6, color=c)))
