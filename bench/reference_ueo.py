@@ -55,7 +55,9 @@ def entropy(p):
 
 def run_reference(loaded, files, classnames, epochs, batch_size, lr=1e-4, seed=2023, weight_temperature=1.0,
                   crop_scale=(0.5, 1.0), on_step=None) -> dict:
-    """Returns {'first_loss', 'train_images', 'train_seconds'}."""
+    """Returns {'first_loss', 'train_images', 'train_seconds'}. On CUDA the forward passes run under bf16 autocast,
+    as ueo_core's do (``models.autocast``), so that the two are compared at the same precision."""
+    from ueo_core.models import autocast
     dev = loaded.device
     model = loaded.model.eval()
     prompt = FullContextPrompt(loaded, classnames).to(dev)
@@ -81,8 +83,10 @@ def run_reference(loaded, files, classnames, epochs, batch_size, lr=1e-4, seed=2
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
         for images, idx in torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, generator=gen):
             images = images.to(dev)
-            feats = F.normalize(model.encode_image(images), dim=-1)
-            outputs = torch.softmax(scale * feats @ prompt().T, dim=1)
+            with autocast(dev):
+                feats = F.normalize(model.encode_image(images).float(), dim=-1)
+                text = prompt().float()
+            outputs = torch.softmax(scale * feats @ text.T, dim=1)
             w = weights[idx.to(dev)]
             mean_out = torch.mm(torch.diag(1 / w), outputs).sum(dim=0) / torch.sum(1 / w)
             loss = (entropy(outputs) * w).sum() / w.sum() - entropy(mean_out)
