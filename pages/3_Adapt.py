@@ -11,18 +11,8 @@ from ueo_core.roots import describe
 from ueo_core.runs import RunFolder
 
 ui.page("Adapt", "🏃")
-try:
-    ims = state.image_set()
-except Exception as err:
-    st.error(f"Choose data first (Data page): {state.friendly(err)}")
-    st.stop()
+ims = ui.data_header()
 model = state.model_choice()
-st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
-for w in ims.warnings:
-    st.warning(w)
-fit = state.model_fit_warning(ims)
-if fit:
-    st.warning(fit, icon="⚠️")
 
 rid = state.active_run_id()
 running = state.is_running(rid)

@@ -8,18 +8,8 @@ from ueo_core.lesson import PLAIN_NAMES, lesson_methods, lesson_rows, lesson_sum
 from ueo_core.methods import METHODS
 
 ui.page("Lesson", "🎓")
-try:
-    ims = state.image_set()
-except Exception as err:
-    st.error(f"Choose data first (Data page): {state.friendly(err)}")
-    st.stop()
+ims = ui.data_header()
 model = state.model_choice()
-st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
-for w in ims.warnings:
-    st.warning(w)
-fit = state.model_fit_warning(ims)
-if fit:
-    st.warning(fit, icon="⚠️")
 
 methods = lesson_methods(ims.has_truth)
 st.markdown("One click runs **" + ", ".join(METHODS[m].label for m in methods) + "** one after another on these "

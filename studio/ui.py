@@ -103,3 +103,22 @@ def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: 
 def explain(text: str) -> None:
     """A short plain-language note beside a chart."""
     st.caption("ℹ️ " + text)
+
+
+def data_header():
+    """The chosen data as an ImageSet, with the line every run page shows above its settings (data, prior, model)
+    and the warnings before a run: the data's own, and the built-in model pointed at other images. Stops the
+    page with a message when the data cannot be read."""
+    try:
+        ims = state.image_set()
+    except Exception as err:
+        st.error(f"Choose data first (Data page): {state.friendly(err)}")
+        st.stop()
+    model = state.model_choice()
+    st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
+    for w in ims.warnings:
+        st.warning(w)
+    fit = state.model_fit_warning(ims)
+    if fit:
+        st.warning(fit, icon="⚠️")
+    return ims

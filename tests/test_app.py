@@ -121,18 +121,25 @@ def wait_for_run(at: AppTest, timeout=240):
     return rid, bg
 
 
+def start_one_epoch(at: AppTest):
+    """On a rendered Adapt page: one epoch, Start, wait for the run; returns (run id, background run)."""
+    at.number_input[0].set_value(1)  # epochs
+    at.button[0].click().run()       # Start (form submit)
+    no_trouble(at)
+    rid, bg = wait_for_run(at)
+    assert bg.error is None
+    at.run()
+    no_trouble(at)
+    return rid, bg
+
+
 def test_adapt_one_epoch_run_then_explore_inspect_compare():
     from studio import state
     at = app("pages/3_Adapt.py")
     at.run()
     no_trouble(at)
-    at.number_input[0].set_value(1)  # epochs
-    at.button[0].click().run()       # Start (form submit)
-    no_trouble(at)
-    rid, bg = wait_for_run(at)
-    assert bg.error is None and bg.result.status == "done"
-    at.run()
-    no_trouble(at)
+    rid, bg = start_one_epoch(at)
+    assert bg.result.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
     assert len(plotly_charts(at)) >= 3  # curves, histogram animation, metrics
     ws = at.session_state["ws"]
@@ -266,12 +273,8 @@ def test_adapt_clipood_from_labelled_shapes_source():
     no_trouble(at)
     assert at.multiselect[0].value == ["Shapes · flat"]  # the labelled source: the other domains, flat first
     assert at.number_input[1].value == 12  # official batch size per source domain
-    at.number_input[0].set_value(1)
-    at.button[0].click().run()
-    rid, bg = wait_for_run(at)
-    assert bg.error is None and bg.result.status == "done", bg.error
-    at.run()
-    no_trouble(at)
+    rid, bg = start_one_epoch(at)
+    assert bg.result.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
     import json
     from studio import state
@@ -396,12 +399,7 @@ def test_builtin_model_on_other_images_is_warned_before_and_judged_after(tmp_pat
         assert any("trained only on drawn shapes" in w.value and "'red', 'green'" in w.value for w in at.warning), page
     at = app("pages/3_Adapt.py", data=dict(data))
     at.run()
-    at.number_input[0].set_value(1)
-    at.button[0].click().run()
-    rid, bg = wait_for_run(at)
-    assert bg.error is None
-    at.run()
-    no_trouble(at)
+    rid, bg = start_one_epoch(at)
     metrics = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     note = chance_note(metrics["after"], 2)
     assert note, metrics["after"]  # colour blocks mean nothing to a shapes model
@@ -427,12 +425,7 @@ def test_unlabeled_folder_run_says_what_was_accepted_and_rejected(tmp_path):
     at = app("pages/3_Adapt.py", data=data, model={"name": "ueo-tiny", "pretrained": None, "checkpoint": None,
                                                    "label": "tiny"})
     at.run()
-    at.number_input[0].set_value(1)
-    at.button[0].click().run()
-    rid, bg = wait_for_run(at)
-    assert bg.error is None
-    at.run()
-    no_trouble(at)
+    rid, bg = start_one_epoch(at)
     run = state.WORKSPACES / at.session_state["ws"] / "runs" / rid
     preds = read_predictions(run)
     thr = json.loads((run / "metrics.json").read_text())["after"]["threshold"]
@@ -448,9 +441,7 @@ def test_explore_shows_pca_at_once_while_umap_computes(monkeypatch):
     from studio import state
     at = app("pages/3_Adapt.py")
     at.run()
-    at.number_input[0].set_value(1)
-    at.button[0].click().run()
-    rid, bg = wait_for_run(at)
+    rid, bg = start_one_epoch(at)
     gate, real = threading.Event(), embed.umap_2d
     monkeypatch.setattr(embed, "umap_2d", lambda *a, **kw: (gate.wait(60), real(*a, **kw))[1])
     ws = at.session_state["ws"]
