@@ -30,12 +30,12 @@ METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
 KEYS = ("gacc", "auroc", "h_score", "saturated", "top_share", "seconds")
 
 
-def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None) -> dict:
+def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None, protocol: str = "studio") -> dict:
     ims = load_data(f"shapes:{domain}")
     loaded = load_model(BUILTIN_MODEL, pretrained=None if checkpoint else "builtin", checkpoint=checkpoint,
                         seed=seed)
     cfg = RunConfig(data=f"shapes:{domain}", method=method, epochs=quick["epochs"], batch_size=quick["batch_size"],
-                    lr_prompt=quick["lr_prompt"], lr_visual=quick["lr_visual"], seed=seed)
+                    lr_prompt=quick["lr_prompt"], lr_visual=quick["lr_visual"], seed=seed, protocol=protocol)
     t0 = time.time()
     r = Trainer(cfg, loaded=loaded, image_set=ims).run()
     if r.status != "done":
@@ -82,6 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[2023, 1, 2])
     ap.add_argument("--checkpoint", help="another ueo-shapes checkpoint (default: the shipped one)")
+    ap.add_argument("--protocol", default="studio", choices=["studio", "official"],
+                    help="logit scales (RunConfig.protocol): official = tim-learn/UEO demo.py, as the paper's tables")
     args = ap.parse_args(argv)
 
     quick = suggested_settings(BUILTIN_MODEL)
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
     table = {}
     for dom in args.domains:
         for method in args.methods:
-            cells = [run_cell(dom, method, s, quick, args.checkpoint) for s in args.seeds]
+            cells = [run_cell(dom, method, s, quick, args.checkpoint, args.protocol) for s in args.seeds]
             table[dom, method] = {k: float(np.mean([c[k] for c in cells])) for k in KEYS}
             m = table[dom, method]
             print(f"{dom:7s} {method:10s} GACC {m['gacc']*100:5.1f}  AUROC {m['auroc']*100:5.1f}  "

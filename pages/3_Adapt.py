@@ -69,10 +69,20 @@ with st.form(f"settings-{method}"):
                                 disabled=not METHODS[method].trains_prompt)
     lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
                                 0.0, 10.0, sugg["lr_visual"], format="%.0e")
-    c5, c6, c7 = st.columns(3)
+    c5, c6, c7, c8 = st.columns(4)
     trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, RunConfig.trade)
-    wt = c6.selectbox("UEO weight temperature", ["model logit scale (paper)", "1.0 (official code)"])
-    seed = c7.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
+    protocols = {"studio": "Studio: the model's logit scale everywhere",
+                 "official": "Official code (paper's tables): train ×100, score raw cosines"}
+    protocol = c6.selectbox("Scoring protocol", list(protocols), format_func=protocols.get,
+                            help="Where a softmax is taken, at which scale. Studio uses the model's own logit scale "
+                                 "for training, the zero-shot weights and every score. Official reproduces "
+                                 "tim-learn/UEO demo.py, as in the paper's tables: training logits ×100, weights and "
+                                 "all scores (confidence, histograms, AUROC) from the softmax of unscaled cosines — "
+                                 "confidences then sit near 1/K.")
+    wt = c7.selectbox("UEO weight temperature", ["by the protocol", "1.0 (unscaled cosines)"],
+                      help="The zero-shot weights' softmax scale. 'By the protocol': the model's logit scale under "
+                           "Studio, 1.0 under Official.")
+    seed = c8.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
     st.caption(sugg["note"])
     start = st.form_submit_button("▶ Start", type="primary", disabled=busy)
     if running:
@@ -86,8 +96,8 @@ if start:
                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), source=sources or None,
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
                     lr_visual=float(lr_visual), trade=float(trade), seed=int(seed),
-                    weight_temperature=None if wt.startswith("model") else 1.0,
-                    fast_mode=fast)
+                    weight_temperature=None if wt.startswith("by") else 1.0,
+                    fast_mode=fast, protocol=protocol)
     try:
         cfg.validate()  # every option, with a message naming it
         if state.anything_running():  # a second tab or a double click: still one live run
@@ -126,7 +136,8 @@ def live(rid: str) -> None:
     alive = bool(bg and bg.alive)
     metrics = folder.read_json("metrics.json")
     st.subheader(f"Run `{rid}` · {cfg.get('method', '')}" +
-                 (f" · fast: {cfg['fast_mode']}" if cfg.get("fast_mode") else ""))
+                 (f" · fast: {cfg['fast_mode']}" if cfg.get("fast_mode") else "") +
+                 (" · official protocol" if cfg.get("protocol") == "official" else ""))
     if total:
         done = steps[-1]["step"] if steps else 0
         eta = steps[-1]["eta"] if steps else None

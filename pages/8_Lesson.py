@@ -26,6 +26,10 @@ with st.expander("Settings (shared by every method)"):
     lr = c3.number_input("Learning rate (prompt and norm params)", 0.0, 10.0, float(sugg["lr_visual"]),
                          format="%.0e", key="lesson_lr")
     seed = c4.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed, key="lesson_seed")
+    protocol = st.radio("Scoring protocol", ["studio", "official"], horizontal=True, key="lesson_protocol",
+                        format_func={"studio": "Studio (the model's logit scale everywhere)",
+                                     "official": "Official code, as the paper's tables (train ×100, score raw "
+                                                 "cosines)"}.get)
     st.caption(sugg["note"])
 
 lesson = state.active_lesson()
@@ -43,7 +47,8 @@ if go:
         st.error(state.friendly(err))
     base = RunConfig(data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
                      pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), epochs=int(epochs),
-                     batch_size=int(batch), lr_prompt=float(lr), lr_visual=float(lr), seed=int(seed), fast_mode=fast)
+                     batch_size=int(batch), lr_prompt=float(lr), lr_visual=float(lr), seed=int(seed), fast_mode=fast,
+                     protocol=protocol)
     try:
         if state.anything_running():
             raise ValueError("A run of this session is already training: stop it first.")

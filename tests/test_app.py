@@ -516,3 +516,14 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
         assert f"stopped at epoch {m['stopped_at_epoch']} of 40" in p.selectbox[0].format_func(rid)
     side = " ".join(c.value for c in refreshed("home.py").sidebar.caption)
     assert f"stopped at epoch {m['stopped_at_epoch']} of 40" in side and "finished" not in side
+
+
+def test_adapt_runs_under_the_official_protocol():
+    from studio import state
+    at = app("pages/3_Adapt.py")
+    at.run()
+    [s for s in at.selectbox if s.label == "Scoring protocol"][0].set_value("official")
+    rid, bg = start_one_epoch(at)
+    m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
+    assert m["protocol"] == "official" and m["after"]["mean_confidence"] < 0.5  # raw cosines: near 1/K
+    assert any("official protocol" in s.value for s in at.subheader)

@@ -100,7 +100,21 @@ def test_metrics_against_direct_computation():
     open_pred = np.where(conf >= 0.6, pred, -1)
     acc_k = (open_pred[known] == truth[known]).mean()
     acc_u = (open_pred[~known] == -1).mean()
-    assert m["h_score"] == pytest.approx(2 * acc_k * acc_u / (acc_k + acc_u))
+    assert m["h_score_image"] == pytest.approx(2 * acc_k * acc_u / (acc_k + acc_u))
+    acc_c = np.mean([(open_pred[truth == k] == k).mean() for k in range(3)])  # class-averaged (the literature's)
+    assert m["h_score"] == pytest.approx(2 * acc_c * acc_u / (acc_c + acc_u))
+
+
+def test_h_score_averages_known_accuracy_over_classes():
+    """Unbalanced known classes: a big class all right, a small one all wrong. Image-level known accuracy is
+    9/10, the class average 1/2; with every unknown rejected, H = 2*0.5*1/1.5 vs 2*0.9/1.9."""
+    from ueo_core.metrics import h_score
+    truth = np.array([0] * 9 + [1] + [-1] * 4)
+    pred = np.array([0] * 9 + [0] + [0] * 4)
+    conf = np.array([0.9] * 10 + [0.1] * 4)
+    h = h_score(pred, conf, truth, 0.5)
+    assert h["known_acc_open"] == pytest.approx(0.5) and h["known_acc_open_image"] == pytest.approx(0.9)
+    assert h["h_score"] == pytest.approx(2 * 0.5 / 1.5) and h["h_score_image"] == pytest.approx(1.8 / 1.9)
 
 
 def test_fpr95_simple_case():

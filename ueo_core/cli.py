@@ -56,6 +56,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float,
                    help="known/unknown confidence threshold (default: unsupervised 2-means split of confidences)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
+    p.add_argument("--protocol", choices=["studio", "official"],
+                   help="logit scales: studio (default) uses the model's logit scale for training, the zero-shot "
+                        "weights and every score; official reproduces tim-learn/UEO demo.py, as in the paper's tables "
+                        "(training x100, weights and scores from the softmax of unscaled cosines)")
     p.add_argument("--workers", type=int, default=DEFAULTS.num_workers,
                    help="DataLoader worker processes (default %(default)s)")
 
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SGD learning rate of the prompt context and norm params (default %(default)s: the app's "
                           "quick setting for the built-in model; the paper uses 1e-4 for 50 epochs)")
     les.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
+    les.add_argument("--protocol", choices=["studio", "official"], default=DEFAULTS.protocol,
+                     help="logit scales (see `train --help`; default %(default)s)")
 
     sub.add_parser("models", help="list the open_clip architectures and pretrained tags")
     return ap
@@ -220,7 +226,7 @@ def cmd_train(args, method: Optional[str] = None) -> int:
         method, data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
         model=args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device,
         template=args.template, threshold=args.threshold, seed=args.seed, num_workers=args.workers,
-        run_dir=_run_dir(args, method), **given)
+        protocol=args.protocol or DEFAULTS.protocol, run_dir=_run_dir(args, method), **given)
     if args.command == "train":
         cfg = cfg.replace(trade=args.trade, weight_temperature=args.weight_temperature, eval_every=args.eval_every,
                           resume=args.resume, source=args.source, margin=args.margin, bma_beta=args.bma_beta,
@@ -231,7 +237,8 @@ def cmd_train(args, method: Optional[str] = None) -> int:
         src = json.loads((Path(args.run) / "config.json").read_text())
         src.pop("summary", None)
         cfg = RunConfig.from_dict(src).replace(data=args.data, method="zero_shot", resume=args.run,
-                                               run_dir=cfg.run_dir, epochs=0, device=args.device)
+                                               run_dir=cfg.run_dir, epochs=0, device=args.device,
+                                               protocol=args.protocol or src.get("protocol", DEFAULTS.protocol))
         if args.prior or args.preset:
             cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
     from .distributed import init_from_env, rank
@@ -260,7 +267,7 @@ def cmd_lesson(args) -> int:
     ims = load_data(args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting)
     base = RunConfig(data=args.data, prior=ims.classes, model=args.model, pretrained=_pretrained(args),
                      checkpoint=args.checkpoint, device=args.device, epochs=args.epochs, batch_size=args.batch_size,
-                     lr_prompt=args.lr, lr_visual=args.lr, seed=args.seed)
+                     lr_prompt=args.lr, lr_visual=args.lr, seed=args.seed, protocol=args.protocol)
     bar = ProgressBar()
 
     def listener(ev):

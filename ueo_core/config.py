@@ -19,6 +19,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("UEO_CACHE", Path.home() / ".cache" / "ueo_studio"))
 
 
+# The scales of the three places a softmax is taken (None: the model's own logit scale). "official" is what the
+# official UEO code does (demo.py: `100. * image_features @ text_features.T` in training, `get_score` and the
+# initial weights on the raw cosine logits); it is what the paper's tables report.
+PROTOCOLS = {"studio": {"train": None, "weights": None, "eval": None},
+             "official": {"train": 100.0, "weights": 1.0, "eval": 1.0}}
+
 # Per-method defaults that differ from UEO's (batch_size is per source domain for CLIPood).
 METHOD_DEFAULTS = {"clipood": {"epochs": 10, "batch_size": 12, "lr_visual": 5e-6, "lr_prompt": 0.0}}
 
@@ -64,6 +70,9 @@ class RunConfig:
     #   None: every step on CPU (free there), every 10 steps on CUDA. Every step is still logged.
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
     threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
+    protocol: str = "studio"                # how logits are scaled (PROTOCOLS below): "studio" uses the model's
+    #   logit scale everywhere; "official" reproduces tim-learn/UEO demo.py: training logits x100, zero-shot weights
+    #   and every metric / histogram / confidence from the softmax of *unscaled* cosines
     # --- CLIPood (official thuml/CLIPood scripts for PACS-like domain shift)
     margin: float = 0.3                     # lambda of margin metric softmax
     bma_beta: float = 0.5                   # Beta(beta, beta) weights of the moving average
@@ -134,6 +143,8 @@ class RunConfig:
         if not (cs and len(cs) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in cs)
                 and 0 < cs[0] <= cs[1] <= 1):
             bad("crop_scale", "two numbers 0 < low <= high <= 1", self.crop_scale)
+        if self.protocol not in PROTOCOLS:
+            bad("protocol", " or ".join(PROTOCOLS), self.protocol)
         if self.fast_mode not in (None, "prompt_only", "last_blocks"):
             bad("fast_mode", "unset, prompt_only or last_blocks", self.fast_mode)
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:[0-9]{1,2})?", str(self.device)):

@@ -77,16 +77,30 @@ def open_set_predictions(pred: np.ndarray, conf: np.ndarray, threshold: float) -
     return np.where(conf >= threshold, pred, UNKNOWN)
 
 
+def _harmonic(a: float, b: float) -> float:
+    if np.isnan(a) or np.isnan(b):
+        return float("nan")
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
 def h_score(pred: np.ndarray, conf: np.ndarray, truth: np.ndarray, threshold: float) -> dict:
+    """Open-set H-score: the harmonic mean of known-class accuracy (an image counts when accepted *and* given its
+    class) and the unknowns' rejection rate.
+
+    ``h_score`` averages the known accuracy over classes, as the universal domain adaptation literature does (Fu
+    et al., ECCV 2020; OVANet's evaluation, Saito & Saenko, ICCV 2021: the mean of the per-class accuracies of the
+    known classes, then the harmonic mean with the unknown class's accuracy). ``h_score_image`` uses the accuracy
+    over known *images* instead (what this project reported before); on balanced folders the two agree.
+    """
     open_pred = open_set_predictions(pred, conf, threshold)
     known, unknown = truth >= 0, truth == UNKNOWN
-    acc_known = float((open_pred[known] == truth[known]).mean()) if known.any() else float("nan")
+    right = open_pred == truth
+    acc_image = float(right[known].mean()) if known.any() else float("nan")
+    per_class = [float(right[truth == k].mean()) for k in np.unique(truth[known])]
+    acc_class = float(np.mean(per_class)) if per_class else float("nan")
     acc_unknown = float((open_pred[unknown] == UNKNOWN).mean()) if unknown.any() else float("nan")
-    if np.isnan(acc_known) or np.isnan(acc_unknown) or acc_known + acc_unknown == 0:
-        h = float("nan") if (np.isnan(acc_known) or np.isnan(acc_unknown)) else 0.0
-    else:
-        h = 2 * acc_known * acc_unknown / (acc_known + acc_unknown)
-    return {"known_acc_open": acc_known, "unknown_rejection": acc_unknown, "h_score": h}
+    return {"known_acc_open": acc_class, "known_acc_open_image": acc_image, "unknown_rejection": acc_unknown,
+            "h_score": _harmonic(acc_class, acc_unknown), "h_score_image": _harmonic(acc_image, acc_unknown)}
 
 
 def open_confusion(pred: np.ndarray, conf: np.ndarray, truth: np.ndarray, n_classes: int,

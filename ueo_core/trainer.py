@@ -130,6 +130,13 @@ class Trainer:
         """Stop after the current step (the last epoch's checkpoint is kept)."""
         self._cancel.set()
 
+    def scale(self, where: str) -> float:
+        """The logit scale of a softmax taken in ``where`` ("train", "weights", "eval") under the run's protocol
+        (config.PROTOCOLS): the model's own, or the official code's fixed one."""
+        from .config import PROTOCOLS
+        fixed = PROTOCOLS[self.config.protocol][where]
+        return float(self.loaded.logit_scale if fixed is None else fixed)
+
     def emit(self, kind: str, **data) -> None:
         if self.rank != 0:
             return
@@ -275,7 +282,7 @@ class Trainer:
     def evaluate(self, epoch: int, kind: str = "epoch") -> tuple[dict, np.ndarray, torch.Tensor]:
         what = "zero-shot" if epoch == 0 else ("moving average" if kind == "bma" else f"epoch {epoch}")
         cos = self.cosine_logits(f"evaluating {what}")
-        probs = torch.softmax(self.loaded.logit_scale * cos, dim=1).cpu().numpy()
+        probs = torch.softmax(self.scale("eval") * cos, dim=1).cpu().numpy()
         metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
         hist = confidence_histogram(probs.max(axis=1), self.truth)
         self._last_eval = (epoch, kind, metrics, probs)
@@ -356,7 +363,8 @@ class Trainer:
         ims = self.image_set
         _, _, metrics, probs = last
         self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics,
-                                                "seconds": time.time() - t0, "stopped_at_epoch": ck,
+                                                "seconds": time.time() - t0, "protocol": self.config.protocol,
+                                                "stopped_at_epoch": ck,
                                                 "epochs_planned": self.config.epochs})
         self.folder.write_predictions(predictions_table(ims.files, probs, ims.classes, ims.folder_names,
                                                         metrics["threshold"]))
@@ -459,7 +467,7 @@ class Trainer:
             if start_epoch > 0:
                 raise DataError("This checkpoint holds no UEO weights (the zero-shot confidences), so UEO cannot "
                                 "resume from it. Start a new run instead.")
-            temp = self.loaded.logit_scale if cfg.weight_temperature is None else cfg.weight_temperature
+            temp = self.scale("weights") if cfg.weight_temperature is None else cfg.weight_temperature
             self.weights = confidence_weights(cos, temp)  # fixed for the whole run: zero-shot confidences
         self.last_metrics = metrics
         known = torch.as_tensor(ims.labels >= 0, device=dev) if ims.has_truth else None
@@ -518,10 +526,10 @@ class Trainer:
                             feats = feats.float()
                         else:
                             feats = self.loaded.model.encode_image(self.loaded.to_input(images), normalize=True).float()
-                        logits = self.loaded.logit_scale * feats @ text.float().T
+                        logits = self.scale("train") * feats @ text.float().T
                     probs_b = torch.softmax(logits, dim=1)
                     if labels is not None:  # supervised: labels are prior indices; train over the seen classes
-                        batch = Batch(probs=probs_b, features=feats, text=text.float(), scale=self.loaded.logit_scale,
+                        batch = Batch(probs=probs_b, features=feats, text=text.float(), scale=self.scale("train"),
                                       labels=seen_index[labels].to(dev), margin=cfg.margin)
                     else:  # (under torchrun: the global batch, gathered from every process)
                         idx = idx.to(dev)
@@ -569,7 +577,7 @@ class Trainer:
         seconds = time.time() - t0
         if self.folder is not None:
             self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics,
-                                                    "seconds": seconds,
+                                                    "seconds": seconds, "protocol": cfg.protocol,
                                                     **({"last": self.metrics_last} if self.metrics_last else {})})
             self.folder.write_predictions(rows)
             write_report(self.folder, cfg.to_dict(), self.metrics_before, metrics, {**summary, "seconds": seconds})
