@@ -91,8 +91,12 @@ def test_clipood_run_changes_only_the_image_tower_and_keeps_bma(domains, tmp_pat
                                model="ueo-tiny", pretrained=None, epochs=2, batch_size=4, lr_visual=1e-3,
                                run_dir=str(tmp_path / "run"))
     assert cfg.weight_decay == 0.1 and cfg.margin == 0.3 and cfg.bma_beta == 0.5
-    events = []
-    tr = Trainer(cfg, loaded=loaded, listeners=[events.append])
+    events, snaps = [], []
+
+    def snapshot(ev):  # the live image tower before training and after every step, inside the real run
+        if ev.kind in ("start", "step"):
+            snaps.append({n: p.detach().clone().double() for n, p in loaded.model.visual.named_parameters()})
+    tr = Trainer(cfg, loaded=loaded, listeners=[events.append, snapshot])
     r = tr.run()
     after = loaded.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -108,8 +112,17 @@ def test_clipood_run_changes_only_the_image_tower_and_keeps_bma(domains, tmp_pat
     tensors, _ = load_checkpoint(tmp_path / "run")
     # the checkpoint holds the whole (moving-average) image tower
     assert {f"visual.{n}" for n, _ in loaded.model.visual.named_parameters()} <= set(tensors)
-    for n, p in loaded.model.visual.named_parameters():
-        assert torch.equal(tensors[f"visual.{n}"], p.detach().float())  # the live model is the BMA one now
+    # ... and it is the Beta(0.5, 0.5)-weighted average of the snapshots of this run (initial one included)
+    total = len(snaps) - 1
+    assert total == sum(1 for k in kinds if k == "step") and total > 2
+    from scipy.stats import beta
+    w = [beta(0.5, 0.5).pdf((t + 0.5) / (total + 1)) for t in range(total + 1)]
+    differs_from_last = False
+    for n, _ in loaded.model.visual.named_parameters():
+        expected = sum(wi * s[n] for wi, s in zip(w, snaps)) / sum(w)
+        assert torch.allclose(tensors[f"visual.{n}"].double(), expected, atol=1e-5), n
+        differs_from_last |= not torch.allclose(expected, snaps[-1][n], atol=1e-6)
+    assert differs_from_last  # the average, not the last model
 
 
 def test_clipood_reports_seen_and_unseen_classes(domains, tmp_path):
