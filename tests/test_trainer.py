@@ -375,3 +375,45 @@ def test_zero_shot_predictions_are_kept_for_the_before_views(tmp_path, folder):
     assert roc_auc_score(zs.truth >= 0, zs.confidence) == pytest.approx(m["before"]["auroc"], abs=1e-5)
     assert roc_auc_score(after.truth >= 0, after.confidence) == pytest.approx(m["after"]["auroc"], abs=1e-5)
     assert not np.allclose(zs.confidence, after.confidence)
+
+
+def test_learning_rate_schedule_and_plain_sgd_update(folder, tmp_path):
+    """The official optimiser: SGD without momentum or weight decay, cosine decay per step. Inside a real run,
+    every step's learning rate is base * (1 + cos(pi k / T)) / 2, and every parameter moves by exactly -lr * grad
+    (momentum or weight decay would add to it)."""
+    import math
+    tr = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=2, batch_size=8, lr_prompt=0.05, lr_visual=0.02))
+    seen = {"prev": None}
+    lrs, checked = [], []
+
+    def on(ev):
+        params = {"prompt": tr.prompt.ctx, **{n: p for n, p in tr.visual_params}}
+        if ev.kind == "start":
+            seen["prev"] = {n: p.detach().clone() for n, p in params.items()}
+        elif ev.kind == "step":
+            lrs.append(ev.data["lr"])
+            k = ev.data["step"] - 1
+            for n, p in params.items():
+                base = 0.05 if n == "prompt" else 0.02
+                lr = base * (1 + math.cos(math.pi * k / ev.data["total_steps"])) / 2
+                if p.grad is not None:
+                    assert torch.allclose(p.detach(), seen["prev"][n] - lr * p.grad, atol=1e-7), (n, k)
+                    checked.append(n)
+            seen["prev"] = {n: p.detach().clone() for n, p in params.items()}
+    tr.add_listener(on)
+    assert tr.run().status == "done"
+    total = len(lrs)
+    assert total == 6 and lrs == pytest.approx([0.05 * (1 + math.cos(math.pi * k / total)) / 2 for k in range(total)])
+    assert "prompt" in checked and len(set(checked)) > 2
+
+
+def test_the_trainer_puts_the_model_in_eval_mode(folder, tmp_path):
+    """A model handed over in train mode is switched to eval: BatchNorm running statistics never change (the
+    official code's model.eval())."""
+    loaded = load_model("ueo-tiny-rn", seed=0)
+    loaded.model.train()
+    before = {k: v.clone() for k, v in loaded.model.state_dict().items() if "running_" in k}
+    Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=1), loaded=loaded).run()
+    after = loaded.model.state_dict()
+    assert before and all(torch.equal(v, after[k]) for k, v in before.items())
+    assert not loaded.model.training

@@ -1,0 +1,123 @@
+"""Deliberate bugs, one at a time, each in a temporary copy of the project: the fast tests must fail ("killed") for
+every one. A mutant that survives names a place where the suite would let the trainer drift.
+
+    python scripts/mutants.py            # every mutant
+    python scripts/mutants.py --list     # what they are
+    python scripts/mutants.py --only 3 7
+
+Each copy runs ``pytest -x -q -m "not slow"`` over every test file, the engine's first (stopping at the first
+failure, so a killed mutant is quick); the original tree is never touched. Prints one line per mutant and ends with ``killed=<n> survived=<n>``.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (what, file, original text, mutated text): each original must occur exactly once in its file
+MUTANTS = [
+    ("drop the cosine learning-rate schedule", "ueo_core/trainer.py",
+     "                    scheduler.step()\n                    if bma is not None:",
+     "                    pass\n                    if bma is not None:"),
+    ("evaluate on unscaled cosines (studio protocol)", "ueo_core/trainer.py",
+     'probs = torch.softmax(self.scale("eval") * cos, dim=1)', "probs = torch.softmax(cos, dim=1)"),
+    ("zero-shot weights at temperature 1 (studio protocol)", "ueo_core/trainer.py",
+     'temp = self.scale("weights") if', "temp = 1.0 if"),
+    ("train at x100 under the studio protocol", "ueo_core/trainer.py",
+     'logits = self.scale("train") * feats', "logits = 100.0 * feats"),
+    ("SGD with momentum 0.9", "ueo_core/trainer.py",
+     "optimizer = torch.optim.SGD(groups)", "optimizer = torch.optim.SGD(groups, momentum=0.9)"),
+    ("SGD with weight decay", "ueo_core/trainer.py",
+     "optimizer = torch.optim.SGD(groups)", "optimizer = torch.optim.SGD(groups, weight_decay=5e-4)"),
+    ("weight the marginal by w instead of 1/w", "ueo_core/methods/ueo.py",
+     "marg = entropy(weighted_marginal(probs, 1.0 / weight))", "marg = entropy(weighted_marginal(probs, weight))"),
+    ("BMA horizon x10 with beta 5", "ueo_core/trainer.py",
+     "bma = BetaMovingAverage(dict(self.visual_params), total_steps, cfg.bma_beta)",
+     "bma = BetaMovingAverage(dict(self.visual_params), total_steps * 10, 5.0)"),
+    ("flip the sign of CLIPood's margin", "ueo_core/methods/clipood.py",
+     "return scale * (features - margin * text[labels]) @ text.T",
+     "return scale * (features + margin * text[labels]) @ text.T"),
+    ("norm selection without LayerNorm", "ueo_core/trainer.py",
+     "NORM_TYPES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)",
+     "NORM_TYPES = (nn.GroupNorm, nn.modules.batchnorm._BatchNorm)"),
+    ("skip model.eval()", "ueo_core/trainer.py",
+     "        model.eval()  # always:", "        pass  # always:"),
+    ("known/unknown threshold: the median instead of 2-means", "ueo_core/metrics.py",
+     "    return float(centres.mean())", "    return float(np.median(conf))"),
+    ("H-score from image-level known accuracy", "ueo_core/metrics.py",
+     '"h_score": _harmonic(acc_class, acc_unknown)', '"h_score": _harmonic(acc_image, acc_unknown)'),
+    ("UEO without the marginal term's lambda", "ueo_core/methods/ueo.py",
+     "return cond - trade * marg,", "return cond - marg,"),
+]
+
+
+# the engine's own tests first: a killed mutant usually dies in the first minute; then every other fast test
+FIRST = ["tests/test_losses_metrics.py", "tests/test_protocol.py", "tests/test_trainer.py", "tests/test_clipood.py"]
+
+
+def test_order() -> list[str]:
+    rest = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py"))
+    return [f for f in FIRST if f in rest] + [f for f in rest if f not in FIRST]
+
+
+def copy_tree(dst: Path) -> None:
+    keep = {"ueo_core", "studio", "pages", "tests", "assets", "bench", "scripts", ".streamlit"}
+    for item in ROOT.iterdir():
+        if item.name in keep:
+            shutil.copytree(item, dst / item.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif item.is_file():
+            shutil.copy2(item, dst / item.name)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--only", type=int, nargs="+", help="mutant numbers (1-based)")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per mutant's test run")
+    args = ap.parse_args()
+    chosen = [(i + 1, m) for i, m in enumerate(MUTANTS) if not args.only or i + 1 in args.only]
+    if args.list:
+        for i, (what, path, _, _) in chosen:
+            print(f"{i:2d}. {what} ({path})")
+        return 0
+    killed = survived = 0
+    for i, (what, path, old, new) in chosen:
+        with tempfile.TemporaryDirectory(prefix="ueo-mutant-") as tmp:
+            work = Path(tmp) / "project"
+            work.mkdir()
+            copy_tree(work)
+            # the tests find ../shared/data beside the project, as in a checkout
+            shared = ROOT.parent / "shared"
+            if shared.exists():
+                (Path(tmp) / "shared").symlink_to(shared)
+            f = work / path
+            text = f.read_text()
+            if text.count(old) != 1:
+                print(f"{i:2d}. {what}: the original text occurs {text.count(old)} times in {path}: fix the mutant")
+                return 2
+            f.write_text(text.replace(old, new))
+            t0 = time.time()
+            try:
+                out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p",
+                                      "no:cacheprovider", *test_order()], cwd=work, capture_output=True,
+                                     text=True, timeout=args.timeout)
+                dead = out.returncode != 0
+                first = next((line for line in out.stdout.splitlines() if line.startswith("FAILED")), "")
+            except subprocess.TimeoutExpired:
+                dead, first = True, "(timed out)"
+            killed += dead
+            survived += not dead
+            print(f"{i:2d}. {'killed  ' if dead else 'SURVIVED'} {what} ({time.time() - t0:.0f} s)"
+                  + (f"  by {first.split(' - ')[0].replace('FAILED ', '')}" if first else ""), flush=True)
+    print(f"killed={killed} survived={survived}")
+    return 0 if survived == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
