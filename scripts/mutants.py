@@ -5,7 +5,7 @@ every one. A mutant that survives names a place where the suite would let the tr
     python scripts/mutants.py --list     # what they are
     python scripts/mutants.py --only 3 7
 
-Each copy runs ``pytest -x -q -m "not slow"`` over every test file, the engine's first (stopping at the first
+First an unmutated copy must pass (else every mutant would look killed). Each copy runs ``pytest -x -q -m "not slow"`` over every test file, the engine's first (stopping at the first
 failure, so a killed mutant is quick); the original tree is never touched. Prints one line per mutant and ends with ``killed=<n> survived=<n>``.
 """
 from __future__ import annotations
@@ -87,6 +87,7 @@ def main() -> int:
             print(f"{i:2d}. {what} ({path})")
         return 0
     killed = survived = 0
+    chosen = [(0, ("none (control: the unmutated copy must pass)", None, "", ""))] + chosen
     for i, (what, path, old, new) in chosen:
         with tempfile.TemporaryDirectory(prefix="ueo-mutant-") as tmp:
             work = Path(tmp) / "project"
@@ -96,12 +97,13 @@ def main() -> int:
             shared = ROOT.parent / "shared"
             if shared.exists():
                 (Path(tmp) / "shared").symlink_to(shared)
-            f = work / path
-            text = f.read_text()
-            if text.count(old) != 1:
-                print(f"{i:2d}. {what}: the original text occurs {text.count(old)} times in {path}: fix the mutant")
-                return 2
-            f.write_text(text.replace(old, new))
+            if path:
+                f = work / path
+                text = f.read_text()
+                if text.count(old) != 1:
+                    print(f"{i:2d}. {what}: the original text occurs {text.count(old)} times in {path}: fix it")
+                    return 2
+                f.write_text(text.replace(old, new))
             t0 = time.time()
             try:
                 out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p",
@@ -111,6 +113,12 @@ def main() -> int:
                 first = next((line for line in out.stdout.splitlines() if line.startswith("FAILED")), "")
             except subprocess.TimeoutExpired:
                 dead, first = True, "(timed out)"
+            if i == 0:
+                print(f" 0. control: the unmutated copy {'FAILS: ' + first if dead else 'passes'} "
+                      f"({time.time() - t0:.0f} s)", flush=True)
+                if dead:
+                    return 2  # a red suite kills every mutant: nothing would be learned
+                continue
             killed += dead
             survived += not dead
             print(f"{i:2d}. {'killed  ' if dead else 'SURVIVED'} {what} ({time.time() - t0:.0f} s)"

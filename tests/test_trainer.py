@@ -225,7 +225,7 @@ def test_cli_train_eval_embed(folder, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "run folder" in out.stdout and (run / "metrics.json").exists()
     m = json.loads((run / "metrics.json").read_text())
-    assert set(m) == {"before", "after", "seconds"}
+    assert set(m) == {"before", "after", "seconds", "protocol"} and m["protocol"] == "studio"
     ev = subprocess.run(env_cmd + ["eval", str(folder), "--run", str(run), "--out", str(tmp_path / "ev")],
                         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert ev.returncode == 0, ev.stderr
