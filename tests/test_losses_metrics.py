@@ -241,3 +241,13 @@ def test_inspect_numbers_follow_the_threshold():
     rows = p.csv_at_threshold(0.85).splitlines()
     assert rows[0].endswith("threshold,predicted_known") and rows[1].endswith("0.850000,True")
     assert rows[3].endswith("0.850000,False")
+
+
+def test_default_threshold_is_the_2_means_midpoint():
+    """90 confident images near 0.9 and 10 unsure ones near 0.2: the 2-means centres are ~0.9 and ~0.2, so the
+    threshold is their midpoint ~0.55 (a median or mean would sit inside the big group and reject half of it)."""
+    from ueo_core.metrics import default_threshold
+    rng = np.random.default_rng(0)
+    conf = np.concatenate([0.9 + 0.02 * rng.standard_normal(90), 0.2 + 0.02 * rng.standard_normal(10)])
+    hi, lo = conf[:90].mean(), conf[90:].mean()
+    assert default_threshold(conf) == pytest.approx((hi + lo) / 2, abs=1e-6)
