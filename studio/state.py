@@ -99,11 +99,9 @@ def _read_session(ws: Path) -> dict:
 def remember() -> None:
     """Save this session's choices in its workspace (written, then renamed), so that a refresh — a new browser
     session with the same ``?ws=`` — restores them. Every path in them is checked again when used."""
-    import json
-    ws = workspace()
-    tmp = ws / ".session.json.part"
-    tmp.write_text(json.dumps({k: st.session_state[k] for k in REMEMBERED if st.session_state.get(k) is not None}))
-    tmp.replace(ws / "session.json")
+    from ueo_core.runs import write_json_atomic
+    write_json_atomic(workspace() / "session.json",
+                      {k: st.session_state[k] for k in REMEMBERED if st.session_state.get(k) is not None})
 
 
 def runs_dir() -> Path:

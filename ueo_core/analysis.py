@@ -219,19 +219,10 @@ def run_features(run_dir: str | Path, cache_dir=None, progress=None) -> dict:
             "predictions_before": read_predictions(run_dir, ZERO_SHOT_PREDICTIONS) if zs.exists() else None}
 
 
-def run_embeddings(run_dir: str | Path, seed: int = 0, cache_dir=None, progress=None) -> dict:
-    """Features, then their 2-D PCA and UMAP (all cached), in one call (the CLI, tests)."""
-    from .embed import pca_2d, umap_2d
-    out = run_features(run_dir, cache_dir=cache_dir, progress=progress)
-    f = out["features"]
-    out["pca"] = {k: pca_2d(v) for k, v in f.items()}
-    out["umap"] = {k: umap_2d(v, seed=seed, cache_dir=cache_dir) for k, v in f.items()}
-    return out
-
-
 class EmbeddingJob:
     """The embeddings of a run on a background thread, in stages the page can show as they land: features (with
-    image progress), PCA at once, then UMAP. ``snapshot()`` is (stage, done, total, result so far, error)."""
+    image progress), PCA at once, then UMAP. The page reads ``stage``, ``done``, ``total``, ``result`` (what has
+    landed: features, predictions, then ``pca``, then ``umap``) and ``error``."""
 
     def __init__(self, run_dir: str | Path, seed: int = 0, cache_dir=None):
         import threading

@@ -17,7 +17,7 @@ from .analysis import chance_note
 from .config import RunConfig
 from .data import ImageSet
 from .methods import get_method
-from .runs import RunFolder
+from .runs import RunFolder, write_json_atomic
 from .trainer import Event, Trainer, explain_error
 
 LESSON_METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
@@ -82,10 +82,9 @@ class Lesson:
 
     def _write(self) -> None:
         self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.manifest_path.with_suffix(".part")
-        tmp.write_text(json.dumps({"id": self.id, "methods": self.methods, "runs": self.run_ids, "state": self.state,
-                                   "error": self.error, "settings": self.configs[0].to_dict()}, indent=1))
-        tmp.replace(self.manifest_path)
+        write_json_atomic(self.manifest_path, {"id": self.id, "methods": self.methods, "runs": self.run_ids,
+                                               "state": self.state, "error": self.error,
+                                               "settings": self.configs[0].to_dict()})
 
     def _emit(self, ev: Event) -> None:
         if ev.kind == "step":
@@ -283,11 +282,3 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
         out.append(f"The oracle, which is told the true known/unknown split, reaches AUROC {_pct(o['auroc'])} and "
                    f"GACC {_pct(o.get('gacc'))}: a reference for what these settings allow with perfect weights.")
     return out
-
-
-def run_lesson_cli(base: RunConfig, image_set: ImageSet, runs_root: str | Path,
-                   listener: Optional[Callable[[Event], None]] = None) -> tuple[Lesson, list[str]]:
-    """Run a lesson to the end (for the CLI and the benchmarks); returns it and its summary."""
-    lesson = Lesson(base, image_set, runs_root, listeners=(listener,) if listener else ())
-    lesson.run()
-    return lesson, lesson_summary(lesson_rows(runs_root, read_lesson(lesson.manifest_path)))

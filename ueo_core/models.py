@@ -109,6 +109,12 @@ def progress_tqdm(callback: Callable[[int, int], None]):
     return Reporting
 
 
+def _first_line(err: Exception) -> str:
+    """The error's class and the first line of its message: why a download failed, in one line."""
+    text = str(err)
+    return f"{err.__class__.__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def fetch_weights(name: str, tag: str, cache_dir: Optional[str] = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> None:
     """Make sure the weights of a zoo tag are in the local cache before open_clip asks for them: already cached,
@@ -125,7 +131,7 @@ def fetch_weights(name: str, tag: str, cache_dir: Optional[str] = None,
                             tqdm_class=progress_tqdm(progress) if progress else None)
             return
         except Exception as err:  # reachable but failing (gated, moved, disk full): say that
-            why = f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            why = _first_line(err)
     raise weights_unavailable(name, tag, src, why)
 
 
@@ -267,9 +273,7 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
             raise ModelLoadError(f"'{pretrained}' is not a pretrained tag of {name}. " +
                                  (f"Its tags: {', '.join(tags)}." if tags else f"{name} has no pretrained weights "
                                   "in open_clip.")) from err
-        raise weights_unavailable(name, pretrained, weights_source(name, pretrained),
-                                  f"{err.__class__.__name__}: {str(err).splitlines()[0] if str(err) else ''}") \
-            from err
+        raise weights_unavailable(name, pretrained, weights_source(name, pretrained), _first_line(err)) from err
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -32,6 +32,19 @@ CHECKPOINT = "checkpoint.safetensors"
 ANY_NAME = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
+def tmp_beside(path: Path) -> Path:
+    """A temporary name next to ``path``, unique per process and thread (two writers never share it)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """``obj`` as JSON at ``path``: written beside it first, then renamed, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = tmp_beside(path)
+    tmp.write_text(json.dumps(_clean(obj), indent=2))
+    tmp.replace(path)
+
+
 def _clean(obj):
     """JSON-safe: NaN -> None, numpy scalars -> Python numbers."""
     if isinstance(obj, dict):
@@ -93,13 +106,11 @@ class RunFolder:
             self._lock = None
 
     def _tmp(self, name: str) -> Path:
-        return self.path / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        return tmp_beside(self.path / name)
 
     # ---- writing
     def write_json(self, name: str, obj) -> None:
-        tmp = self._tmp(name)
-        tmp.write_text(json.dumps(_clean(obj), indent=2))
-        tmp.replace(self.path / name)
+        write_json_atomic(self.path / name, obj)
 
     def append(self, name: str, obj) -> None:
         with open(self.path / name, "a") as fh:

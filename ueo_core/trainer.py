@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .config import RunConfig
+from .config import PROTOCOLS, RunConfig
 from .data import DataError, DecodedCache, ImageDataset, ImageSet, load_data
 from .methods import Batch, confidence_weights, get_method
 from .distributed import Encoders, gather, is_distributed, shard, world_size
@@ -133,7 +133,6 @@ class Trainer:
     def scale(self, where: str) -> float:
         """The logit scale of a softmax taken in ``where`` ("train", "weights", "eval") under the run's protocol
         (config.PROTOCOLS): the model's own, or the official code's fixed one."""
-        from .config import PROTOCOLS
         fixed = PROTOCOLS[self.config.protocol][where]
         return float(self.loaded.logit_scale if fixed is None else fixed)
 
@@ -360,12 +359,15 @@ class Trainer:
         ck, last = getattr(self, "_checkpoint_epoch", None), getattr(self, "_last_eval", None)
         if self.folder is None or ck is None or ck == 0 or last is None or last[0] != ck or last[1] != "epoch":
             return
-        ims = self.image_set
         _, _, metrics, probs = last
-        self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics,
-                                                "seconds": time.time() - t0, "protocol": self.config.protocol,
-                                                "stopped_at_epoch": ck,
-                                                "epochs_planned": self.config.epochs})
+        self._write_outcome(metrics, probs, time.time() - t0, stopped_at_epoch=ck, epochs_planned=self.config.epochs)
+
+    def _write_outcome(self, metrics: dict, probs: np.ndarray, seconds: float, **extra) -> None:
+        """metrics.json (before, after, seconds, protocol and ``extra``) and predictions.csv at the threshold of
+        ``metrics``: what Explore, Inspect and Compare read, for a finished run and a stopped one alike."""
+        ims = self.image_set
+        self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics, "seconds": seconds,
+                                                "protocol": self.config.protocol, **extra})
         self.folder.write_predictions(predictions_table(ims.files, probs, ims.classes, ims.folder_names,
                                                         metrics["threshold"]))
 
@@ -572,14 +574,10 @@ class Trainer:
             self.save_checkpoint(0)
 
         # the end: final predictions from the last evaluation
-        thr = metrics["threshold"]
-        rows = predictions_table(ims.files, probs, ims.classes, ims.folder_names, thr)
         seconds = time.time() - t0
         if self.folder is not None:
-            self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": metrics,
-                                                    "seconds": seconds, "protocol": cfg.protocol,
-                                                    **({"last": self.metrics_last} if self.metrics_last else {})})
-            self.folder.write_predictions(rows)
+            self._write_outcome(metrics, probs, seconds,
+                                **({"last": self.metrics_last} if self.metrics_last else {}))
             write_report(self.folder, cfg.to_dict(), self.metrics_before, metrics, {**summary, "seconds": seconds})
         self.emit("done", metrics=metrics, metrics_before=self.metrics_before, seconds=seconds,
                   run_dir=str(self.folder.path) if self.folder else None)
