@@ -182,9 +182,8 @@ def live(rid: str) -> None:
                 st.plotly_chart(charts.metric_curves(epochs), width="stretch", key="metrics")
                 ui.explain("GACC: accuracy on known-class images; PACC: mean per-class accuracy; AUROC: how well "
                            "confidence separates known from unknown (0.5 = chance).")
-            st.dataframe([{"epoch": e["epoch"], **{k: round(v, 4) for k, v in e["metrics"].items()
-                                                   if isinstance(v, float)}} for e in epochs],
-                         hide_index=True, width="stretch")
+            ui.table([{"epoch": e["epoch"], **{k: v for k, v in e["metrics"].items() if isinstance(v, float)}}
+                      for e in epochs])
         if epochs[-1].get("class_shares"):
             classes = (cfg.get("summary") or {}).get("classes") or []
             st.plotly_chart(charts.class_share_curves(epochs, classes), width="stretch", key="shares")

@@ -65,15 +65,19 @@ ui.gallery([preds.paths[i] for i in per_class[shown]], [f"{preds.confidence[i]:.
            limit=16, key=f"acc|{rid}|{shown}", empty=f"No image is accepted as {shown} at this threshold.")
 
 st.subheader("Downloads")
+# Each file is made (or read) only when its button is pressed, and pressing one does not rerun the page: a
+# checkpoint of a whole image tower (CLIPood) is hundreds of MB, too much to resend on every threshold change.
 d1, d2, d3 = st.columns(3)
-d1.download_button(f"predictions.csv at threshold {thr:.3f}", preds.csv_at_threshold(thr).encode("utf-8",
-                   "surrogateescape"), f"{rid}-predictions-t{thr:.3f}.csv", "text/csv")
+d1.download_button(f"predictions.csv at threshold {thr:.3f}",
+                   lambda t=thr: preds.csv_at_threshold(t).encode("utf-8", "surrogateescape"),
+                   f"{rid}-predictions-t{thr:.3f}.csv", "text/csv", on_click="ignore")
 ui.explain(f"The predictions file uses the threshold on the slider ({thr:.3f}); its 'predicted_known' column "
            "changes with it.")
 if folder.checkpoint_path.exists():
-    d2.download_button("adapted checkpoint (.safetensors)", folder.checkpoint_path.read_bytes(),
-                       f"{rid}.safetensors", "application/octet-stream",
-                       help="prompt context + norm affine parameters only (safetensors: no pickle)")
+    d2.download_button("adapted checkpoint (.safetensors)", folder.checkpoint_path.read_bytes,
+                       f"{rid}.safetensors", "application/octet-stream", on_click="ignore",
+                       help=("the moving-average image tower" if (folder.config or {}).get("method") == "clipood"
+                             else "prompt context + norm affine parameters only") + " (safetensors: no pickle)")
 if (folder.path / "report.md").exists():
-    d3.download_button("run report (.md)", (folder.path / "report.md").read_bytes(), f"{rid}-report.md",
-                       "text/markdown")
+    d3.download_button("run report (.md)", (folder.path / "report.md").read_bytes, f"{rid}-report.md",
+                       "text/markdown", on_click="ignore")

@@ -15,9 +15,8 @@ if not chosen:
     st.stop()
 paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
-st.dataframe(rows, hide_index=True, width="stretch",
-             column_order=["run", "method", "status", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score", "fpr95",
-                           "collapsed", "gacc (zero-shot)", "auroc (zero-shot)", "seconds"])
+ui.table(rows, columns=["run", "method", "status", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score",
+                        "fpr95", "collapsed", "gacc (zero-shot)", "auroc (zero-shot)", "seconds"])
 ui.explain(compare_summary(rows))
 loss, auroc, gacc, methods = {}, {}, {}, {}
 for row, p in zip(rows, paths):

@@ -35,10 +35,9 @@ for i, col in enumerate(cols):
         probs_logits.append(z)
 probs = np.array(probs)
 t = ueo_batch_terms(probs, trade=trade)
-st.dataframe([{"image": i + 1, "p": " / ".join(f"{x:.2f}" for x in probs[i]), "entropy H(p)": round(t["entropy"][i], 3),
+ui.table([{"image": i + 1, "p": " / ".join(f"{x:.2f}" for x in probs[i]), "entropy H(p)": round(t["entropy"][i], 3),
                "weight w = max p": round(t["weights"][i], 3), "share of entropy term": round(t["share_cond"][i], 3),
-               "share of marginal": round(t["share_marginal"][i], 3)} for i in range(4)], hide_index=True,
-             width="stretch")
+               "share of marginal": round(t["share_marginal"][i], 3)} for i in range(4)])
 c1, c2 = st.columns(2)
 c1.plotly_chart(charts.bar({f"class {k + 1}": v for k, v in enumerate(t["marginal"])},
                            "UEO marginal p̄ (weighted towards unsure images)"), width="stretch")

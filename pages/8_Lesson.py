@@ -90,7 +90,7 @@ def live(lid: str) -> None:
                   "largest class": f"{max(r['after'].get('class_shares') or [0]):.0%}",
                   "collapsed": bool(r["after"].get("collapsed")), "seconds": round(r["seconds"] or 0, 1),
                   "run": r["run"]} for r in rows]
-        st.dataframe(table, hide_index=True, width="stretch")
+        ui.table(table)
         c1, c2 = st.columns(2)
         if any(r["after"].get("auroc") is not None for r in rows):
             c1.plotly_chart(charts.method_scores(rows, labels), width="stretch", key="lesson_scores")

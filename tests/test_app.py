@@ -180,7 +180,7 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     cmp_ = app("pages/6_Compare.py", ws=ws)
     cmp_.run()
     no_trouble(cmp_)
-    assert cmp_.dataframe
+    assert cmp_.table
 
 
 def test_bad_template_and_failed_run_show_plain_errors(tmp_path):
@@ -366,7 +366,7 @@ def test_the_lesson_makes_its_runs_and_says_what_happened():
     shown = " ".join(m.value for m in at.markdown)
     assert all(line in shown for line in summary)
     assert any(line.startswith("Entropy minimisation (TENT) collapsed") for line in summary), summary
-    assert len(plotly_charts(at)) == 2 and at.dataframe
+    assert len(plotly_charts(at)) == 2 and at.table
 
 
 def test_model_page_offline_zoo_error_is_shown_in_full_with_what_to_do_in_the_app():

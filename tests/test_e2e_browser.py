@@ -153,9 +153,22 @@ def test_ueo_on_shapes_end_to_end(page, server):
     goto(page, "Inspect")
     page.get_by_text("Rejected as unknown (").first.wait_for()
     shot(page, "5_inspect")
+    # the files are made when a button is pressed (not on every rerun): the CSV arrives, at the slider's threshold
+    button = page.get_by_role("button", name="predictions.csv at threshold")
+    thr = button.inner_text().split("threshold ")[1].strip()
+    with page.expect_download() as dl:
+        button.click()
+    csv = Path(dl.value.path()).read_text().splitlines()
+    assert dl.value.suggested_filename.endswith(f"-predictions-t{thr}.csv")
+    n_images = int(page.get_by_text("Rejected as unknown (").first.inner_text().split(" of ")[1].split(")")[0])
+    assert "predicted_known" in csv[0] and len(csv) == 1 + n_images, (csv[0], len(csv), n_images)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="adapted checkpoint").click()
+    from safetensors.torch import load
+    assert "prompt.ctx" in load(Path(dl.value.path()).read_bytes())  # the run's adapted parameters, whole
 
     goto(page, "Compare")
-    page.locator('[data-testid="stDataFrame"]').wait_for()
+    page.locator('[data-testid="stTable"]').first.wait_for()
     shot(page, "6_compare")
 
     goto(page, "Learn")
@@ -190,7 +203,7 @@ def test_pacs_run_and_screenshots(page, server):
     settle(page)
     shot(page, "pacs_5_inspect")
     goto(page, "Compare")
-    page.locator('[data-testid="stDataFrame"]').wait_for()
+    page.locator('[data-testid="stTable"]').first.wait_for()
     shot(page, "pacs_6_compare")
 
 
