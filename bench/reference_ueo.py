@@ -54,8 +54,9 @@ def entropy(p):
 
 
 def run_reference(loaded, files, classnames, epochs, batch_size, lr=1e-4, seed=2023, weight_temperature=1.0,
-                  crop_scale=(0.5, 1.0), on_step=None) -> dict:
-    """Returns {'first_loss', 'train_images', 'train_seconds'}. On CUDA the forward passes run under bf16 autocast,
+                  crop_scale=(0.5, 1.0), on_step=None, train_scale=None) -> dict:
+    """Returns {'first_loss', 'losses', 'train_images', 'train_seconds'}. ``train_scale``: the training logits'
+    scale (None: the model's logit scale; 100 is demo.py's). On CUDA the forward passes run under bf16 autocast,
     as ueo_core's do (``models.autocast``), so that the two are compared at the same precision."""
     from ueo_core.models import autocast
     dev = loaded.device
@@ -75,8 +76,8 @@ def run_reference(loaded, files, classnames, epochs, batch_size, lr=1e-4, seed=2
     train = ImageDataset(files, loaded.train_transform(crop_scale))
     steps_per_epoch = -(-len(files) // batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
-    scale = loaded.logit_scale
-    first_loss, n_images = None, 0
+    scale = loaded.logit_scale if train_scale is None else train_scale
+    first_loss, n_images, losses = None, 0, []
     t0 = time.time()
     for epoch in range(1, epochs + 1):
         torch.manual_seed(seed * 1000 + epoch)
@@ -94,11 +95,12 @@ def run_reference(loaded, files, classnames, epochs, batch_size, lr=1e-4, seed=2
             loss.backward()
             optimizer.step()
             scheduler.step()
+            losses.append(float(loss.detach()))
             if first_loss is None:
-                first_loss = float(loss)
+                first_loss = losses[0]
             n_images += len(idx)
             if on_step:
                 on_step()
     for p in params:
         p.requires_grad_(False)
-    return {"first_loss": first_loss, "train_images": n_images, "train_seconds": time.time() - t0}
+    return {"first_loss": first_loss, "losses": losses, "train_images": n_images, "train_seconds": time.time() - t0}

@@ -83,6 +83,11 @@ with st.form(f"settings-{method}"):
                       help="The zero-shot weights' softmax scale. 'By the protocol': the model's logit scale under "
                            "Studio, 1.0 under Official.")
     seed = c8.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
+    iters = None
+    if METHODS[method].supervised:
+        iters = st.number_input("Steps per epoch", 0, 100_000, sugg["iters_per_epoch"],
+                                help="One batch from each source folder per step. 500 is the official count "
+                                     "(thuml/CLIPood --iters-per-epoch); 0 = one pass over the largest source folder.")
     st.caption(sugg["note"])
     start = st.form_submit_button("▶ Start", type="primary", disabled=busy)
     if running:
@@ -97,7 +102,7 @@ if start:
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
                     lr_visual=float(lr_visual), trade=float(trade), seed=int(seed),
                     weight_temperature=None if wt.startswith("by") else 1.0,
-                    fast_mode=fast, protocol=protocol)
+                    fast_mode=fast, protocol=protocol, iters_per_epoch=None if iters is None else int(iters))
     try:
         cfg.validate()  # every option, with a message naming it
         if state.anything_running():  # a second tab or a double click: still one live run

@@ -54,6 +54,11 @@ MUTANTS = [
      '"h_score": _harmonic(acc_class, acc_unknown)', '"h_score": _harmonic(acc_image, acc_unknown)'),
     ("UEO without the marginal term's lambda", "ueo_core/methods/ueo.py",
      "return cond - trade * marg,", "return cond - marg,"),
+    ("CLIPood: one pass over the source per epoch instead of iters_per_epoch", "ueo_core/trainer.py",
+     "steps_per_epoch = cfg.iters_per_epoch or math.ceil(",
+     "steps_per_epoch = math.ceil("),
+    ("CLIPood's defaults only through for_method (a plain RunConfig gets UEO's)", "ueo_core/config.py",
+     "for k, v in method_defaults(self.method).items():", 'for k, v in method_defaults("*").items():'),
 ]
 
 

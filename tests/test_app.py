@@ -274,6 +274,9 @@ def test_adapt_clipood_from_labelled_shapes_source():
     no_trouble(at)
     assert at.multiselect[0].value == ["Shapes · flat"]  # the labelled source: the other domains, flat first
     assert at.number_input[1].value == 12  # official batch size per source domain
+    steps = next(n for n in at.number_input if n.label == "Steps per epoch")
+    assert steps.value == 500  # official (thuml/CLIPood --iters-per-epoch); a quick run sets fewer
+    steps.set_value(4)
     rid, bg = start_one_epoch(at)
     assert bg.result.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
@@ -281,6 +284,8 @@ def test_adapt_clipood_from_labelled_shapes_source():
     from studio import state
     m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     assert {"before", "after", "last"} <= set(m) and "acc_seen" in m["after"]
+    cfg = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "config.json").read_text())
+    assert cfg["iters_per_epoch"] == 4 and cfg["summary"]["total_steps"] == 4
 
 
 def test_model_page_measures_the_cost_of_a_run():

@@ -49,7 +49,7 @@ CASES = [
     ("setting unknown", ["--setting", "XYZ"], "invalid choice"),
     ("margin negative", ["--margin", "-1"], "margin"),
     ("weight-decay nan", ["--weight-decay", "nan"], "weight_decay"),
-    ("iters-per-epoch 0", ["--iters-per-epoch", "0"], "iters_per_epoch"),
+    ("iters-per-epoch -1", ["--iters-per-epoch", "-1"], "iters_per_epoch"),
     ("epochs not a number", ["--epochs", "five"], "invalid int"),
     ("oracle without ground truth", ["DATA={tmp}/flat", "--method", "oracle"], "ground truth"),
     ("clipood without sources", ["--method", "clipood"], "source"),

@@ -89,7 +89,7 @@ def test_clipood_run_changes_only_the_image_tower_and_keeps_bma(domains, tmp_pat
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     cfg = RunConfig.for_method("clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
                                model="ueo-tiny", pretrained=None, epochs=2, batch_size=4, lr_visual=1e-3,
-                               run_dir=str(tmp_path / "run"))
+                               iters_per_epoch=0, run_dir=str(tmp_path / "run"))
     assert cfg.weight_decay == 0.1 and cfg.margin == 0.3 and cfg.bma_beta == 0.5
     events, snaps = [], []
 
@@ -130,7 +130,7 @@ def test_clipood_reports_seen_and_unseen_classes(domains, tmp_path):
     import shutil
     shutil.rmtree(src / "blue")  # blue is named in the prior but has no training images
     cfg = RunConfig.for_method("clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
-                               model="ueo-tiny", pretrained=None, epochs=1, batch_size=4)
+                               model="ueo-tiny", pretrained=None, epochs=1, batch_size=4, iters_per_epoch=0)
     tr = Trainer(cfg)
     r = tr.run()
     assert tr.seen == [0, 1] and r.metrics["acc_unseen"] is not None and 0 <= r.metrics["acc_unseen"] <= 1
@@ -144,3 +144,41 @@ def test_clipood_needs_sources_and_refuses_when_memory_is_short(domains, monkeyp
     monkeypatch.setattr("ueo_core.models.available_memory", lambda device: 1_000_000)  # 1 MB free
     with pytest.raises(ModelLoadError, match="smaller batch size"):
         Trainer(RunConfig.for_method("clipood", source=[str(src)], **base)).run()
+
+
+def test_clipood_gets_its_official_defaults_on_every_path():
+    """thuml/CLIPood: 10 epochs of 500 steps (main.py --iters-per-epoch), batch 12, AdamW lr 5e-6 (scripts.sh, PACS);
+    a plain RunConfig, for_method, replace(method=...) and a saved config all agree."""
+    official = {"epochs": 10, "batch_size": 12, "lr_visual": 5e-6, "lr_prompt": 0.0, "iters_per_epoch": 500}
+    ueo = {"epochs": 50, "batch_size": 64, "lr_visual": 1e-4, "lr_prompt": 1e-4, "iters_per_epoch": None}
+    got = lambda c: {k: getattr(c, k) for k in official}  # noqa: E731
+    assert got(RunConfig(method="clipood")) == official
+    assert got(RunConfig.for_method("clipood")) == official
+    assert got(RunConfig(data="x").replace(method="clipood")) == official
+    assert got(RunConfig(method="clipood").replace(method="ueo")) == ueo
+    assert got(RunConfig(method="clipood").replace(seed=1).replace(method="im")) == ueo
+    mine = RunConfig(method="clipood", lr_visual=1e-4, iters_per_epoch=7)  # what is set explicitly stays
+    assert got(mine) == {**official, "lr_visual": 1e-4, "iters_per_epoch": 7}
+    assert got(mine.replace(method="ueo")) == {**ueo, "lr_visual": 1e-4, "iters_per_epoch": 7}
+    assert RunConfig.from_dict(mine.to_dict()) == mine
+    old = {**RunConfig(method="clipood").to_dict(), "iters_per_epoch": None}  # saved when None meant one pass
+    assert RunConfig.from_dict(old).iters_per_epoch == 0
+
+
+def test_clipood_steps_per_epoch_follow_the_config(domains):
+    src, tgt = domains
+    base = dict(data=str(tgt), source=[str(src)], prior=["red", "green", "blue"], model="ueo-tiny",
+                pretrained=None, epochs=1, batch_size=4)
+    for iters in (None, 0, 3):
+        events = []
+        tr = Trainer(RunConfig(method="clipood", iters_per_epoch=iters, **base), listeners=[events.append])
+        if iters is None:  # the official 500: one step is enough to see the plan
+            tr.listeners.append(lambda ev: tr.cancel() if ev.kind == "step" else None)
+        tr.run()
+        start = next(e for e in events if e.kind == "start")
+        one_pass = math.ceil(max(start.data["source_images"]) / 4)
+        expected = {None: 500, 0: one_pass, 3: 3}[iters]
+        assert one_pass not in (3, 500) and start.data["steps_per_epoch"] == expected
+        assert start.data["total_steps"] == expected
+        if iters is not None:  # run to the end: exactly that many optimiser steps
+            assert sum(e.kind == "step" for e in events) == expected

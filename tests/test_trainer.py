@@ -417,3 +417,25 @@ def test_the_trainer_puts_the_model_in_eval_mode(folder, tmp_path):
     after = loaded.model.state_dict()
     assert before and all(torch.equal(v, after[k]) for k, v in before.items())
     assert not loaded.model.training
+
+
+@pytest.mark.parametrize("protocol", ["studio", "official"])
+def test_trainer_losses_equal_the_reference_loop_step_by_step(folder, protocol):
+    """bench/reference_ueo.py is a straight re-implementation of demo.py's loop (full-context prompt, no caching,
+    one SGD group per parameter, cosine per step). On the same batches the trainer's loss equals it at every step
+    of two epochs: the objective, the weights, the training scale, the augmentation, the learning rate at step k."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from reference_ueo import run_reference
+    ims = load_folder(folder, prior=["red", "green", "blue"])
+    official = protocol == "official"
+    ref = run_reference(load_model("ueo-tiny", seed=0), ims.files, ims.classes, epochs=2, batch_size=8, lr=0.5,
+                        seed=7, weight_temperature=1.0, train_scale=100.0 if official else None)
+    ours = []
+    cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None, epochs=2,
+                    batch_size=8, lr_prompt=0.5, lr_visual=0.5, seed=7, protocol=protocol,
+                    weight_temperature=None if official else 1.0)  # demo.py's weights: unscaled cosines
+    Trainer(cfg, loaded=load_model("ueo-tiny", seed=0), image_set=ims,
+            listeners=[lambda e: ours.append(e.data["loss"]) if e.kind == "step" else None]).run()
+    assert len(ours) == len(ref["losses"]) == 2 * 3  # 24 images / 8, two epochs
+    assert len(set(np.round(ref["losses"], 4))) == len(ref["losses"])  # the loss moves: the steps are compared
+    np.testing.assert_allclose(ours, ref["losses"], rtol=1e-4, atol=1e-5)

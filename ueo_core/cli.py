@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
                    help="CLIPood: AdamW weight decay (default %(default)s)")
     t.add_argument("--iters-per-epoch", type=int,
-                   help="CLIPood: steps per epoch (default: one pass over the largest source folder)")
+                   help="CLIPood: steps per epoch (default 500, the official --iters-per-epoch of thuml/CLIPood; "
+                        "0: one pass over the largest source folder)")
 
     e = sub.add_parser("eval", help="evaluate zero-shot, or a run's adapted checkpoint, on a folder")
     _add_data_args(e)

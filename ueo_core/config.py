@@ -25,8 +25,21 @@ def cache_root() -> Path:
 PROTOCOLS = {"studio": {"train": None, "weights": None, "eval": None},
              "official": {"train": 100.0, "weights": 1.0, "eval": 1.0}}
 
-# Per-method defaults that differ from UEO's (batch_size is per source domain for CLIPood).
-METHOD_DEFAULTS = {"clipood": {"epochs": 10, "batch_size": 12, "lr_visual": 5e-6, "lr_prompt": 0.0}}
+# The defaults that depend on the method, each method's official ones: every field here that is left unset (None)
+# is filled from the table in __post_init__, so that RunConfig(method="clipood"), RunConfig.for_method, from_dict,
+# replace(method=...), the CLI and the app all get the same values. "*" is every method without its own row (UEO
+# and its baselines: tim-learn/UEO demo.py --epochs 50 --bs 64 --plr/--vlr 1e-4; they take one pass over the data
+# per epoch). CLIPood (thuml/CLIPood): main.py's --iters-per-epoch 500 and scripts.sh's PACS line "-b 12 --lr 5e-6
+# --epochs 10" (batch_size is per source domain; the prompt is not trained).
+METHOD_DEFAULTS = {"*": {"epochs": 50, "batch_size": 64, "lr_prompt": 1e-4, "lr_visual": 1e-4,
+                         "iters_per_epoch": None},
+                   "clipood": {"epochs": 10, "batch_size": 12, "lr_prompt": 0.0, "lr_visual": 5e-6,
+                               "iters_per_epoch": 500}}
+
+
+def method_defaults(method: str) -> dict:
+    """The method-dependent defaults of ``method`` (METHOD_DEFAULTS)."""
+    return dict(METHOD_DEFAULTS.get(method, METHOD_DEFAULTS["*"]))
 
 
 @dataclass
@@ -50,11 +63,12 @@ class RunConfig:
     trade: float = 1.0                      # lambda: weight of the marginal-entropy term (official --trade)
     weight_temperature: Optional[float] = None  # UEO weights = max softmax(T * cos). None: the model's logit scale
     #   (the paper); 1.0 reproduces the official code, whose weights come from unscaled cosines (near-uniform).
-    # --- optimisation (official: SGD, no momentum, cosine decay per step)
-    epochs: int = 50                        # official --epochs
-    batch_size: int = 64                    # official --bs
-    lr_prompt: float = 1e-4                 # official --plr; 0 freezes the prompt context
-    lr_visual: float = 1e-4                 # official --vlr; 0 freezes the image-tower norm params
+    # --- optimisation (official: SGD, no momentum, cosine decay per step). None: the method's default
+    #   (METHOD_DEFAULTS: UEO 50 / 64 / 1e-4 / 1e-4 as demo.py; CLIPood 10 / 12 / 0 / 5e-6)
+    epochs: Optional[int] = None            # official --epochs
+    batch_size: Optional[int] = None        # official --bs
+    lr_prompt: Optional[float] = None       # official --plr; 0 freezes the prompt context
+    lr_visual: Optional[float] = None       # official --vlr; 0 freezes the image-tower norm params
     crop_scale: tuple = (0.5, 1.0)          # RandomResizedCrop scale of the training augmentation
     seed: int = 2023                        # official --seed
     num_workers: int = 0                    # DataLoader workers (0: in-process, fully repeatable)
@@ -77,18 +91,26 @@ class RunConfig:
     margin: float = 0.3                     # lambda of margin metric softmax
     bma_beta: float = 0.5                   # Beta(beta, beta) weights of the moving average
     weight_decay: float = 0.1               # AdamW weight decay
-    iters_per_epoch: Optional[int] = None   # steps per epoch; None: enough to see the largest source folder once
+    iters_per_epoch: Optional[int] = None   # CLIPood's steps per epoch; None: the official 500; 0: one pass over
+    #   the largest source folder (UEO and the baselines always take one pass over the target)
     # --- bookkeeping
     run_dir: Optional[str] = None           # where the run folder is written; None: nothing written
     resume: Optional[str] = None            # a run folder or checkpoint to continue from
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # fields left unset get the method's default; remembered, so that replace(method=...) can re-default them
+        self._method_defaulted = set()
+        for k, v in method_defaults(self.method).items():
+            if getattr(self, k) is None and v is not None:
+                setattr(self, k, v)
+                self._method_defaulted.add(k)
+
     @classmethod
     def for_method(cls, method: str, **kw) -> "RunConfig":
-        """A config with the method's own official defaults (CLIPood: AdamW lr 5e-6, 10 epochs, batch 12)."""
-        base = dict(METHOD_DEFAULTS.get(method, {}))
-        base.update(kw)
-        return cls(method=method, **base)
+        """A config with the method's own official defaults (CLIPood: AdamW lr 5e-6, 10 epochs of 500 steps,
+        batch 12). The same as ``RunConfig(method=method, **kw)``."""
+        return cls(method=method, **kw)
 
     def validate(self) -> "RunConfig":
         """Check every option up front; a ``ValueError`` names the option and its allowed range. Returns self."""
@@ -122,6 +144,9 @@ class RunConfig:
         if self.setting not in ("CDA", "PDA", "ODA", "OPDA", "CSDA"):
             bad("setting", "one of CDA, PDA, ODA, OPDA, CSDA", self.setting)
         split_template(self.template)
+        for name in method_defaults(self.method):
+            if getattr(self, name) is None and name != "iters_per_epoch":
+                bad(name, "set", None)
         integer("epochs", 0, 100_000)  # 0: evaluate only
         integer("batch_size", 1, 65_536)
         integer("seed", 0, 2 ** 63 - 1)
@@ -130,7 +155,7 @@ class RunConfig:
         integer("fast_blocks", 1, 4)
         integer("eval_every", 1, 100_000)
         integer("sync_every", 1, 100_000, optional=True)
-        integer("iters_per_epoch", 1, 10_000_000, optional=True)
+        integer("iters_per_epoch", 0, 10_000_000, optional=True)  # 0: one pass over the largest source
         number("lr_prompt", 0.0, 100.0)
         number("lr_visual", 0.0, 100.0)
         number("trade", 0.0, 1000.0)
@@ -164,12 +189,21 @@ class RunConfig:
         if unknown:
             raise ValueError(f"Unknown config keys: {', '.join(sorted(unknown))}")
         d = dict(d)
+        if d.get("method") == "clipood" and "iters_per_epoch" in d and d["iters_per_epoch"] is None:
+            d["iters_per_epoch"] = 0  # saved before CLIPood's default became the official 500: None meant one pass
         if "crop_scale" in d and d["crop_scale"] is not None:
             d["crop_scale"] = tuple(d["crop_scale"])
         return cls(**d)
 
     def replace(self, **kw) -> "RunConfig":
-        return dataclasses.replace(self, **kw)
+        """A copy with ``kw`` changed. Changing the method re-defaults what the old method had defaulted
+        (``RunConfig(data=d).replace(method="clipood")`` gets CLIPood's lr, not UEO's); values set explicitly stay."""
+        kept = getattr(self, "_method_defaulted", set()) - set(kw)
+        if kw.get("method", self.method) != self.method:
+            kw.update({k: None for k in kept})
+        new = dataclasses.replace(self, **kw)
+        new._method_defaulted |= kept
+        return new
 
 
 def suggested_settings(model: str, pretrained: Optional[str] = None, method: str = "ueo") -> dict:
@@ -177,10 +211,13 @@ def suggested_settings(model: str, pretrained: Optional[str] = None, method: str
     GPU; the built-in small CLIP on a CPU needs a larger step and fewer epochs to move in a minute."""
     from .models import BUILTIN_MODEL
     if method == "clipood":
-        d = RunConfig.for_method("clipood")
+        d = RunConfig(method="clipood")
         return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": 0.0, "lr_visual": d.lr_visual,
-                "note": "CLIPood's official settings for PACS-like shifts: AdamW lr 5e-6, weight decay 0.1, batch 12 "
-                        "per source domain, 10 epochs, lambda 0.3, Beta(0.5, 0.5) moving average."}
+                "iters_per_epoch": d.iters_per_epoch,
+                "note": "CLIPood's official settings for PACS-like shifts (thuml/CLIPood): AdamW lr 5e-6, weight decay "
+                        f"0.1, batch 12 per source domain, 10 epochs of {d.iters_per_epoch} steps, lambda 0.3, "
+                        "Beta(0.5, 0.5) moving average. 5,000 steps of the whole image tower take a while on a CPU: "
+                        "fewer steps per epoch make a quick (non-official) run."}
     if model == BUILTIN_MODEL:
         return {"epochs": 5, "batch_size": 64, "lr_prompt": 5e-2, "lr_visual": 5e-2,
                 "note": "Quick settings for the built-in model (5 epochs, SGD lr 0.05): chosen on Shapes from "
