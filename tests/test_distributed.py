@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -70,6 +71,66 @@ def test_two_processes_equal_one_process_with_the_global_batch(tmp_path, monkeyp
         for k, g in single_grads.items():
             assert torch.allclose(res["grads"][k], g, atol=1e-6, rtol=1e-4), k
     assert single_grads["prompt.ctx"].abs().sum() > 0
+
+
+def symmetric_folder(root):
+    """Images that are their own mirror image: with crop scale (1, 1) the training augmentation (a resized crop of
+    the whole image, then a random flip) gives the same tensor whichever random numbers a process draws, so one
+    process and two can be compared on the same pixels."""
+    from PIL import Image
+    for c in CLASSES + ["yellow"]:
+        for k, path in enumerate(sorted((make_folder(root, classes=(c,), seed=len(c)) / c).glob("*.png"))):
+            a = np.asarray(Image.open(path)).copy()
+            a[:, a.shape[1] // 2:] = a[:, : a.shape[1] // 2][:, ::-1]
+            Image.fromarray(a).save(path)
+    return root
+
+
+def trainer_config(folder, batch_size):
+    from ueo_core.config import RunConfig
+    return RunConfig(data=str(folder), prior=CLASSES, model="ueo-tiny", pretrained=None, epochs=2,
+                     batch_size=batch_size, lr_prompt=0.5, lr_visual=0.5, seed=3, crop_scale=(1.0, 1.0))
+
+
+def run_trainer(folder, batch_size):
+    """The real Trainer: its per-step losses (rank 0 reports them) and its trained parameters."""
+    from ueo_core.trainer import Trainer
+    losses, start = [], {}
+
+    def on(e):
+        if e.kind == "start":
+            start.update({k: p.detach().clone() for k, p in tr.trainable().items()})
+        elif e.kind == "step":
+            losses.append(e.data["loss"])
+    tr = Trainer(trainer_config(folder, batch_size), listeners=[on])
+    tr.run()
+    return losses, {k: p.detach().clone() for k, p in tr.trainable().items()}, start
+
+
+def _trainer_worker(rank, world, port, folder, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    losses, params, _ = run_trainer(folder, 4)
+    torch.save({"losses": losses, "params": params}, out / f"trainer{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_the_trainer_under_two_gloo_processes_equals_one_process_with_the_global_batch(tmp_path, monkeypatch):
+    """Not the step rebuilt by hand: Trainer.run() itself, under 2 processes at batch 4 vs 1 process at batch 8,
+    two epochs. Same global batches, same loss at every step, same trained prompt context and norm params."""
+    folder = symmetric_folder(tmp_path / "data")
+    single_losses, single_params, initial = run_trainer(folder, 8)
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)  # (see the test above)
+    mp.spawn(_trainer_worker, args=(2, free_port(), folder, tmp_path), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"trainer{r}.pt") for r in range(2))
+    assert len(single_losses) == 2 * 3 and r0["losses"] == pytest.approx(single_losses, abs=1e-5)
+    assert r1["losses"] == []  # only rank 0 talks to listeners
+    for k, p in single_params.items():
+        assert torch.allclose(r0["params"][k], p, atol=1e-5, rtol=1e-4), k
+        assert torch.equal(r0["params"][k], r1["params"][k]), k  # DDP keeps the processes in step
+    assert not torch.allclose(single_params["prompt.ctx"], initial["prompt.ctx"])  # they trained: compared after
+    assert sum(not torch.allclose(single_params[k], initial[k]) for k in initial) > len(initial) / 2  # moving
 
 
 @pytest.mark.slow

@@ -319,9 +319,13 @@ class Trainer:
             for chunk in perm.split(cfg.batch_size):
                 yield None, chunk, torch.randint(len(self.view_feats), (len(chunk),), generator=gen)
             return
-        if not self.method.supervised and is_distributed():  # every process draws the same global batches
-            perm = torch.randperm(len(self.train_set), generator=gen)
-            global_batches = [shard(c).tolist() for c in perm.split(cfg.batch_size * world_size())]
+        if not self.method.supervised and is_distributed():  # every process draws the same global batches:
+            # the very ones one process draws at batch_size x world (a shuffled loader over the indices consumes
+            # the generator as the single-process loader does), each process keeping its shard. (The random
+            # augmentation of an image still differs: each process draws its own.)
+            order = torch.utils.data.DataLoader(range(len(self.train_set)), batch_size=cfg.batch_size * world_size(),
+                                                shuffle=True, generator=gen)
+            global_batches = [shard(c).tolist() for c in order]
             for images, idx in torch.utils.data.DataLoader(self.train_set, batch_sampler=global_batches,
                                                            num_workers=cfg.num_workers):
                 yield images, idx, None
