@@ -187,8 +187,10 @@ def live(rid: str) -> None:
                 st.plotly_chart(charts.metric_curves(epochs), width="stretch", key="metrics")
                 ui.explain("GACC: accuracy on known-class images; PACC: mean per-class accuracy; AUROC: how well "
                            "confidence separates known from unknown (0.5 = chance).")
-            ui.table([{"epoch": e["epoch"], **{k: v for k, v in e["metrics"].items() if isinstance(v, float)}}
-                      for e in epochs])
+            rows = [{"epoch": e["epoch"], **{k: v for k, v in e["metrics"].items() if isinstance(v, float)}}
+                    for e in epochs]
+            first = ["epoch", "gacc", "pacc", "auroc", "h_score", "fpr95", "threshold"]  # the scores, then the rest
+            ui.table(rows, columns=[k for k in first if k in rows[0]] + [k for k in rows[0] if k not in first])
         if epochs[-1].get("class_shares"):
             classes = (cfg.get("summary") or {}).get("classes") or []
             st.plotly_chart(charts.class_share_curves(epochs, classes), width="stretch", key="shares")

@@ -38,11 +38,12 @@ t = ueo_batch_terms(probs, trade=trade)
 ui.table([{"image": i + 1, "p": " / ".join(f"{x:.2f}" for x in probs[i]), "entropy H(p)": round(t["entropy"][i], 3),
                "weight w = max p": round(t["weights"][i], 3), "share of entropy term": round(t["share_cond"][i], 3),
                "share of marginal": round(t["share_marginal"][i], 3)} for i in range(4)])
-c1, c2 = st.columns(2)
-c1.plotly_chart(charts.bar({f"class {k + 1}": v for k, v in enumerate(t["marginal"])},
-                           "UEO marginal p̄ (weighted towards unsure images)"), width="stretch")
-c2.plotly_chart(charts.bar({f"class {k + 1}": v for k, v in enumerate(t["plain_marginal"])},
-                           "plain mean prediction (IM)"), width="stretch")
+marginals = {"UEO marginal p̄ (weighted towards unsure images)": t["marginal"],
+             "plain mean prediction (IM)": t["plain_marginal"]}
+st.plotly_chart(charts.grouped_bars({name: {f"class {k + 1}": v for k, v in enumerate(m)}
+                                     for name, m in marginals.items()}, "The batch's mean prediction, two ways",
+                                    colors=dict(zip(marginals, (charts.method_color("ueo"), charts.method_color("im"))))),
+                width="stretch")
 m1, m2 = st.columns(2)
 m1.metric("weighted entropy term", f"{t['cond']:.3f}")
 m2.metric("marginal entropy H(p̄)", f"{t['marginal_entropy']:.3f}", help=f"maximum log 3 = {t['max_entropy']:.3f}")
