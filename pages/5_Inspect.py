@@ -59,10 +59,17 @@ else:
 st.subheader("Accepted images, by predicted class")
 accepted = groups["accepted"]
 per_class = {name: [i for i in accepted if preds.pred[i] == k] for k, name in enumerate(preds.classes)}
-shown = st.radio("Predicted class", list(per_class), horizontal=True, key=f"acc_class|{rid}",
-                 format_func=lambda c: f"{c} · {len(per_class[c])}")
-ui.gallery([preds.paths[i] for i in per_class[shown]], [f"{preds.confidence[i]:.2f}" for i in per_class[shown]],
-           limit=16, key=f"acc|{rid}|{shown}", empty=f"No image is accepted as {shown} at this threshold.")
+
+
+@st.fragment
+def accepted_gallery() -> None:  # choosing a class reruns this part only
+    shown = st.radio("Predicted class", list(per_class), horizontal=True, key=f"acc_class|{rid}",
+                     format_func=lambda c: f"{c} · {len(per_class[c])}")
+    ui.gallery([preds.paths[i] for i in per_class[shown]], [f"{preds.confidence[i]:.2f}" for i in per_class[shown]],
+               limit=16, key=f"acc|{rid}|{shown}", empty=f"No image is accepted as {shown} at this threshold.")
+
+
+accepted_gallery()
 
 st.subheader("Downloads")
 # Each file is made (or read) only when its button is pressed, and pressing one does not rerun the page: a

@@ -78,7 +78,16 @@ def thumbnail(path: str, size: int = 112, mtime: float = 0.0) -> bytes:
 
 def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: int = 48,
             columns: int = GALLERY_COLUMNS, empty: str = "No images.", key: Optional[str] = None) -> None:
-    """A thumbnail grid of ``limit`` images; with a ``key``, paged, so that every image can be reached."""
+    """A thumbnail grid of ``limit`` images; with a ``key``, paged, so that every image can be reached. A paged
+    gallery is its own fragment (nested in a fragment, too): turning its page reruns the gallery, not the page
+    around it."""
+    if key:
+        st.fragment(_gallery)(list(paths), None if captions is None else list(captions), limit, columns, empty, key)
+    else:
+        _gallery(paths, captions, limit, columns, empty, key)
+
+
+def _gallery(paths, captions, limit, columns, empty, key) -> None:
     if not len(paths):
         st.caption(empty)
         return

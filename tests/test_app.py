@@ -30,7 +30,7 @@ def app(page: str, **session) -> AppTest:
 
 
 def no_trouble(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
+    assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
 
 
 def plotly_charts(at: AppTest) -> list:
@@ -176,6 +176,17 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     assert any(f"{sum(marks)} of {len(marks)} rejections are right" in c.value for c in ins.caption)
     assert any(n.label.startswith("page (of") for n in ins.number_input)
     assert any("threshold 1.000" in b.label for b in ins.get("download_button"))
+    # a paged gallery is a fragment (its pager reruns it alone; AppTest itself always reruns the whole page, so
+    # the wiring is what is checked here), and its next page shows the next rejections
+    from unittest import mock
+    from studio import ui
+    shown = lambda: [str(im.proto) for im in ins.get("image")]  # noqa: E731  (captions and image ids)
+    first = shown()
+    with mock.patch.object(ui.st, "fragment", wraps=ui.st.fragment) as frag:
+        next(n for n in ins.number_input if n.label.startswith("page (of")).set_value(2).run()
+        no_trouble(ins)
+    assert sum(c.args[:1] == (ui._gallery,) for c in frag.call_args_list) >= 2  # rejected + accepted galleries
+    assert first and shown() and shown() != first  # the next 24 rejections
 
     cmp_ = app("pages/6_Compare.py", ws=ws)
     cmp_.run()

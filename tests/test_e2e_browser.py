@@ -166,6 +166,17 @@ def test_ueo_on_shapes_end_to_end(page, server):
         page.get_by_role("button", name="adapted checkpoint").click()
     from safetensors.torch import load
     assert "prompt.ctx" in load(Path(dl.value.path()).read_bytes())  # the run's adapted parameters, whole
+    # the accepted-class gallery is a fragment: choosing another class redraws it, with that class's images
+    group = page.locator('[data-testid="stRadio"]').filter(has_text="Predicted class")
+    second = group.locator("label").nth(1)
+    name, count = second.inner_text().split(" · ")
+    second.click()
+    settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    section = page.locator('[data-testid="stVerticalBlock"]').filter(has=group).last
+    n_shown = section.locator('[data-testid="stImage"]').count()
+    assert n_shown == min(int(count), 16) or (int(count) == 0 and f"No image is accepted as {name}" in
+                                              section.inner_text()), (name, count, n_shown)
 
     goto(page, "Compare")
     page.locator('[data-testid="stTable"]').first.wait_for()
