@@ -89,7 +89,7 @@ def maps() -> None:
     st.subheader(f"Selected images ({len(selected)})")
     idx = sorted(selected, key=lambda i: -preds.confidence[i])
     ui.gallery([preds.paths[i] for i in idx], [f"{pred_names[i]} {preds.confidence[i]:.2f}" for i in idx],
-               empty="Select points with the box or lasso tool.", key="explore_sel")
+               empty="Select points with the box or lasso tool.", key="explore_sel", own_fragment=False)
     if st.session_state.get("explore_polling") and not job.alive:
         st.session_state["explore_polling"] = False
         st.rerun()  # the job ended: one full rerun stops the polling

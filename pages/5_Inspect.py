@@ -66,7 +66,8 @@ def accepted_gallery() -> None:  # choosing a class reruns this part only
     shown = st.radio("Predicted class", list(per_class), horizontal=True, key=f"acc_class|{rid}",
                      format_func=lambda c: f"{c} · {len(per_class[c])}")
     ui.gallery([preds.paths[i] for i in per_class[shown]], [f"{preds.confidence[i]:.2f}" for i in per_class[shown]],
-               limit=16, key=f"acc|{rid}|{shown}", empty=f"No image is accepted as {shown} at this threshold.")
+               limit=16, key=f"acc|{rid}|{shown}", empty=f"No image is accepted as {shown} at this threshold.",
+               own_fragment=False)  # (already inside this fragment)
 
 
 accepted_gallery()

@@ -77,11 +77,13 @@ def thumbnail(path: str, size: int = 112, mtime: float = 0.0) -> bytes:
 
 
 def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: int = 48,
-            columns: int = GALLERY_COLUMNS, empty: str = "No images.", key: Optional[str] = None) -> None:
+            columns: int = GALLERY_COLUMNS, empty: str = "No images.", key: Optional[str] = None,
+            own_fragment: bool = True) -> None:
     """A thumbnail grid of ``limit`` images; with a ``key``, paged, so that every image can be reached. A paged
-    gallery is its own fragment (nested in a fragment, too): turning its page reruns the gallery, not the page
-    around it."""
-    if key:
+    gallery is its own fragment: turning its page reruns the gallery, not the page around it. Inside a fragment
+    that reruns on a timer, pass ``own_fragment=False``: Streamlit 1.67's frontend can then receive the nested
+    fragment's elements at a path that no longer exists ("Bad delta path index") and blank the page."""
+    if key and own_fragment:
         st.fragment(_gallery)(list(paths), None if captions is None else list(captions), limit, columns, empty, key)
     else:
         _gallery(paths, captions, limit, columns, empty, key)
