@@ -70,7 +70,15 @@ with st.form(f"settings-{method}"):
     lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
                                 0.0, 10.0, sugg["lr_visual"], format="%.0e")
     c5, c6, c7, c8 = st.columns(4)
-    trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, RunConfig.trade)
+    uses = METHODS[method].uses  # only what this method's objective reads is offered
+    margin, trade = RunConfig.margin, RunConfig.trade
+    if "margin" in uses:
+        margin = c5.number_input("Margin λ (CLIPood)", 0.0, 10.0, RunConfig.margin,
+                                 help="Class-adaptive margin of the margin metric softmax (official 0.3)")
+    else:
+        trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, RunConfig.trade,
+                                disabled="trade" not in uses, help=None if "trade" in uses else
+                                f"{METHODS[method].label} has no marginal-entropy term.")
     protocols = {"studio": "Studio: the model's logit scale everywhere",
                  "official": "Official code (paper's tables): train ×100, score raw cosines"}
     protocol = c6.selectbox("Scoring protocol", list(protocols), format_func=protocols.get,
@@ -80,8 +88,10 @@ with st.form(f"settings-{method}"):
                                  "all scores (confidence, histograms, AUROC) from the softmax of unscaled cosines — "
                                  "confidences then sit near 1/K.")
     wt = c7.selectbox("UEO weight temperature", ["by the protocol", "1.0 (unscaled cosines)"],
+                      disabled="weight_temperature" not in uses,
                       help="The zero-shot weights' softmax scale. 'By the protocol': the model's logit scale under "
-                           "Studio, 1.0 under Official.")
+                           "Studio, 1.0 under Official." + ("" if "weight_temperature" in uses else
+                                                           f" Not used by {METHODS[method].label}."))
     seed = c8.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
     iters = None
     if METHODS[method].supervised:
@@ -100,7 +110,7 @@ if start:
     cfg = RunConfig.for_method(method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), source=sources or None,
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
-                    lr_visual=float(lr_visual), trade=float(trade), seed=int(seed),
+                    lr_visual=float(lr_visual), trade=float(trade), margin=float(margin), seed=int(seed),
                     weight_temperature=None if wt.startswith("by") else 1.0,
                     fast_mode=fast, protocol=protocol, iters_per_epoch=None if iters is None else int(iters))
     try:

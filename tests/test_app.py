@@ -288,6 +288,10 @@ def test_adapt_clipood_from_labelled_shapes_source():
     steps = next(n for n in at.number_input if n.label == "Steps per epoch")
     assert steps.value == 500  # official (thuml/CLIPood --iters-per-epoch); a quick run sets fewer
     steps.set_value(4)
+    labels = [n.label for n in at.number_input]  # CLIPood's own knob, not UEO's λ; no UEO weight temperature
+    assert "Margin λ (CLIPood)" in labels and "λ (marginal entropy weight)" not in labels
+    next(n for n in at.number_input if n.label == "Margin λ (CLIPood)").set_value(0.2)
+    assert next(b for b in at.selectbox if b.label == "UEO weight temperature").disabled
     rid, bg = start_one_epoch(at)
     assert bg.result.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
@@ -296,7 +300,7 @@ def test_adapt_clipood_from_labelled_shapes_source():
     m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     assert {"before", "after", "last"} <= set(m) and "acc_seen" in m["after"]
     cfg = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "config.json").read_text())
-    assert cfg["iters_per_epoch"] == 4 and cfg["summary"]["total_steps"] == 4
+    assert cfg["iters_per_epoch"] == 4 and cfg["summary"]["total_steps"] == 4 and cfg["margin"] == 0.2
 
 
 def test_model_page_measures_the_cost_of_a_run():
@@ -544,3 +548,14 @@ def test_adapt_runs_under_the_official_protocol():
     m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     assert m["protocol"] == "official" and m["after"]["mean_confidence"] < 0.5  # raw cosines: near 1/K
     assert any("official protocol" in s.value for s in at.subheader)
+
+
+@pytest.mark.parametrize("method, trade_on, temperature_on", [("entropy", False, False), ("im", True, False),
+                                                               ("ueo", True, True)])
+def test_adapt_offers_only_the_options_the_method_uses(method, trade_on, temperature_on):
+    at = app("pages/3_Adapt.py")
+    at.run()
+    at.selectbox[0].set_value(method).run()
+    no_trouble(at)
+    assert next(n for n in at.number_input if n.label == "λ (marginal entropy weight)").disabled == (not trade_on)
+    assert next(b for b in at.selectbox if b.label == "UEO weight temperature").disabled == (not temperature_on)

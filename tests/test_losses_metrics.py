@@ -251,3 +251,24 @@ def test_default_threshold_is_the_2_means_midpoint():
     conf = np.concatenate([0.9 + 0.02 * rng.standard_normal(90), 0.2 + 0.02 * rng.standard_normal(10)])
     hi, lo = conf[:90].mean(), conf[90:].mean()
     assert default_threshold(conf) == pytest.approx((hi + lo) / 2, abs=1e-6)
+
+
+def test_each_method_declares_exactly_the_options_its_objective_reads():
+    """METHODS[m].uses is what the app offers for a method: an option listed there must change the loss, one not
+    listed must not (so the Adapt form never shows a knob that does nothing, nor hides one that matters)."""
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(8, 4, generator=g) * 3, dim=1)
+    feats, text = F.normalize(torch.randn(8, 5, generator=g), dim=1), F.normalize(torch.randn(4, 5, generator=g), dim=1)
+    base = dict(probs=probs, weights=torch.rand(8, generator=g) * 0.5 + 0.3, known=(torch.arange(8) % 2).float(),
+                features=feats, text=text, labels=torch.arange(8) % 4, scale=10.0)
+    for name in list_methods():
+        m = get_method(name)
+        if not m.trains:
+            assert m.uses == ()
+            continue
+        for option, a, b in (("trade", 1.0, 2.5), ("margin", 0.3, 0.8)):
+            la = float(m.loss(Batch(**base, **{option: a}))[0])
+            lb = float(m.loss(Batch(**base, **{option: b}))[0])
+            assert (la != pytest.approx(lb, abs=1e-6)) == (option in m.uses), (name, option, la, lb)
+        assert ("weight_temperature" in m.uses) == m.needs_weights, name  # the temperature only sets UEO's weights

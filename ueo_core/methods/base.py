@@ -63,6 +63,8 @@ class Method:
     trains_prompt: ClassVar[bool] = True     # the CoOp context vectors learn
     trains_visual: ClassVar[str] = "norm"    # "norm": norm-layer affine params; "all": the whole image tower
     optimizer: ClassVar[str] = "sgd"         # "sgd" (official UEO: no momentum) or "adamw" (official CLIPood)
+    uses: ClassVar[tuple] = ()               # the RunConfig options the objective reads (trade, weight_temperature,
+    #   margin); the app offers only these for the method
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
         """(loss to minimise, numbers worth plotting as detached 0-d tensors: the trainer reads them in bulk, so a

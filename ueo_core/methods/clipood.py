@@ -37,6 +37,7 @@ class CLIPood(Method):
     trains_prompt = False      # text features stay fixed (the class prompts)
     trains_visual = "all"      # every image-tower parameter (the model stays in eval mode: norm statistics frozen)
     optimizer = "adamw"
+    uses = ("margin",)         # (and the moving average's beta, the weight decay, steps per epoch: CLI options)
 
     def loss(self, batch: Batch):
         logits = mms_logits(batch.features, batch.text, batch.labels, batch.scale, batch.margin)

@@ -8,6 +8,7 @@ class InfoMax(Method):
     name = "im"
     label = "Information max. (IM)"
     description = "Confident yet diverse predictions: mean entropy - lambda * entropy of the mean prediction."
+    uses = ("trade",)
 
     def loss(self, batch: Batch):
         cond = entropy(batch.probs).mean()

@@ -27,6 +27,7 @@ class UEO(Method):
     description = ("Universal Entropy Optimization: confidence-weighted entropy minimisation plus "
                    "inverse-confidence-weighted marginal entropy maximisation.")
     needs_weights = True
+    uses = ("trade", "weight_temperature")
 
     def loss(self, batch: Batch):
         return ueo_loss(batch.probs, batch.weights, batch.trade)
@@ -38,6 +39,7 @@ class Oracle(Method):
     label = "Oracle (true known/unknown)"
     description = "UEO with the true known/unknown mask as weights (needs ground truth): an upper bound."
     needs_truth = True
+    uses = ("trade",)
 
     def loss(self, batch: Batch):
         return ueo_loss(batch.probs, batch.known.to(batch.probs.dtype) + ORACLE_EPS, batch.trade)
