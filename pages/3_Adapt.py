@@ -59,24 +59,34 @@ if not METHODS[method].supervised and METHODS[method].trains:
                    "UEO (most of the image tower does not adapt). Choose Full for the exact method; the Model page "
                    "estimates its time.")
 
+# the form shows the settings of this session's run (when it is of the chosen method), so that after a refresh
+# during a 150-epoch run it does not show the suggested 5 beside it; else the suggested settings
+run_cfg = (RunFolder(state.runs_dir() / rid).config or {}) if rid else {}
+own = run_cfg if run_cfg.get("method") == method else {}
+
+
+def setting(key: str, default, kind=float):
+    return kind(own[key]) if own.get(key) is not None else kind(default)
+
+
 with st.form(f"settings-{method}"):
     template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
-                             "context)", value=RunConfig.template)
+                             "context)", value=setting("template", RunConfig.template, str))
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("Epochs", 1, 500, sugg["epochs"])
-    batch = c2.number_input("Batch size", 1, 1024, sugg["batch_size"])
-    lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, sugg["lr_prompt"], format="%.0e",
+    epochs = c1.number_input("Epochs", 1, 500, setting("epochs", sugg["epochs"], int))
+    batch = c2.number_input("Batch size", 1, 1024, setting("batch_size", sugg["batch_size"], int))
+    lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, setting("lr_prompt", sugg["lr_prompt"]), format="%.0e",
                                 disabled=not METHODS[method].trains_prompt)
     lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
-                                0.0, 10.0, sugg["lr_visual"], format="%.0e")
+                                0.0, 10.0, setting("lr_visual", sugg["lr_visual"]), format="%.0e")
     c5, c6, c7, c8 = st.columns(4)
     uses = METHODS[method].uses  # only what this method's objective reads is offered
     margin, trade = RunConfig.margin, RunConfig.trade
     if "margin" in uses:
-        margin = c5.number_input("Margin λ (CLIPood)", 0.0, 10.0, RunConfig.margin,
+        margin = c5.number_input("Margin λ (CLIPood)", 0.0, 10.0, setting("margin", RunConfig.margin),
                                  help="Class-adaptive margin of the margin metric softmax (official 0.3)")
     else:
-        trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, RunConfig.trade,
+        trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, setting("trade", RunConfig.trade),
                                 disabled="trade" not in uses, help=None if "trade" in uses else
                                 f"{METHODS[method].label} has no marginal-entropy term.")
     protocols = {"studio": "Studio: the model's logit scale everywhere",
@@ -92,10 +102,10 @@ with st.form(f"settings-{method}"):
                       help="The zero-shot weights' softmax scale. 'By the protocol': the model's logit scale under "
                            "Studio, 1.0 under Official." + ("" if "weight_temperature" in uses else
                                                            f" Not used by {METHODS[method].label}."))
-    seed = c8.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed)
+    seed = c8.number_input("Seed", 0, 2 ** 31 - 1, setting("seed", RunConfig.seed, int))
     iters = None
     if METHODS[method].supervised:
-        iters = st.number_input("Steps per epoch", 0, 100_000, sugg["iters_per_epoch"],
+        iters = st.number_input("Steps per epoch", 0, 100_000, setting("iters_per_epoch", sugg["iters_per_epoch"], int),
                                 help="One batch from each source folder per step. 500 is the official count "
                                      "(thuml/CLIPood --iters-per-epoch); 0 = one pass over the largest source folder.")
     st.caption(sugg["note"])

@@ -522,6 +522,7 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     assert any(rid in s.value for s in r.subheader)
     start = [b for b in r.button if "Start" in b.label][0]
     assert start.disabled and bg.alive
+    assert r.number_input[0].label == "Epochs" and r.number_input[0].value == 40  # the run's own, not the default
     side = " ".join(c.value for c in r.sidebar.caption)
     assert "Shapes · photo" in side and "training…" in side and rid[-6:] in side
 
