@@ -89,9 +89,7 @@ with st.form(f"settings-{method}"):
         trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, setting("trade", RunConfig.trade),
                                 disabled="trade" not in uses, help=None if "trade" in uses else
                                 f"{METHODS[method].label} has no marginal-entropy term.")
-    protocols = {"studio": "Studio: the model's logit scale everywhere",
-                 "official": "Official code (paper's tables): train ×100, score raw cosines"}
-    protocol = c6.selectbox("Scoring protocol", list(protocols), format_func=protocols.get,
+    protocol = c6.selectbox("Scoring protocol", list(ui.PROTOCOL_LABELS), format_func=ui.PROTOCOL_LABELS.get,
                             help="Where a softmax is taken, at which scale. Studio uses the model's own logit scale "
                                  "for training, the zero-shot weights and every score. Official reproduces "
                                  "tim-learn/UEO demo.py, as in the paper's tables: training logits ×100, weights and "

@@ -26,10 +26,8 @@ with st.expander("Settings (shared by every method)"):
     lr = c3.number_input("Learning rate (prompt and norm params)", 0.0, 10.0, float(sugg["lr_visual"]),
                          format="%.0e", key="lesson_lr")
     seed = c4.number_input("Seed", 0, 2 ** 31 - 1, RunConfig.seed, key="lesson_seed")
-    protocol = st.radio("Scoring protocol", ["studio", "official"], horizontal=True, key="lesson_protocol",
-                        format_func={"studio": "Studio (the model's logit scale everywhere)",
-                                     "official": "Official code, as the paper's tables (train ×100, score raw "
-                                                 "cosines)"}.get)
+    protocol = st.radio("Scoring protocol", list(ui.PROTOCOL_LABELS), horizontal=True, key="lesson_protocol",
+                        format_func=ui.PROTOCOL_LABELS.get)
     st.caption(sugg["note"])
 
 lesson = state.active_lesson()

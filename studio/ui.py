@@ -14,6 +14,9 @@ from ueo_core.data import load_rgb
 from . import state
 
 GALLERY_COLUMNS = 8
+# how the app names the scoring protocols (ueo_core.config.PROTOCOLS), on every page that offers them
+PROTOCOL_LABELS = {"studio": "Studio: the model's logit scale everywhere",
+                   "official": "Official code (paper's tables): train ×100, score raw cosines"}
 
 # Everything imported so far (torch, scikit-learn, Plotly, open_clip…) lives as long as the server: move it out of
 # the collector's generations, so that a full collection (Python's own, now and then) does not walk 600k objects.
@@ -112,9 +115,9 @@ def _gallery(paths, captions, limit, columns, empty, key) -> None:
 
 
 def table(rows: Sequence[dict], columns: Optional[Sequence[str]] = None, digits: int = 4) -> None:
-    """A small table as static HTML (``st.table``), floats to ``digits`` significant digits, "–" where empty. Measured by ``bench``-style timing
-    in Chromium on 2 cores: an ``st.dataframe`` (a canvas grid) takes ~330 ms to mount on a page switch, an
-    ``st.table`` ~20 ms, so the interactive grid is kept for long lists only (skipped files)."""
+    """A small table as static HTML (``st.table``), floats to ``digits`` significant digits, "–" where empty.
+    ``bench/ui_elements.py`` measured a 6-row ``st.dataframe`` (a canvas grid) at ~340 ms to mount on a page switch
+    in Chromium on 2 cores, the same rows as ``st.table`` at ~13 ms: the grid is kept for long lists only."""
     import pandas as pd
     cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
     frame = pd.DataFrame(list(rows), columns=cols)

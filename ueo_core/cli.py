@@ -15,7 +15,7 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from .config import RunConfig
+from .config import PROTOCOLS, RunConfig
 from .data import DataError, load_data
 from .methods import METHODS
 from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
@@ -56,7 +56,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float,
                    help="known/unknown confidence threshold (default: unsupervised 2-means split of confidences)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
-    p.add_argument("--protocol", choices=["studio", "official"],
+    p.add_argument("--protocol", choices=list(PROTOCOLS),
                    help="logit scales: studio (default) uses the model's logit scale for training, the zero-shot "
                         "weights and every score; official reproduces tim-learn/UEO demo.py, as in the paper's tables "
                         "(training x100, weights and scores from the softmax of unscaled cosines)")
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="SGD learning rate of the prompt context and norm params (default %(default)s: the app's "
                           "quick setting for the built-in model; the paper uses 1e-4 for 50 epochs)")
     les.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
-    les.add_argument("--protocol", choices=["studio", "official"], default=DEFAULTS.protocol,
+    les.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULTS.protocol,
                      help="logit scales (see `train --help`; default %(default)s)")
 
     sub.add_parser("models", help="list the open_clip architectures and pretrained tags")

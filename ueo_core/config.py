@@ -212,12 +212,13 @@ def suggested_settings(model: str, pretrained: Optional[str] = None, method: str
     from .models import BUILTIN_MODEL
     if method == "clipood":
         d = RunConfig(method="clipood")
-        return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": 0.0, "lr_visual": d.lr_visual,
+        return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": d.lr_prompt, "lr_visual": d.lr_visual,
                 "iters_per_epoch": d.iters_per_epoch,
-                "note": "CLIPood's official settings for PACS-like shifts (thuml/CLIPood): AdamW lr 5e-6, weight decay "
-                        f"0.1, batch 12 per source domain, 10 epochs of {d.iters_per_epoch} steps, lambda 0.3, "
-                        "Beta(0.5, 0.5) moving average. 5,000 steps of the whole image tower take a while on a CPU: "
-                        "fewer steps per epoch make a quick (non-official) run."}
+                "note": f"CLIPood's official settings for PACS-like shifts (thuml/CLIPood): AdamW lr {d.lr_visual:g}, "
+                        f"weight decay {d.weight_decay:g}, batch {d.batch_size} per source domain, {d.epochs} epochs "
+                        f"of {d.iters_per_epoch} steps, lambda {d.margin:g}, Beta({d.bma_beta:g}, {d.bma_beta:g}) "
+                        f"moving average. {d.epochs * d.iters_per_epoch:,} steps of the whole image tower take a "
+                        "while on a CPU: fewer steps per epoch make a quick (non-official) run."}
     if model == BUILTIN_MODEL:
         return {"epochs": 5, "batch_size": 64, "lr_prompt": 5e-2, "lr_visual": 5e-2,
                 "note": "Quick settings for the built-in model (5 epochs, SGD lr 0.05): chosen on Shapes from "
