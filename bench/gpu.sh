@@ -6,4 +6,5 @@
 #   bash bench/gpu.sh --device cpu --small  # smoke run of the same script on a CPU (tiny model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec timeout 480 python bench/gpu.py "$@"
+bash scripts/setup.sh   # the locked packages in .venv (a first install takes a few minutes)
+exec timeout 480 "${UEO_VENV:-.venv}/bin/python" bench/gpu.py "$@"

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-PY=${PYTHON:-python3}
+PY="${UEO_VENV:-.venv}/bin/python"   # the environment setup.sh made from requirements.lock
 exec "$PY" -m streamlit run app.py "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (Python packages; Debian's chromium for the browser test),
+# The test command: installs what the tests need (requirements.lock into .venv; Debian's chromium for the browser test),
 # then runs the whole suite, slow end-to-end tests included.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
 set -euo pipefail
@@ -10,5 +10,5 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian's chromium for the browser test…"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-PY=${PYTHON:-python3}
+PY="${UEO_VENV:-.venv}/bin/python"   # the environment setup.sh made from requirements.lock
 "$PY" -m pytest "$@"

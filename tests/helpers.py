@@ -20,3 +20,33 @@ def make_folder(root: Path, classes=("red", "green", "blue"), per_class: int = 6
             arr = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(arr).save(d / f"img_{k}.png")
     return Path(root)
+
+
+def assert_close_tree(actual, expected, path: str = "", **approx_kw) -> None:
+    """Asserts that two JSON-like values (dicts, lists, numbers, strings, None) are equal, numbers within
+    ``pytest.approx(**approx_kw)``, at every depth. pytest.approx itself refuses nested dicts (pytest >= 9);
+    this walks the tree and names the first differing key path, e.g. ``class_shares[2]``."""
+    import math
+    import numbers
+
+    import pytest
+
+    where = path or "<root>"
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{where}: {actual!r} is not a dict"
+        assert set(actual) == set(expected), f"{where}: keys {sorted(actual)} != {sorted(expected)}"
+        for k in expected:
+            assert_close_tree(actual[k], expected[k], f"{path}.{k}" if path else str(k), **approx_kw)
+    elif isinstance(expected, (list, tuple)):
+        assert isinstance(actual, (list, tuple)), f"{where}: {actual!r} is not a list"
+        assert len(actual) == len(expected), f"{where}: length {len(actual)} != {len(expected)}"
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_close_tree(a, e, f"{path}[{i}]", **approx_kw)
+    elif isinstance(expected, numbers.Number) and not isinstance(expected, bool):
+        assert isinstance(actual, numbers.Number) and not isinstance(actual, bool), f"{where}: {actual!r} is not a number"
+        if approx_kw.get("nan_ok") and math.isnan(expected):
+            assert math.isnan(actual), f"{where}: {actual!r} != nan"
+        else:
+            assert actual == pytest.approx(expected, **approx_kw), f"{where}: {actual!r} != {expected!r}"
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"

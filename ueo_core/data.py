@@ -19,8 +19,18 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-from torchvision.datasets.folder import IMG_EXTENSIONS
+import pillow_heif
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
+from torchvision.datasets.folder import IMG_EXTENSIONS as TORCHVISION_EXTENSIONS
+
+# Photo formats people have. torchvision's list (jpg, png, ppm, bmp, pgm, tif, webp) plus GIF (first frame),
+# HEIC/HEIF (iPhones save these by default; read by the maintained pillow-heif plugin, registered here) and AVIF
+# (cameras, browsers; read by Pillow's own AVIF plugin, in Pillow >= 11.3). pillow-heif dropped its AVIF reader in
+# 1.0, so the two readers do not overlap. Every format is turned upright by its EXIF orientation in ``load_rgb``.
+pillow_heif.register_heif_opener()
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif")
+AVIF_EXTENSIONS = (".avif",) if features.check("avif") else ()
+IMG_EXTENSIONS = tuple(TORCHVISION_EXTENSIONS) + (".gif",) + HEIF_EXTENSIONS + AVIF_EXTENSIONS
 
 UNKNOWN = -1   # label of an image whose class folder is not in the prior
 NO_TRUTH = -2  # label of an image from a flat folder (no ground truth)
