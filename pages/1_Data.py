@@ -67,7 +67,9 @@ elif source == "Folder on this machine":
 else:
     kind = "upload"
     files = st.file_uploader("Photos (many at once) or one zip file with a folder per class",
-                             type=[e.strip(".") for e in IMG_EXTENSIONS] + ["zip"], accept_multiple_files=True)
+                             type=[e.strip(".") for e in IMG_EXTENSIONS] + ["zip"], accept_multiple_files=True,
+                             help="Image types read: " + ", ".join(e.strip(".").upper() for e in IMG_EXTENSIONS)
+                                  + " (HEIC: iPhone photos). Photos are turned upright by their EXIF orientation.")
     spec, label = (choice["spec"], choice["label"]) if choice["source"] == "upload" else ("", "")
     if files and st.button("Use these files", type="primary"):
         try:

@@ -147,6 +147,8 @@ class Trainer:
                 self.folder.append("epochs.jsonl", {k: v for k, v in data.items() if k != "probs"})
             elif kind == "progress":  # what a long non-step pass is doing, for the app's progress bar
                 self.folder.write_json("status.json", data)
+            elif kind == "error":  # the plain sentence, for whoever reads the folder (the app, after a Ray job)
+                self.folder.write_json("error.json", {"message": data.get("message")})
         for fn in self.listeners:
             fn(ev)
 

@@ -1,0 +1,176 @@
+"""Runs as Ray jobs, on a real local Ray (no mock): started here on a free port, bound to 127.0.0.1, stopped at the
+end whatever happens. Each test uses its own workspaces root."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ueo_core import jobs
+from ueo_core.config import RunConfig
+from ueo_core.runs import load_checkpoint
+
+from conftest import ROOT
+from helpers import make_folder
+
+ray = pytest.importorskip("ray")
+
+
+def kill_cluster(temp_dir: str) -> None:
+    """End every process of the Ray cluster whose temp dir is ``temp_dir`` (not the other clusters of this
+    machine, as ``ray stop`` would): those naming it on their command line (gcs, raylet) or holding a file in it
+    open (the agents, which rename themselves)."""
+    def ours(pid: str) -> bool:
+        try:
+            if temp_dir in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return True
+            return any(temp_dir in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return False
+    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and ours(p)]:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def start_cluster(slots: int, extra: list[str] = ()) -> tuple[str, str]:
+    temp_dir = tempfile.mkdtemp(prefix="ueo-ray-", dir="/tmp")
+    address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
+    return address, temp_dir
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray head with 1 run slot for the module; this process connected to it."""
+    address, temp_dir = start_cluster(slots=1)
+    old = os.environ.get("UEO_RAY_ADDRESS")
+    os.environ["UEO_RAY_ADDRESS"] = address
+    try:
+        jobs.connect()
+        yield address
+    finally:
+        ray.shutdown()
+        kill_cluster(temp_dir)
+        if old is None:
+            os.environ.pop("UEO_RAY_ADDRESS", None)
+        else:
+            os.environ["UEO_RAY_ADDRESS"] = old
+
+
+def cfg(data, run_dir, **kw):
+    base = dict(data=str(data), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None, epochs=2,
+                batch_size=8, lr_prompt=0.05, lr_visual=0.05, seed=7, run_dir=str(run_dir))
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.fixture
+def world(tmp_path):
+    data = make_folder(tmp_path / "data", classes=("red", "green", "blue", "yellow"))
+    ws = tmp_path / "workspaces"
+    return data, ws
+
+
+def wait_for(pred, timeout=120, what="condition"):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_two_workspaces_start_runs_together_and_both_finish(cluster, world):
+    data, ws = world
+    a = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000000-ueo-aaaaaa"))
+    b = jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / "20260101-000000-ueo-bbbbbb"))
+    # one slot: the second waits, first come first served
+    assert jobs.job_state(b, ws).kind in ("queued", "running", "ended")
+    for run in (a, b):
+        s = jobs.wait(run, timeout=300)
+        assert (s.kind, s.words) == ("ended", "done"), (run, s)
+        m = json.loads((run / "metrics.json").read_text())
+        assert m["after"]["gacc"] is not None
+    wa, wb = json.loads((a / "worker.json").read_text()), json.loads((b / "worker.json").read_text())
+    assert wa["pid"] != wb["pid"] and wa["pid"] != os.getpid()  # each in a worker process of its own
+    assert wb["started"] >= json.loads((a / "ended.json").read_text())["at"] - 0.5  # one slot: b after a
+
+
+def test_a_queued_run_is_shown_as_queued_and_can_be_stopped(cluster, world):
+    data, ws = world
+    first = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000001-ueo-aaaaaa", epochs=200))
+    wait_for(lambda: jobs.job_state(first, ws).kind == "running", what="the first run to start")
+    second = jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / "20260101-000002-ueo-bbbbbb"))
+    third = jobs.submit(cfg(data, ws / ("c" * 32) / "runs" / "20260101-000003-ueo-cccccc"))
+    s2, s3 = jobs.job_state(second, ws), jobs.job_state(third, ws)
+    assert (s2.kind, s2.position) == ("queued", 1) and (s3.kind, s3.position) == ("queued", 2)
+    assert s2.words.startswith("queued: next in line") and s3.words.startswith("queued: 2nd in line")
+    jobs.stop(second)
+    assert jobs.job_state(second, ws).words == "stopped-queued"
+    assert jobs.job_state(third, ws).position == 1  # moved up
+    assert not (second / "worker.json").exists()  # it never trained
+    wait_for(lambda: (first / "checkpoint.safetensors").exists(), what="the first run's first epoch")
+    jobs.stop(first)
+    s = jobs.wait(first, timeout=120)
+    assert (s.kind, s.words) == ("ended", "cancelled")
+    m = json.loads((first / "metrics.json").read_text())
+    assert m["stopped_at_epoch"] is not None and m["stopped_at_epoch"] < 200
+    s = jobs.wait(third, timeout=300)  # the slot passed on to the third
+    assert (s.kind, s.words) == ("ended", "done")
+
+
+def test_kill_9_of_a_worker_then_resume_equals_an_uninterrupted_run(cluster, world):
+    data, ws = world
+    whole = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000004-ueo-aaaaaa", epochs=8))
+    assert jobs.wait(whole, timeout=300).words == "done"
+    run = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000005-ueo-aaaaaa", epochs=8))
+    wait_for(lambda: (run / "checkpoint.safetensors").exists(), what="the first checkpoint")
+    pid = json.loads((run / "worker.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: jobs.job_state(run, ws).kind == "lost", timeout=60, what="the run to be seen lost")
+    s = jobs.job_state(run, ws)
+    assert "process running it stopped" in s.words and "Resume" in s.words
+    killed_at = load_checkpoint(run)[1]["epoch"]
+    assert 1 <= killed_at < 8, killed_at
+    jobs.resume(run)
+    assert jobs.wait(run, timeout=300).words == "done"
+    t_whole, _ = load_checkpoint(whole)
+    t_run, meta = load_checkpoint(run)
+    assert meta["epoch"] == 8
+    for k in t_whole:
+        assert torch.allclose(t_whole[k], t_run[k], atol=1e-5), k
+    epochs = [json.loads(line)["epoch"] for line in (run / "epochs.jsonl").read_text().splitlines()]
+    assert epochs == list(range(9))  # each epoch's evaluation once, none lost or doubled
+
+
+def test_a_run_outlives_the_process_that_submitted_it(cluster, world):
+    """The web server's part, in a process of its own: it submits and is killed at once (kill -9). The run keeps
+    going on Ray; a new process (here: this one) finds it by its folder and sees it finish."""
+    data, ws = world
+    run = ws / ("a" * 32) / "runs" / "20260101-000006-ueo-aaaaaa"
+    code = ("import sys, time; from ueo_core import jobs; from ueo_core.config import RunConfig; "
+            f"jobs.submit(RunConfig.from_dict({cfg(data, run, epochs=3).to_dict()!r})); print('submitted', flush=True); "
+            "time.sleep(600)")
+    env = {**os.environ, "UEO_RAY_ADDRESS": cluster, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "submitted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    s = jobs.wait(run, timeout=300)
+    assert (s.kind, s.words) == ("ended", "done")
+    assert (run / "metrics.json").exists()
+
+
+def test_queue_words():
+    assert jobs.queue_words(1, None).startswith("queued: next in line (no run has finished")
+    assert jobs.queue_words(3, 130) == "queued: 3rd in line, about 2 min"
+    assert jobs.queue_words(2, 12) == "queued: 2nd in line, about 10 s"
+    assert [jobs.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]

@@ -1,0 +1,375 @@
+"""Runs as jobs on Ray: the web server submits, a Ray worker trains, the run folder is the contract between them.
+
+Why Ray: it is the field's engine for scheduling (GPU) jobs. ``ray start --head`` runs it on one machine with no
+setup, and the same code joins a cluster by an address (``UEO_RAY_ADDRESS`` or ``RAY_ADDRESS``).
+
+How a run goes:
+- ``submit(cfg)`` writes ``job.json`` (submitted at, slots) into the run folder and creates a **detached** Ray actor
+  named after the run. The actor asks for one slot: a ``ueo_slot`` resource on CPU clusters (the head is started
+  with ``UEO_SLOTS`` of them), one GPU where the cluster has GPUs. Ray keeps the actors that find no free slot
+  pending and creates them in the order they were submitted: first come, first served, across workspaces.
+- The actor starts the run in its own process (the same ``Trainer`` as the CLI) and writes ``worker.json`` (pid,
+  node, start time). It writes ``steps.jsonl`` / ``epochs.jsonl`` / ``metrics.json`` / ``error.json`` as any run
+  does, ``ended.json`` when the run ends, and then ends itself.
+- Stop: ``stop(run_dir)`` writes ``stop.request``; a training run stops after its current step (the last epoch's
+  checkpoint is kept), a queued one is removed from the queue.
+- Detached actors belong to the Ray cluster, not to the process that made them: a restart of the web server loses
+  nothing. A worker killed (out of memory, kill -9) leaves ``worker.json`` without ``ended.json`` and no actor:
+  ``job_state`` says so in plain words, and ``resume(run_dir)`` continues it from its last checkpoint.
+
+The web server holds no trainer, model or event queue for a run: it reads the run folder.
+A cluster needs the project and the workspaces at the same path on every node (a shared file system), because the
+workers write run folders that the web server reads. See the README, "A class on one server".
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .config import RunConfig
+from .runs import RunFolder, write_json_atomic
+
+NAMESPACE = "ueo_studio"
+SLOT = "ueo_slot"                   # the custom resource a CPU run asks for (one each)
+ROOT = Path(__file__).resolve().parents[1]
+STATE_DIR = Path(os.environ.get("UEO_RAY_DIR", Path.home() / ".cache" / "ueo_studio" / "ray"))
+PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME")  # what a worker inherits
+
+JOB, WORKER, ENDED, STOP = "job.json", "worker.json", "ended.json", "stop.request"
+
+
+class ClusterError(RuntimeError):
+    """Ray could not be reached or started; the message says what to check."""
+
+
+# ------------------------------------------------------------------------------------------------ the cluster
+def configured_address() -> Optional[str]:
+    """The operator's Ray cluster (``UEO_RAY_ADDRESS``, else Ray's own ``RAY_ADDRESS``), or None for a local one."""
+    return os.environ.get("UEO_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
+def default_slots() -> int:
+    """Runs that train at once on a CPU-only machine when the operator sets no ``UEO_SLOTS``: one per two cores, so
+    that one core is left to the web server on a 2-core machine (bench/classroom.py measures the choice)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def slots_from_env() -> int:
+    v = os.environ.get("UEO_SLOTS")
+    return max(1, int(v)) if v and v.strip().isdigit() else default_slots()
+
+
+def _ray_bin() -> str:
+    exe = Path(sys.executable).with_name("ray")
+    return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_local_head(state_dir: Path = STATE_DIR, slots: Optional[int] = None, port: Optional[int] = None,
+                     temp_dir: Optional[str] = None) -> str:
+    """Start a Ray head on this machine (its own daemon processes: they outlive the caller), bound to 127.0.0.1,
+    with ``slots`` run slots; write its address to ``state_dir/address`` and return it."""
+    slots = slots or slots_from_env()
+    port = port or _free_port()
+    cmd = [_ray_bin(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+           f"--resources={json.dumps({SLOT: slots})}", "--include-dashboard=false", "--disable-usage-stats"]
+    if temp_dir:
+        cmd.append(f"--temp-dir={temp_dir}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    if proc.returncode != 0:
+        raise ClusterError("Could not start a local Ray: " + (proc.stderr or proc.stdout)[-600:])
+    address = f"127.0.0.1:{port}"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(state_dir / "address.json", {"address": address, "slots": slots, "started": time.time()})
+    return address
+
+
+_lock = threading.Lock()
+
+
+def connect(start_local: bool = True) -> str:
+    """Connect this process to Ray (once): the operator's cluster when an address is set; else the local head this
+    project started before (its address is kept in ``UEO_RAY_DIR``), starting one when there is none."""
+    import ray
+    with _lock:
+        if ray.is_initialized():
+            return ray.get_runtime_context().gcs_address
+        address = configured_address()
+        local = None
+        if address is None:
+            try:
+                local = json.loads((STATE_DIR / "address.json").read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                local = None
+        for attempt in ([address] if address else ([local] if local else []) + (["start"] if start_local else [])):
+            target = start_local_head() if attempt == "start" else attempt
+            try:
+                local_ip = {"_node_ip_address": "127.0.0.1"} if str(target).startswith("127.0.0.1:") else {}
+                ray.init(address=target, namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR",
+                         configure_logging=False, **local_ip)
+                return target
+            except Exception as err:  # ConnectionError, RuntimeError, TimeoutError: try the next way
+                last = err
+        raise ClusterError(f"Could not reach Ray at {address or local or 'a local head'}: {last}. "
+                           + ("Check UEO_RAY_ADDRESS / RAY_ADDRESS and that the cluster's token is set "
+                              "(RAY_AUTH_TOKEN)." if address else "Start the app with bash scripts/app.sh."))
+
+
+def cluster_slots() -> int:
+    """How many runs train at once on the cluster now: its GPUs, or else its ``ueo_slot`` resources."""
+    import ray
+    res = ray.cluster_resources()
+    return int(res.get("GPU", 0)) or int(res.get(SLOT, 0)) or 1
+
+
+# --------------------------------------------------------------------------------------------------- the worker
+def _actor_name(run_dir: str | Path) -> str:
+    return "run:" + Path(run_dir).name
+
+
+def _remote_worker():
+    """The Ray actor class (built on first use, so that importing this module does not import Ray)."""
+    global _WORKER
+    if _WORKER is None:
+        import ray
+        _WORKER = ray.remote(max_restarts=0, max_concurrency=4, num_cpus=0)(RunWorker)
+    return _WORKER
+
+
+_WORKER = None
+
+
+class RunWorker:
+    """Trains one run in a Ray worker process, then ends itself. Created by ``submit``; started in ``__init__`` on
+    a thread, because the actor's creation (unlike a method call) belongs to the cluster: it happens even when the
+    process that submitted it has gone."""
+
+    def __init__(self, config: dict, threads: int = 0):
+        self.config = RunConfig.from_dict(config)
+        self.threads = threads
+        self.trainer = None
+        threading.Thread(target=self._go, daemon=True, name="ueo-run").start()
+
+    def _go(self) -> None:
+        import ray
+        run_dir = Path(self.config.run_dir)
+        status, message = "error", None
+        try:
+            write_json_atomic(run_dir / WORKER, {"pid": os.getpid(), "node": socket.gethostname(),
+                                                 "started": time.time()})
+            if (run_dir / STOP).exists():
+                status = "stopped-queued"
+                return
+            import torch
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            from .trainer import Trainer
+            self.trainer = Trainer(self.config)
+            self.trainer.audience = "app"
+            self.trainer.add_listener(self._watch_stop)
+            status = self.trainer.run().status
+        except Exception as err:  # the trainer wrote error.json with a plain message
+            from .trainer import explain_error
+            status, message = "error", explain_error(err, self.config, None, "app")
+        finally:
+            write_json_atomic(run_dir / ENDED, {"status": status, "message": message, "at": time.time()})
+            ray.get_runtime_context().current_actor.exit.remote()  # the actor ends itself (a method may)
+
+    def _watch_stop(self, ev) -> None:
+        if ev.kind in ("step", "progress", "epoch") and (Path(self.config.run_dir) / STOP).exists():
+            self.trainer.cancel()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def exit(self) -> None:
+        import ray
+        ray.actor.exit_actor()
+
+
+def _worker_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                       if p])
+    return env
+
+
+def submit(cfg: RunConfig, threads: Optional[int] = None) -> Path:
+    """Queue ``cfg`` (its ``run_dir`` set) as a job on Ray; returns the run folder. On a GPU cluster the run asks
+    for one GPU, else for one CPU slot."""
+    import ray
+    connect()
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (STOP, ENDED, WORKER):
+        (run_dir / name).unlink(missing_ok=True)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if threads is None:
+        threads = int(os.environ.get("UEO_THREADS_PER_RUN", "0") or 0) or (
+            0 if gpus else max(1, (os.cpu_count() or 2) // (2 * max(1, cluster_slots()))))
+    write_json_atomic(run_dir / JOB, {"run_id": run_dir.name, "submitted": time.time(), "threads": threads,
+                                      "config": cfg.to_dict()})
+    opts = dict(name=_actor_name(run_dir), namespace=NAMESPACE, lifetime="detached",
+                runtime_env={"env_vars": _worker_env()})
+    opts.update(num_gpus=1) if gpus else opts.update(resources={SLOT: 1})
+    _remote_worker().options(**opts).remote(cfg.to_dict(), threads)
+    return run_dir
+
+
+def _actor(run_dir: str | Path):
+    import ray
+    connect()
+    try:
+        return ray.get_actor(_actor_name(run_dir), namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ job state
+@dataclass
+class JobState:
+    """Where a run stands: ``kind`` is queued, running, ended (see ``ended.json``), lost (its worker process
+    stopped without ending the run) or none (a run folder made before runs were jobs, or by the CLI)."""
+    kind: str
+    words: str
+    position: int = 0               # queued: 1 = next to start
+    wait_s: Optional[float] = None  # queued: estimated seconds until it starts
+
+
+def read(run_dir: str | Path, name: str) -> Optional[dict]:
+    try:
+        return json.loads((Path(run_dir) / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def job_state(run_dir: str | Path, workspaces: Optional[Path] = None) -> JobState:
+    """The run's state from its folder, and from Ray for whether its worker is still there. ``workspaces``: the
+    root whose queued runs count for the place in line (every workspace of the server)."""
+    run_dir = Path(run_dir)
+    job = read(run_dir, JOB)
+    if job is None:
+        return JobState("none", "")
+    ended = read(run_dir, ENDED)
+    if ended is not None:
+        return JobState("ended", ended.get("status", "ended"))
+    worker = read(run_dir, WORKER)
+    alive = _actor(run_dir) is not None
+    if worker is not None:
+        if alive:
+            return JobState("running", "training")
+        return JobState("lost", "The process running it stopped (for example, out of memory, or it was killed). "
+                                "Resume continues from its last checkpoint.")
+    if not alive:
+        if (run_dir / STOP).exists():
+            return JobState("ended", "stopped-queued")
+        return JobState("lost", "It was queued, but the queue lost it (Ray was restarted). Start it again.")
+    ahead = queued_runs(workspaces or run_dir.parent.parent.parent)
+    pos = next((i + 1 for i, (p, _) in enumerate(ahead) if p == run_dir), len(ahead) + 1)
+    wait = estimate_wait(pos, workspaces or run_dir.parent.parent.parent)
+    return JobState("queued", queue_words(pos, wait), position=pos, wait_s=wait)
+
+
+def _run_dirs(workspaces: Path):
+    return workspaces.glob("*/runs/*") if workspaces.is_dir() else []
+
+
+def queued_runs(workspaces: Path) -> list[tuple[Path, float]]:
+    """Every run of the server waiting for a slot, first submitted first."""
+    out = []
+    for d in _run_dirs(Path(workspaces)):
+        if (d / JOB).exists() and not (d / WORKER).exists() and not (d / ENDED).exists() \
+                and not (d / STOP).exists():
+            job = read(d, JOB) or {}
+            out.append((d, float(job.get("submitted", 0))))
+    return sorted(out, key=lambda t: t[1])
+
+
+def estimate_wait(position: int, workspaces: Path) -> Optional[float]:
+    """Seconds until the ``position``-th queued run starts: the runs ahead of it, plus those training now, shared
+    by the slots, at the median length of the server's recent runs. None before any run has finished."""
+    lengths, running = [], 0
+    for d in _run_dirs(Path(workspaces)):
+        if not (d / JOB).exists():
+            continue
+        ended, worker = read(d, ENDED), read(d, WORKER)
+        if ended and worker and ended.get("status") == "done":
+            lengths.append((ended["at"] - worker["started"], ended["at"]))
+        elif worker and not ended:
+            running += 1
+    if not lengths:
+        return None
+    recent = sorted(t for t, _ in sorted(lengths, key=lambda x: x[1])[-20:])
+    typical = recent[len(recent) // 2]
+    try:
+        slots = cluster_slots()
+    except Exception:
+        slots = 1
+    # the runs in front of this one, and those now training, start and end in waves of `slots`
+    waves = (position - 1 + running) // slots
+    return waves * typical + (typical / 2 if running >= slots else 0.0)
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def queue_words(position: int, wait_s: Optional[float]) -> str:
+    where = "next in line" if position == 1 else f"{ordinal(position)} in line"
+    if wait_s is None:
+        return f"queued: {where} (no run has finished yet to estimate the wait)"
+    if wait_s < 60:
+        return f"queued: {where}, about {max(5, round(wait_s / 5) * 5):.0f} s"
+    return f"queued: {where}, about {round(wait_s / 60):.0f} min"
+
+
+# ----------------------------------------------------------------------------------------------- acting on jobs
+def stop(run_dir: str | Path) -> None:
+    """Ask the run to stop: a training run ends after its current step (its last checkpoint kept); a queued run
+    leaves the queue at once."""
+    import ray
+    run_dir = Path(run_dir)
+    (run_dir / STOP).write_text(str(time.time()))
+    if read(run_dir, WORKER) is None:
+        actor = _actor(run_dir)
+        if actor is not None:
+            ray.kill(actor, no_restart=True)
+        if read(run_dir, WORKER) is None:
+            write_json_atomic(run_dir / ENDED, {"status": "stopped-queued", "message": None, "at": time.time()})
+
+
+def resume(run_dir: str | Path) -> Path:
+    """Submit a lost run again, continuing from its last checkpoint (or from the start when it had none)."""
+    from .runs import CHECKPOINT, RUN_FILES
+    run_dir = Path(run_dir)
+    cfg = RunConfig.from_dict((read(run_dir, JOB) or {})["config"])
+    if (run_dir / CHECKPOINT).exists():
+        return submit(cfg.replace(run_dir=str(run_dir), resume=str(run_dir)))
+    for name in RUN_FILES + ("status.json", "error.json"):  # killed inside its first epoch: nothing to keep
+        (run_dir / name).unlink(missing_ok=True)
+    return submit(cfg.replace(run_dir=str(run_dir), resume=None))
+
+
+def wait(run_dir: str | Path, timeout: float = 600, poll: float = 0.5) -> JobState:
+    """Block until the run has ended or is lost (tests, the CLI); returns its last state."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        s = job_state(run_dir)
+        if s.kind in ("ended", "lost", "none"):
+            return s
+        time.sleep(poll)
+    return job_state(run_dir)
