@@ -61,7 +61,7 @@ if not METHODS[method].supervised and METHODS[method].trains:
 
 # the form shows the settings of this session's run (when it is of the chosen method), so that after a refresh
 # during a 150-epoch run it does not show the suggested 5 beside it; else the suggested settings
-run_cfg = (RunFolder(state.runs_dir() / rid).config or {}) if rid else {}
+run_cfg = state.run_config(rid) if rid else {}
 own = run_cfg if run_cfg.get("method") == method else {}
 
 
@@ -131,10 +131,9 @@ if start:
     except ValueError as err:
         st.error(str(err))
 
-if running and st.button("■ Stop", help="stops after the current step; what the last epoch's checkpoint holds is "
-                                        "kept and can be explored"):
-    state.background(rid).cancel()
-    state.background(rid).join(30)
+if running and st.button("■ Stop", help="stops after the current step (a queued run leaves the queue); what the "
+                                        "last epoch's checkpoint holds is kept and can be explored"):
+    state.stop_run(rid)
     st.rerun()
 
 if not rid:
@@ -152,11 +151,11 @@ def metric_row(b: dict, a: dict) -> None:
 @st.fragment(run_every=1.0 if running else None)
 def live(rid: str) -> None:
     folder = RunFolder(state.runs_dir() / rid)
-    bg = state.background(rid)
+    job = state.job(rid)
     steps, epochs = run_curves(folder.path)
-    cfg = folder.config or {}
+    cfg = state.run_config(rid)
     total = (cfg.get("summary") or {}).get("total_steps") or 0
-    alive = bool(bg and bg.alive)
+    alive = job.kind in ("queued", "running")
     metrics = folder.read_json("metrics.json")
     st.subheader(f"Run `{rid}` · {cfg.get('method', '')}" +
                  (f" · fast: {cfg['fast_mode']}" if cfg.get("fast_mode") else "") +
@@ -170,10 +169,18 @@ def live(rid: str) -> None:
     if alive and status and status["done"] < status["total"]:  # a long pass that is not a step
         st.progress(status["done"] / max(status["total"], 1),
                     text=f"{status['phase']}: {status['done']}/{status['total']} images")
+    elif job.kind == "queued":
+        st.info(f"⏳ {job.words[0].upper()}{job.words[1:]}. Stop takes it out of the queue.")
     elif alive and not total:
         st.progress(0.0, text="starting…")
-    if bg and bg.error:
-        st.error(bg.error)
+    error = state.run_error(rid)
+    if job.kind == "lost":
+        st.error(error)
+        if st.button("↻ Resume from the last checkpoint", key="resume_run"):
+            state.resume_run(rid)
+            st.rerun()
+    elif error:
+        st.error(error)
     elif metrics and metrics.get("stopped_at_epoch") is not None:
         st.warning(f"Stopped at epoch {metrics['stopped_at_epoch']} of {metrics.get('epochs_planned')}: the "
                    "numbers below are that epoch's, from its checkpoint, which Explore and Inspect open.")

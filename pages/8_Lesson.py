@@ -12,8 +12,9 @@ ims = ui.data_header()
 model = state.model_choice()
 
 methods = lesson_methods(ims.has_truth)
-st.markdown("One click runs **" + ", ".join(METHODS[m].label for m in methods) + "** one after another on these "
-            "images, with the same seed and settings, and then says what happened.")
+st.markdown("One click runs **" + ", ".join(METHODS[m].label for m in methods) + "** on these images, with the "
+            "same seed and settings, and then says what happened. Each run is a job in the server's queue: as many "
+            "train at once as the server has slots.")
 if not ims.has_truth:
     ui.explain("These images have no class folders, so the oracle (which needs the true known/unknown split) is "
                "left out, and no accuracy can be computed.")
@@ -58,22 +59,25 @@ if go:
 if not lesson:
     st.info("No lesson yet: press ▶ Run the lesson (about half a minute with the built-in model on Shapes).")
     st.stop()
-if live_now and st.button("■ Stop the lesson", help="stops after the current step; finished runs are kept"):
-    state.background(lesson["id"]).cancel()
+if live_now and st.button("■ Stop the lesson", help="stops the training run after its current step and takes the "
+                                                  "queued ones out of the queue; finished runs are kept"):
+    state.stop_everything()
+    st.rerun()
 
 
 @st.fragment(run_every=1.0 if live_now else None)
 def live(lid: str) -> None:
-    bg = state.background(lid)
     manifest = state.active_lesson() or {}
-    alive = bool(bg and bg.alive)
+    status = state.lesson_status(manifest)
+    alive = status["live"]
     if alive:
-        frac, where = bg.lesson.progress()
-        st.progress(frac, text=f"Lesson: {where}")
+        st.progress(status["fraction"], text=f"Lesson: {status['where']}")
+        if status["queue"]:
+            st.info(f"⏳ The lesson's runs are {status['queue']}. Stop takes them out of the queue.")
     rows = lesson_rows(state.runs_dir(), manifest)
-    if bg and bg.error:
-        st.error(bg.error)
-    elif not alive and manifest.get("state") != "done":
+    if status["error"]:
+        st.error(status["error"])
+    elif not alive and status["state"] != "done":
         st.warning(f"This lesson stopped after {len(rows)} of {len(manifest.get('methods', []))} runs; the finished "
                    "ones are shown.")
     if rows:

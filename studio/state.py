@@ -1,4 +1,5 @@
-"""Session glue for the Streamlit pages: the per-browser workspace, the chosen data and model, background runs.
+"""Session glue for the Streamlit pages: the per-browser workspace, the chosen data and model, its runs (jobs on
+Ray: ``ueo_core.jobs``; this process holds no trainer, model copy or event queue for them).
 
 No maths here: the engine (``ueo_core``) does the work; this module remembers what the user chose.
 
@@ -22,7 +23,7 @@ from ueo_core.config import RunConfig
 from ueo_core.data import DataError, ImageSet, load_data
 from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, LoadedModel, load_model
 from ueo_core.roots import Root, check_path as _check_path, extra_roots
-from ueo_core.trainer import BackgroundRun, Trainer
+from ueo_core import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo_studio" / "workspaces"))
@@ -219,24 +220,19 @@ def loaded_model(choice: Optional[dict] = None, progress=None) -> LoadedModel:
 
 
 # ---------------------------------------------------------------------------------------------- runs
-@st.cache_resource(show_spinner=False)
-def _registry() -> dict[str, BackgroundRun]:
-    """run id -> live background run, shared by the server process (the id is an unguessable capability)."""
-    return {}
-
-
-def start_run(cfg: RunConfig, ims: ImageSet) -> str:
-    """Start ``cfg`` in the background in this workspace. Every path in it is checked against the roots first
-    (``PathRefused``), whichever page set it."""
+def start_run(cfg: RunConfig, ims: Optional[ImageSet] = None) -> str:
+    """Queue ``cfg`` as a job on Ray (``ueo_core.jobs``) in this workspace. Every path in it is checked against the
+    roots first (``PathRefused``), whichever page set it. ``ims`` (the page's image set) is not sent: the worker
+    reads the same data from the config."""
     if cfg.checkpoint:
         cfg = cfg.replace(checkpoint=str(check_path(cfg.checkpoint, what="checkpoint file")))
     if cfg.source:
         cfg = cfg.replace(source=[s if s.startswith("shapes:") else str(check_path(s, what="source folder"))
                                   for s in cfg.source])
+    if not cfg.data.startswith("shapes:"):
+        cfg = cfg.replace(data=str(check_path(cfg.data)))
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}-{secrets.token_hex(3)}"
-    cfg = cfg.replace(run_dir=str(runs_dir() / run_id))
-    bg = BackgroundRun(Trainer(cfg, image_set=ims)).start()
-    _registry()[run_id] = bg
+    jobs.submit(cfg.replace(run_dir=str(runs_dir() / run_id)))
     st.session_state["active_run"] = run_id
     st.query_params["run"] = run_id
     remember()
@@ -253,13 +249,51 @@ def active_run_id() -> Optional[str]:
     return None
 
 
-def background(run_id: Optional[str]) -> Optional[BackgroundRun]:
-    return _registry().get(run_id) if run_id else None
+def job(run_id: Optional[str]) -> jobs.JobState:
+    """Where a run of this workspace stands (queued with its place, training, ended, lost)."""
+    p = run_path(run_id)
+    return jobs.job_state(p, WORKSPACES) if p is not None else jobs.JobState("none", "")
 
 
 def is_running(run_id: Optional[str]) -> bool:
-    bg = background(run_id)
-    return bool(bg and bg.alive)
+    """Queued or training (a lesson id: any of its runs)."""
+    if run_id and LESSON_ID.match(str(run_id)):
+        m = active_lesson()
+        return bool(m and m["id"] == run_id and lesson_status(m)["live"])
+    return job(run_id).kind in ("queued", "running")
+
+
+def run_error(run_id: Optional[str]) -> Optional[str]:
+    """The run's failure in plain words (its error.json, or why its worker is gone), else None."""
+    p = run_path(run_id)
+    if p is None:
+        return None
+    s = jobs.job_state(p, WORKSPACES)
+    if s.kind == "lost":
+        return s.words
+    if s.kind == "ended" and s.words == "error":
+        err = jobs.read(p, "error.json") or jobs.read(p, jobs.ENDED) or {}
+        return redact(err.get("message") or "The run failed.")
+    return None
+
+
+def stop_run(run_id: Optional[str], wait_s: float = 30.0) -> None:
+    """Stop a run of this workspace (queued: leaves the queue; training: after its current step) and wait up to
+    ``wait_s`` for it to end, so that the page redrawn next shows it stopped."""
+    p = run_path(run_id)
+    if p is None:
+        return
+    jobs.stop(p)
+    t0 = time.time()
+    while time.time() - t0 < wait_s and jobs.job_state(p, WORKSPACES).kind in ("queued", "running"):
+        time.sleep(0.2)
+
+
+def resume_run(run_id: Optional[str]) -> None:
+    """Queue a lost run again from its last checkpoint."""
+    p = run_path(run_id)
+    if p is not None and jobs.job_state(p, WORKSPACES).kind == "lost":
+        jobs.resume(p)
 
 
 def source_options(choice: dict) -> dict[str, str]:
@@ -302,16 +336,17 @@ LESSON_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-lesson-[0-9a-f]{6}$")
 
 
 def start_lesson(base: RunConfig, ims: ImageSet) -> str:
-    """Start the lesson (every method in turn on ``ims``) in the background in this workspace."""
-    from ueo_core.lesson import BackgroundLesson, Lesson
+    """Queue the lesson's runs (every method on ``ims``' data) as jobs in this workspace."""
+    from ueo_core.lesson import submit_lesson
     if base.checkpoint:
         base = base.replace(checkpoint=str(check_path(base.checkpoint, what="checkpoint file")))
-    lesson = Lesson(base, ims, runs_dir())
-    _registry()[lesson.id] = BackgroundLesson(lesson).start()
-    st.session_state["lesson"] = lesson.id
-    st.query_params["lesson"] = lesson.id
+    if not base.data.startswith("shapes:"):
+        base = base.replace(data=str(check_path(base.data)))
+    manifest = submit_lesson(base, ims.has_truth, runs_dir(), jobs.submit)
+    st.session_state["lesson"] = manifest["id"]
+    st.query_params["lesson"] = manifest["id"]
     remember()
-    return lesson.id
+    return manifest["id"]
 
 
 def active_lesson() -> Optional[dict]:
@@ -326,30 +361,48 @@ def active_lesson() -> Optional[dict]:
     return manifest
 
 
+def lesson_status(manifest: dict) -> dict:
+    """The lesson's state from its runs' jobs (``ueo_core.lesson.lesson_state``), with the first error in words
+    and the place in line of its first queued run."""
+    from ueo_core.lesson import PLAIN_NAMES, lesson_state
+    states = {m: job(rid) for m, rid in manifest.get("runs", {}).items()}
+    out = lesson_state(manifest, {m: (s.kind, s.words) for m, s in states.items()})
+    out["error"] = next((f"{PLAIN_NAMES[m]}: {run_error(manifest['runs'][m])}" for m in out["failed"]), None)
+    queued = [s for s in states.values() if s.kind == "queued"]
+    out["queue"] = min(queued, key=lambda s: s.position).words if queued and not any(
+        s.kind == "running" for s in states.values()) else None
+    return out
+
+
 def live_in_workspace() -> list[str]:
-    """Ids of the runs and lessons of this workspace that are training now (whatever the session remembers)."""
-    from ueo_core.lesson import BackgroundLesson
-    mine = str(runs_dir())
+    """Ids of the runs and lessons of this workspace that are queued or training (whatever the session
+    remembers): read from the run folders, asking Ray only about runs that have not ended."""
     out = []
-    for rid, bg in list(_registry().items()):
-        if not bg.alive:
-            continue
-        where = str(bg.lesson.root) if isinstance(bg, BackgroundLesson) else str(Path(bg.trainer.config.run_dir
-                                                                                        or "").parent)
-        if where == mine:
-            out.append(rid)
+    root = runs_dir()
+    for d in sorted(root.glob("*")) if root.is_dir() else []:
+        if (d / jobs.JOB).exists() and not (d / jobs.ENDED).exists() and RUN_ID.match(d.name) \
+                and not LESSON_ID.match(d.name) \
+                and jobs.job_state(d, WORKSPACES).kind in ("queued", "running"):
+            out.append(d.name)
+    m = active_lesson()
+    if m and any(r in out for r in m.get("runs", {}).values()):
+        out.append(m["id"])
     return out
 
 
 def anything_running() -> bool:
-    """A run or a lesson of this workspace is training: one at a time per browser session (Start is off)."""
+    """A run or a lesson of this workspace is queued or training: one at a time per browser session."""
     return bool(live_in_workspace())
 
 
 def stop_everything() -> None:
-    """Stop every live run and lesson of this workspace (after their current step)."""
-    for rid in live_in_workspace():
-        _registry()[rid].cancel()
+    """Stop every queued or training run (and so lesson) of this workspace."""
+    runs = [r for r in live_in_workspace() if not LESSON_ID.match(r)]
+    for rid in runs:
+        jobs.stop(runs_dir() / rid)
+    t0 = time.time()
+    while time.time() - t0 < 30 and any(not LESSON_ID.match(r) for r in live_in_workspace()):
+        time.sleep(0.2)
 
 
 def model_fit_warning(ims: ImageSet) -> Optional[str]:
@@ -377,9 +430,15 @@ def embedding_job(run_dir: str):
 
 def run_label(rid: str) -> str:
     """A run's method and its own data in words (not the current data choice): "ueo on Shapes · sketch"."""
-    from ueo_core.runs import RunFolder
-    cfg = RunFolder(runs_dir() / rid).config or {}
+    cfg = run_config(rid)
     data = str(cfg.get("data", ""))
     where = (f"Shapes · {data.split(':', 1)[1]}" if data.startswith("shapes:")
              else redact(Path(data).name if data else "?"))
     return f"{cfg.get('method', '?')} on {where}"
+
+
+def run_config(rid: str) -> dict:
+    """A run's settings: its config.json once its worker has started, else those it was queued with."""
+    from ueo_core.runs import RunFolder
+    d = runs_dir() / rid
+    return RunFolder(d).config or (jobs.read(d, jobs.JOB) or {}).get("config") or {}

@@ -50,14 +50,19 @@ def sidebar_status() -> None:
     rid = state.active_run_id()
     live = state.live_in_workspace()
     if rid:
-        kind, words = run_status(state.runs_dir() / rid, alive=rid in live)
+        job = state.job(rid)
+        if job.kind == "queued":
+            words = job.words
+        elif job.kind == "lost":
+            words = "its process stopped: Resume on Adapt"
+        else:
+            words = run_status(state.runs_dir() / rid, alive=rid in live)[1]
         st.caption(f"**Run** `{rid[-6:]}` · {state.run_label(rid)} · {words}")
     lesson = state.active_lesson()
     if lesson:
-        n_done = sum(1 for m in lesson.get("methods", []) if lesson.get("runs", {}).get(m)) if lesson["id"] in live \
-            else None
-        st.caption(f"**Lesson** `{lesson['id'][-6:]}` · " + (f"running ({n_done} of {len(lesson['methods'])})"
-                                                                if n_done is not None else lesson.get("state", "")))
+        ls = state.lesson_status(lesson)
+        st.caption(f"**Lesson** `{lesson['id'][-6:]}` · " + (ls["queue"] or f"running ({ls['where']})" if ls["live"]
+                                                                else ls["state"]))
     if live and st.button("■ Stop", key="sidebar_stop", help="stops the run (or lesson) after its current step; "
                           "what its last checkpoint holds is kept"):
         state.stop_everything()

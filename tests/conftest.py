@@ -15,6 +15,28 @@ SHARED_DATA = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "d
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray for the whole session (1 run slot), stopped at the end whatever happens: the app's runs
+    and lessons are jobs on it (UEO_RAY_ADDRESS), and so are the browser tests' server's."""
+    import ray
+    from helpers import kill_ray_cluster, start_ray_cluster
+    from ueo_core import jobs
+    address, temp_dir = start_ray_cluster(slots=1)
+    old = os.environ.get("UEO_RAY_ADDRESS")
+    os.environ["UEO_RAY_ADDRESS"] = address
+    try:
+        jobs.connect()
+        yield address
+    finally:
+        ray.shutdown()
+        kill_ray_cluster(temp_dir)
+        if old is None:
+            os.environ.pop("UEO_RAY_ADDRESS", None)
+        else:
+            os.environ["UEO_RAY_ADDRESS"] = old
+
+
+@pytest.fixture(scope="session")
 def tiny():
     from ueo_core.models import load_model
     return load_model("ueo-tiny", seed=0)

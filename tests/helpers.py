@@ -50,3 +50,34 @@ def assert_close_tree(actual, expected, path: str = "", **approx_kw) -> None:
             assert actual == pytest.approx(expected, **approx_kw), f"{where}: {actual!r} != {expected!r}"
     else:
         assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+# ------------------------------------------------------------------------------------------- a local Ray for tests
+def start_ray_cluster(slots: int = 1):
+    """A Ray head on 127.0.0.1 (a free port, a temp dir of its own); returns (address, temp dir)."""
+    import tempfile
+
+    from ueo_core import jobs
+    temp_dir = tempfile.mkdtemp(prefix="ueo-ray-", dir="/tmp")
+    return jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir), temp_dir
+
+
+def kill_ray_cluster(temp_dir: str) -> None:
+    """End every process of the Ray cluster whose temp dir is ``temp_dir`` (not the other clusters of this
+    machine, as ``ray stop`` would): those naming it on their command line (gcs, raylet) or holding a file in it
+    open (the agents and workers, which rename themselves)."""
+    import os
+    import signal
+
+    def ours(pid: str) -> bool:
+        try:
+            if temp_dir in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return True
+            return any(temp_dir in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return False
+    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and ours(p)]:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass

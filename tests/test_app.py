@@ -15,7 +15,7 @@ PAGES = ["app.py", "home.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT /
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
+def isolated(tmp_path, monkeypatch, ray_cluster):
     monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("studio.state.WORKSPACES", tmp_path / "ws")
     # the test folders live in tmp_path: the operator setting opens it (the workspaces under it stay denied)
@@ -114,12 +114,17 @@ def test_bad_uploads_are_refused_with_a_message(tmp_path):
 
 
 def wait_for_run(at: AppTest, timeout=240):
+    """Wait for the session's run (a job on the session's Ray) to end; returns (run id, its outcome): ``status``
+    from ended.json (done, cancelled, error) and ``error``, the message the app shows."""
+    from types import SimpleNamespace
     from studio import state
+    from ueo_core import jobs
     rid = at.session_state["active_run"]
-    bg = state._registry()[rid]
-    bg.join(timeout)
-    assert not bg.alive
-    return rid, bg
+    run_dir = state.WORKSPACES / at.session_state["ws"] / "runs" / rid
+    s = jobs.wait(run_dir, timeout=timeout)
+    assert s.kind == "ended", s
+    err = (jobs.read(run_dir, "error.json") or {}).get("message")
+    return rid, SimpleNamespace(status=s.words, error=err, alive=False)
 
 
 def start_one_epoch(at: AppTest):
@@ -140,7 +145,7 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     at.run()
     no_trouble(at)
     rid, bg = start_one_epoch(at)
-    assert bg.result.status == "done"
+    assert bg.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
     assert len(plotly_charts(at)) >= 3  # curves, histogram animation, metrics
     ws = at.session_state["ws"]
@@ -293,7 +298,7 @@ def test_adapt_clipood_from_labelled_shapes_source():
     next(n for n in at.number_input if n.label == "Margin λ (CLIPood)").set_value(0.2)
     assert next(b for b in at.selectbox if b.label == "UEO weight temperature").disabled
     rid, bg = start_one_epoch(at)
-    assert bg.result.status == "done"
+    assert bg.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
     import json
     from studio import state
@@ -361,6 +366,7 @@ def test_the_lesson_makes_its_runs_and_says_what_happened():
     """One click: zero-shot, entropy, IM, UEO and the oracle on the default Shapes sketch folder with the quick
     settings; the page's summary is the engine's, computed from the five runs, and it names TENT's collapse."""
     from studio import state
+    from ueo_core import jobs
     from ueo_core.lesson import lesson_rows, lesson_summary, read_lesson
     at = app("pages/8_Lesson.py")
     at.run()
@@ -368,14 +374,13 @@ def test_the_lesson_makes_its_runs_and_says_what_happened():
     at.button[0].click().run()
     no_trouble(at)
     lid = at.session_state["lesson"]
-    bg = state._registry()[lid]
-    bg.thread.join(300)
-    assert not bg.alive and bg.error is None
-    at.run()
-    no_trouble(at)
     runs = state.WORKSPACES / at.session_state["ws"] / "runs"
     manifest = read_lesson(runs / "lessons" / f"{lid}.json")
-    assert manifest["state"] == "done" and manifest["methods"] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
+    assert manifest["methods"] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
+    for rid in manifest["runs"].values():  # every run is a queued job
+        assert jobs.wait(runs / rid, timeout=300).words == "done"
+    at.run()
+    no_trouble(at)
     rows = lesson_rows(runs, manifest)
     assert [r["method"] for r in rows] == manifest["methods"]  # five finished runs, each a run folder
     settings = {(r["run"], json.dumps({k: v for k, v in json.loads((runs / r["run"] / "config.json").read_text())
@@ -490,6 +495,7 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     page stops it; the stopped run opens in Explore and Inspect, labelled with its epoch."""
     import time
     from studio import state
+    from ueo_core import jobs
     from ueo_core.runs import RunFolder
     at = app("pages/1_Data.py")
     at.run()
@@ -503,8 +509,8 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     ad.button[0].click().run()
     no_trouble(ad)
     rid = ad.session_state["active_run"]
-    bg = state._registry()[rid]
     run = RunFolder(state.WORKSPACES / ws / "runs" / rid)
+    alive = lambda: jobs.job_state(run.path, state.WORKSPACES).kind in ("queued", "running")  # noqa: E731
     for _ in range(600):  # until epoch 1 is evaluated and saved
         if any(e["epoch"] >= 1 for e in run.read_jsonl("epochs.jsonl")) and run.checkpoint_path.exists():
             break
@@ -521,15 +527,15 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     assert r.session_state["data"]["spec"] == "shapes:photo" and r.session_state["active_run"] == rid
     assert any(rid in s.value for s in r.subheader)
     start = [b for b in r.button if "Start" in b.label][0]
-    assert start.disabled and bg.alive
+    assert start.disabled and alive()
     assert r.number_input[0].label == "Epochs" and r.number_input[0].value == 40  # the run's own, not the default
     side = " ".join(c.value for c in r.sidebar.caption)
     assert "Shapes · photo" in side and "training…" in side and rid[-6:] in side
 
     ins = refreshed("pages/5_Inspect.py")
     [b for b in ins.sidebar.button if "Stop" in b.label][0].click().run()
-    bg.join(120)
-    assert not bg.alive
+    jobs.wait(run.path, timeout=120)
+    assert not alive()
     m = run.read_json("metrics.json")
     assert m and m["stopped_at_epoch"] >= 1
     for page in ("pages/5_Inspect.py", "pages/4_Explore.py"):

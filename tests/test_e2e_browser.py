@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, ray_cluster):  # the app's runs are jobs on the session's Ray (UEO_RAY_ADDRESS)
     tmp = tmp_path_factory.mktemp("e2e")
     port = free_port()
     env = {**os.environ, "UEO_WORKSPACES": str(tmp / "ws"), "UEO_CACHE": str(tmp / "cache"),

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,46 +21,12 @@ from helpers import make_folder
 ray = pytest.importorskip("ray")
 
 
-def kill_cluster(temp_dir: str) -> None:
-    """End every process of the Ray cluster whose temp dir is ``temp_dir`` (not the other clusters of this
-    machine, as ``ray stop`` would): those naming it on their command line (gcs, raylet) or holding a file in it
-    open (the agents, which rename themselves)."""
-    def ours(pid: str) -> bool:
-        try:
-            if temp_dir in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return True
-            return any(temp_dir in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
-        except OSError:
-            return False
-    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and ours(p)]:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def start_cluster(slots: int, extra: list[str] = ()) -> tuple[str, str]:
-    temp_dir = tempfile.mkdtemp(prefix="ueo-ray-", dir="/tmp")
-    address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
-    return address, temp_dir
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One local Ray head with 1 run slot for the module; this process connected to it."""
-    address, temp_dir = start_cluster(slots=1)
-    old = os.environ.get("UEO_RAY_ADDRESS")
-    os.environ["UEO_RAY_ADDRESS"] = address
-    try:
-        jobs.connect()
-        yield address
-    finally:
-        ray.shutdown()
-        kill_cluster(temp_dir)
-        if old is None:
-            os.environ.pop("UEO_RAY_ADDRESS", None)
-        else:
-            os.environ["UEO_RAY_ADDRESS"] = old
+@pytest.fixture
+def cluster(ray_cluster):
+    """The session's local Ray (1 slot), idle: no run of an earlier test still holds the slot."""
+    wait_for(lambda: not [n for n in ray.util.list_named_actors() if n.startswith("run:")], timeout=120,
+             what="the runs of earlier tests to end")
+    return ray_cluster
 
 
 def cfg(data, run_dir, **kw):

@@ -11,7 +11,7 @@ from ueo_core.config import RunConfig
 from ueo_core.data import DataError, load_folder
 from ueo_core.models import load_model
 from ueo_core.runs import RunFolder, load_checkpoint
-from ueo_core.trainer import BackgroundRun, Trainer, norm_affine_params
+from ueo_core.trainer import Trainer, norm_affine_params
 
 from conftest import ROOT
 from helpers import assert_close_tree
@@ -159,17 +159,17 @@ def test_a_stopped_run_keeps_its_last_checkpoint_explorable(folder, tmp_path):
     assert run_status(tmp_path / "runs" / "a", alive=True)[1] == "training… epoch 2 of 3"
 
 
-def test_background_run_and_error_event(folder, tmp_path):
-    bg = BackgroundRun(Trainer(cfg_for(folder, tmp_path, epochs=1))).start()
-    bg.join(120)
-    kinds = [e.kind for e in bg.drain()]
-    assert kinds[0] == "start" and kinds[-1] == "done" and bg.result.status == "done"
-
-    bad = BackgroundRun(Trainer(cfg_for(folder, tmp_path, prior=["red"], run_dir=None))).start()
-    bad.join(60)
-    events = bad.drain()
-    assert events[-1].kind == "error" and "at least 2" in events[-1].data["message"]
-    assert bad.error and "Traceback" not in bad.error
+def test_a_failed_run_writes_its_plain_error_for_the_app(folder, tmp_path):
+    """The app reads a run's failure from its folder (the run is a Ray job elsewhere): error.json holds the same
+    plain sentence as the 'error' event, never a traceback."""
+    events = []
+    cfg = cfg_for(folder, tmp_path, checkpoint=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(Exception):
+        Trainer(cfg, listeners=[events.append]).run()
+    assert events[-1].kind == "error"
+    err = RunFolder(cfg.run_dir).read_json("error.json")
+    assert err == {"message": events[-1].data["message"]} and "not found" in err["message"].lower()
+    assert "Traceback" not in err["message"]
 
 
 def test_zero_shot_does_not_train_and_oracle_needs_truth(folder, tmp_path):

@@ -141,32 +141,42 @@ class Lesson:
         return out
 
 
-class BackgroundLesson:
-    """A lesson on a daemon thread (for the app): ``alive``, ``cancel()``, ``error`` (a plain sentence)."""
+def submit_lesson(base: RunConfig, has_truth: bool, runs_root: str | Path, submit: Callable[[RunConfig], object],
+                  lesson_id: Optional[str] = None) -> dict:
+    """The lesson as queued jobs (the app): every method's run is submitted at once with ``submit`` (e.g.
+    ``ueo_core.jobs.submit``), so that on two slots two of them train together. The manifest, written before the
+    first submission, names every run; the lesson's state is read from those run folders (``lesson_state``)."""
+    configs = lesson_configs(base, has_truth)
+    for c in configs:
+        c.validate()  # every setting checked before the first run is queued
+    root = Path(runs_root)
+    lid = lesson_id or new_run_id("lesson")
+    runs = {c.method: new_run_id(c.method) for c in configs}
+    manifest = {"id": lid, "methods": [c.method for c in configs], "runs": runs, "state": "queued", "error": None,
+                "settings": configs[0].to_dict()}
+    (root / "lessons").mkdir(parents=True, exist_ok=True)
+    write_json_atomic(root / "lessons" / f"{lid}.json", manifest)
+    for c in configs:
+        submit(c.replace(run_dir=str(root / runs[c.method])))
+    return manifest
 
-    def __init__(self, lesson: Lesson):
-        self.lesson = lesson
-        lesson.audience = "app"
-        self.error: Optional[str] = None
-        self.thread = threading.Thread(target=self._target, daemon=True, name="ueo-lesson")
 
-    def _target(self) -> None:
-        try:
-            self.lesson.run()
-        except Exception:  # the lesson wrote its state and a plain message
-            self.error = self.lesson.error or "The lesson stopped with an error."
-
-    def start(self) -> "BackgroundLesson":
-        self.lesson._write()  # the manifest exists before this returns: a page reading it at once finds it
-        self.thread.start()
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def cancel(self) -> None:
-        self.lesson.cancel()
+def lesson_state(manifest: dict, run_states: dict[str, tuple[str, str]]) -> dict:
+    """A queued lesson's state from its runs' job states ({method: (kind, words)}, ``ueo_core.jobs.job_state``):
+    ``live`` while any run is queued or training; ``state`` done / running / cancelled / error; ``finished`` the
+    number of runs done; ``where`` a line for the progress bar."""
+    methods = manifest.get("methods", [])
+    kinds = [run_states.get(m, ("none", ""))[0] for m in methods]
+    words = [run_states.get(m, ("none", ""))[1] for m in methods]
+    finished = sum(1 for k, w in zip(kinds, words) if k == "ended" and w == "done")
+    live = any(k in ("queued", "running") for k in kinds)
+    failed = [m for m, k, w in zip(methods, kinds, words) if (k == "ended" and w == "error") or k == "lost"]
+    training = [m for m, k in zip(methods, kinds) if k == "running"]
+    state = ("done" if finished == len(methods) else "running" if live else "error" if failed else "cancelled")
+    where = (f"{finished} of {len(methods)} runs done" + (" · training: " + ", ".join(PLAIN_NAMES[m] for m in training)
+                                                           if training else "") if live else state)
+    return {"live": live, "state": state, "finished": finished, "failed": failed, "where": where,
+            "fraction": finished / max(len(methods), 1)}
 
 
 def read_lesson(path: str | Path) -> Optional[dict]:

@@ -7,7 +7,6 @@ never disagree. With ``config.run_dir`` set it also writes the run folder (see `
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 import traceback
@@ -603,51 +602,6 @@ def explain_error(err: Exception, cfg: RunConfig, folder: Optional[RunFolder], a
     if isinstance(err, (DataError, ValueError, FileNotFoundError)):
         return str(err)
     return f"The run failed: {err.__class__.__name__}: {err}"
-
-
-# ------------------------------------------------------------------------ background runs (for the app)
-class BackgroundRun:
-    """A trainer on a daemon thread. Events queue up; ``drain()`` returns those not yet seen."""
-
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-        self.queue: "queue.Queue[Event]" = queue.Queue()
-        self.events: list[Event] = []
-        self.result: Optional[RunResult] = None
-        self.error: Optional[str] = None
-        trainer.add_listener(self.queue.put)
-        trainer.audience = "app"
-        self.thread = threading.Thread(target=self._target, daemon=True, name="ueo-trainer")
-
-    def _target(self):
-        try:
-            self.result = self.trainer.run()
-        except Exception as err:  # already emitted as an 'error' event with a plain message
-            self.error = explain_error(err, self.trainer.config, self.trainer.folder, "app")
-
-    def start(self) -> "BackgroundRun":
-        self.thread.start()
-        return self
-
-    def drain(self) -> list[Event]:
-        new = []
-        while True:
-            try:
-                new.append(self.queue.get_nowait())
-            except queue.Empty:
-                break
-        self.events.extend(new)
-        return new
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def cancel(self) -> None:
-        self.trainer.cancel()
-
-    def join(self, timeout: Optional[float] = None) -> None:
-        self.thread.join(timeout)
 
 
 def estimate_run(loaded: LoadedModel, ims: ImageSet, epochs: int, batch_size: int,
