@@ -155,7 +155,7 @@ def live(rid: str) -> None:
     steps, epochs = run_curves(folder.path)
     cfg = state.run_config(rid)
     total = (cfg.get("summary") or {}).get("total_steps") or 0
-    alive = job.kind in ("queued", "running")
+    alive = job.kind in ("queued", "running")  # as state.is_running: ended once its metrics are written
     metrics = folder.read_json("metrics.json")
     st.subheader(f"Run `{rid}` · {cfg.get('method', '')}" +
                  (f" · fast: {cfg['fast_mode']}" if cfg.get("fast_mode") else "") +

@@ -2,16 +2,28 @@
 happened, in words computed from the numbers (ueo_core.lesson)."""
 import streamlit as st
 
-from studio import charts, state, ui
+from studio import charts, share, state, ui
+from ueo_core.data import DataError
 from ueo_core.config import RunConfig, prefers_fast_mode, suggested_settings
 from ueo_core.lesson import PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
 from ueo_core.methods import METHODS
 
 ui.page("Lesson", "🎓")
+if st.query_params.get(share.PARAM):  # a teacher's link: its choices, in this student's own workspace
+    try:
+        state.open_lesson_link(st.query_params[share.PARAM])
+    except (share.ShareError, DataError) as err:
+        del st.query_params[share.PARAM]
+        st.error(str(err))
 ims = ui.data_header()
 model = state.model_choice()
 
-methods = lesson_methods(ims.has_truth)
+offered = lesson_methods(ims.has_truth)
+if st.session_state.get("lesson_from_link"):
+    st.success("🔗 Your teacher's lesson: the data, the model, the methods and the settings are set. Press "
+               "▶ Run the lesson. Your runs are your own.")
+st.session_state["lesson_methods"] = [m for m in st.session_state.get("lesson_methods", offered) if m in offered]
+methods = st.multiselect("Methods", offered, format_func=lambda m: METHODS[m].label, key="lesson_methods")
 st.markdown("One click runs **" + ", ".join(METHODS[m].label for m in methods) + "** on these images, with the "
             "same seed and settings, and then says what happened. Each run is a job in the server's queue: as many "
             "train at once as the server has slots.")
@@ -30,6 +42,14 @@ with st.expander("Settings (shared by every method)"):
     protocol = st.radio("Scoring protocol", list(ui.PROTOCOL_LABELS), horizontal=True, key="lesson_protocol",
                         format_func=ui.PROTOCOL_LABELS.get)
     st.caption(sugg["note"])
+
+with st.expander("🔗 Share this lesson"):
+    try:
+        st.code(state.lesson_link(st.context.url or "", methods), language=None, wrap_lines=True)
+        ui.explain("Every student who opens this link gets a workspace of their own with this data, model, methods "
+                   "and settings, one click from running them. The link holds no part of your workspace.")
+    except share.ShareError as err:
+        st.warning(str(err))
 
 lesson = state.active_lesson()
 live_now = bool(lesson and state.is_running(lesson["id"]))
@@ -51,7 +71,7 @@ if go:
     try:
         if state.anything_running():
             raise ValueError("A run of this session is already training: stop it first.")
-        state.start_lesson(base, ims)
+        state.start_lesson(base, ims, methods)
         st.rerun()  # the whole page (button off, sidebar) follows the lesson
     except ValueError as err:
         st.error(str(err))

@@ -252,7 +252,14 @@ def active_run_id() -> Optional[str]:
 def job(run_id: Optional[str]) -> jobs.JobState:
     """Where a run of this workspace stands (queued with its place, training, ended, lost)."""
     p = run_path(run_id)
-    return jobs.job_state(p, WORKSPACES) if p is not None else jobs.JobState("none", "")
+    if p is None:
+        return jobs.JobState("none", "")
+    s = jobs.job_state(p, WORKSPACES)
+    if s.kind == "running":  # its metrics are written: the result is final, the worker is only closing the run
+        m = jobs.read(p, "metrics.json")
+        if m:
+            return jobs.JobState("ended", "cancelled" if m.get("stopped_at_epoch") is not None else "done")
+    return s
 
 
 def is_running(run_id: Optional[str]) -> bool:
@@ -335,14 +342,14 @@ def friendly(err: Exception) -> str:
 LESSON_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-lesson-[0-9a-f]{6}$")
 
 
-def start_lesson(base: RunConfig, ims: ImageSet) -> str:
-    """Queue the lesson's runs (every method on ``ims``' data) as jobs in this workspace."""
+def start_lesson(base: RunConfig, ims: ImageSet, methods: Optional[list[str]] = None) -> str:
+    """Queue the lesson's runs (each method on ``ims``' data; default every one) as jobs in this workspace."""
     from ueo_core.lesson import submit_lesson
     if base.checkpoint:
         base = base.replace(checkpoint=str(check_path(base.checkpoint, what="checkpoint file")))
     if not base.data.startswith("shapes:"):
         base = base.replace(data=str(check_path(base.data)))
-    manifest = submit_lesson(base, ims.has_truth, runs_dir(), jobs.submit)
+    manifest = submit_lesson(base, ims.has_truth, runs_dir(), jobs.submit, methods=methods)
     st.session_state["lesson"] = manifest["id"]
     st.query_params["lesson"] = manifest["id"]
     remember()
@@ -381,8 +388,7 @@ def live_in_workspace() -> list[str]:
     root = runs_dir()
     for d in sorted(root.glob("*")) if root.is_dir() else []:
         if (d / jobs.JOB).exists() and not (d / jobs.ENDED).exists() and RUN_ID.match(d.name) \
-                and not LESSON_ID.match(d.name) \
-                and jobs.job_state(d, WORKSPACES).kind in ("queued", "running"):
+                and not LESSON_ID.match(d.name) and job(d.name).kind in ("queued", "running"):
             out.append(d.name)
     m = active_lesson()
     if m and any(r in out for r in m.get("runs", {}).values()):
@@ -442,3 +448,39 @@ def run_config(rid: str) -> dict:
     from ueo_core.runs import RunFolder
     d = runs_dir() / rid
     return RunFolder(d).config or (jobs.read(d, jobs.JOB) or {}).get("config") or {}
+
+
+# ------------------------------------------------------------------------------------------- a teacher's link
+LESSON_SETTING_KEYS = {"epochs": "lesson_epochs", "batch": "lesson_batch", "lr": "lesson_lr", "seed": "lesson_seed",
+                       "protocol": "lesson_protocol"}
+
+
+def lesson_link(base_url: str, methods: list[str]) -> str:
+    """The address of the Lesson page with this session's lesson choices (``studio.share``): no workspace token.
+    Raises ShareError when the data or model lie in this workspace."""
+    from studio import share
+    settings = {k: st.session_state[w] for k, w in LESSON_SETTING_KEYS.items() if w in st.session_state}
+    value = share.encode(data_choice(), model_choice(), methods, settings, secret=st.session_state["ws"])
+    return f"{base_url.split('?')[0]}?{share.PARAM}={value}"
+
+
+def open_lesson_link(value: str) -> dict:
+    """A student opened a teacher's link: its choices become this session's (in this session's own workspace),
+    the parameter leaves the address. Paths are checked against this session's roots. Raises ShareError or
+    DataError with a message."""
+    from studio import share
+    choice = share.decode(value)
+    d = choice["data"]
+    if not str(d["spec"]).startswith("shapes:"):
+        check_path(d["spec"])
+    if choice["model"].get("checkpoint"):
+        check_path(choice["model"]["checkpoint"], what="checkpoint file")
+    set_data_choice(**{k: v for k, v in d.items() if v is not None})
+    set_model_choice(**{k: v for k, v in choice["model"].items() if v is not None})
+    for k, v in choice["settings"].items():
+        st.session_state[LESSON_SETTING_KEYS[k]] = v
+    if choice["methods"]:
+        st.session_state["lesson_methods"] = choice["methods"]
+    st.session_state["lesson_from_link"] = True
+    del st.query_params[share.PARAM]
+    return choice

@@ -63,21 +63,5 @@ def start_ray_cluster(slots: int = 1):
 
 
 def kill_ray_cluster(temp_dir: str) -> None:
-    """End every process of the Ray cluster whose temp dir is ``temp_dir`` (not the other clusters of this
-    machine, as ``ray stop`` would): those naming it on their command line (gcs, raylet) or holding a file in it
-    open (the agents and workers, which rename themselves)."""
-    import os
-    import signal
-
-    def ours(pid: str) -> bool:
-        try:
-            if temp_dir in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                return True
-            return any(temp_dir in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
-        except OSError:
-            return False
-    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and ours(p)]:
-        try:
-            os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
+    from ueo_core import jobs
+    jobs.stop_local_head(temp_dir)

@@ -566,3 +566,69 @@ def test_adapt_offers_only_the_options_the_method_uses(method, trade_on, tempera
     no_trouble(at)
     assert next(n for n in at.number_input if n.label == "λ (marginal entropy weight)").disabled == (not trade_on)
     assert next(b for b in at.selectbox if b.label == "UEO weight temperature").disabled == (not temperature_on)
+
+
+def test_a_teachers_lesson_link_opens_a_student_workspace_with_the_same_choices():
+    """The teacher picks the photo domain, three methods and settings; the link carries them and no part of the
+    workspace. A fresh session (a student) opening it gets its own workspace, the same choices, and one click
+    queues exactly those runs."""
+    from urllib.parse import parse_qs, urlparse
+    from studio import share, state
+    from ueo_core.lesson import read_lesson
+    t = app("pages/1_Data.py")
+    t.run()
+    t.selectbox[0].set_value("photo").run()
+    [b for b in t.button if b.label == "Apply data and prior"][0].click().run()
+    ws = t.session_state["ws"]
+    t = app("pages/8_Lesson.py", ws=ws, data=t.session_state["data"])
+    t.run()
+    no_trouble(t)
+    t.multiselect[0].set_value(["zero_shot", "im", "ueo"]).run()
+    [n for n in t.number_input if n.label == "Epochs"][0].set_value(3).run()
+    [n for n in t.number_input if n.label == "Seed"][0].set_value(11).run()
+    no_trouble(t)
+    link = t.code[0].value
+    assert ws not in link and f"?{share.PARAM}=" in link and "ws=" not in link
+    value = parse_qs(urlparse(link).query)[share.PARAM][0]
+    assert ws not in share.decode(value).__repr__()
+
+    s = AppTest.from_file(str(ROOT / "pages/8_Lesson.py"), default_timeout=180)
+    s.query_params[share.PARAM] = value
+    s.run()
+    no_trouble(s)
+    assert s.session_state["ws"] != ws  # a workspace of the student's own
+    assert s.session_state["data"]["spec"] == "shapes:photo"
+    assert s.multiselect[0].value == ["zero_shot", "im", "ueo"]
+    assert [n for n in s.number_input if n.label == "Epochs"][0].value == 3
+    assert [n for n in s.number_input if n.label == "Seed"][0].value == 11
+    assert any("teacher's lesson" in m.value for m in s.success)
+    [b for b in s.button if b.label == "▶ Run the lesson"][0].click().run()   # the single click
+    no_trouble(s)
+    manifest = read_lesson(state.WORKSPACES / s.session_state["ws"] / "runs" / "lessons"
+                           / f"{s.session_state['lesson']}.json")
+    assert manifest["methods"] == ["zero_shot", "im", "ueo"]
+    assert manifest["settings"]["epochs"] == 3 and manifest["settings"]["seed"] == 11
+    assert manifest["settings"]["data"] == "shapes:photo"
+    [b for b in s.sidebar.button if "Stop" in b.label][0].click().run()  # leave the slot free for later tests
+    no_trouble(s)
+
+
+def test_a_lesson_link_never_carries_an_upload_or_a_broken_link_says_so(tmp_path):
+    from studio import share
+    token = "f" * 32
+    with pytest.raises(share.ShareError, match="upload in your own workspace"):
+        share.encode({"source": "upload", "spec": f"/srv/ws/{token}/uploads/x"}, {"name": "m"}, ["ueo"], {}, token)
+    with pytest.raises(share.ShareError, match="checkpoint uploaded"):
+        share.encode({"source": "shapes", "spec": "shapes:sketch"}, {"name": "m", "checkpoint": f"/w/{token}/c.pt"},
+                     ["ueo"], {}, token)
+    ok = share.encode({"source": "shapes", "spec": "shapes:sketch"}, {"name": "m"}, ["ueo", "bogus"],
+                      {"epochs": 2}, token)
+    assert share.decode(ok)["methods"] == ["ueo"] and share.decode(ok)["settings"] == {"epochs": 2}
+    for bad in ("", "not-base64!!", ok[:-6]):
+        with pytest.raises(share.ShareError, match="cannot be read"):
+            share.decode(bad)
+    s = AppTest.from_file(str(ROOT / "pages/8_Lesson.py"), default_timeout=180)
+    s.query_params[share.PARAM] = "garbage"
+    s.run()
+    no_trouble(s)
+    assert any("cannot be read" in e.value for e in s.error)

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,3 +140,38 @@ def test_queue_words():
     assert jobs.queue_words(2, 12) == "queued: 2nd in line, about 10 s"
     assert [jobs.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+
+@pytest.mark.slow
+def test_two_node_cluster_on_one_machine_runs_land_on_both_nodes(tmp_path):
+    """A head and a second node (ray start --address …), each with one run slot: two runs submitted together
+    train at once, one on each node, and both finish. The driver is a process of its own (this one is connected
+    to the session's Ray)."""
+    from helpers import kill_ray_cluster
+    temp_dir = tempfile.mkdtemp(prefix="ueo-ray2-", dir="/tmp")
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    try:
+        head = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=1, temp_dir=temp_dir)
+        joined = subprocess.run([ray_bin, "start", f"--address={head}", "--node-ip-address=127.0.0.1",
+                                 "--num-cpus=1", f"--resources={json.dumps({jobs.SLOT: 1})}",
+                                 f"--temp-dir={temp_dir}", "--disable-usage-stats"], capture_output=True, text=True,
+                                timeout=180)
+        assert joined.returncode == 0, joined.stderr[-1500:]
+        data = make_folder(tmp_path / "data", classes=("red", "green", "blue", "yellow"))
+        runs = [tmp_path / "ws" / ("a" * 32) / "runs" / f"20260101-00000{i}-ueo-abcdef" for i in (7, 8)]
+        code = ("import json, sys; from ueo_core import jobs; from ueo_core.config import RunConfig; "
+                f"runs = {[str(r) for r in runs]!r}; "
+                f"[jobs.submit(RunConfig.from_dict({{**{cfg(data, runs[0], epochs=3).to_dict()!r}, 'run_dir': r}})) "
+                "for r in runs]; "
+                "print(json.dumps([jobs.wait(r, timeout=400).words for r in runs]))")
+        env = {**os.environ, "UEO_RAY_ADDRESS": head, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == ["done", "done"]
+        nodes = [json.loads((r / "worker.json").read_text())["node_id"] for r in runs]
+        assert nodes[0] != nodes[1], nodes  # one run on each node
+        spans = [(json.loads((r / "worker.json").read_text())["started"],
+                  json.loads((r / "ended.json").read_text())["at"]) for r in runs]
+        assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # they trained at the same time
+    finally:
+        kill_ray_cluster(temp_dir)

@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="logit scales (see `train --help`; default %(default)s)")
 
     sub.add_parser("models", help="list the open_clip architectures and pretrained tags")
+    c = sub.add_parser("cluster", help="the Ray that the app's runs queue on: 'up' connects to UEO_RAY_ADDRESS / "
+                                       "RAY_ADDRESS, or starts a local one (UEO_SLOTS run slots) if none is running; "
+                                       "'status' says its slots and what is queued and training")
+    c.add_argument("action", choices=["up", "status"])
+    c.add_argument("--workspaces", help="the app's workspaces folder, for 'status' (default: the app's)")
     return ap
 
 
@@ -342,6 +347,23 @@ class Reported(Exception):
     """An error whose message the run already printed."""
 
 
+def cmd_cluster(args) -> int:
+    import os
+
+    from . import jobs
+    address = jobs.connect()
+    slots = jobs.cluster_slots()
+    print(f"Ray at {address}: {slots} run slot{'s' if slots != 1 else ''}"
+          + (" (its GPUs)" if jobs.cluster_gpus() else " (UEO_SLOTS on a CPU-only head)"))
+    if args.action == "status":
+        root = Path(args.workspaces or os.environ.get("UEO_WORKSPACES",
+                                                      Path.home() / ".cache" / "ueo_studio" / "workspaces"))
+        queued = jobs.queued_runs(root)
+        running = [d for d in jobs.active_runs(root)]
+        print(f"training: {len(running)} · queued: {len(queued)}")
+    return 0
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -353,6 +375,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return cmd_embed(args)
         if args.command == "lesson":
             return cmd_lesson(args)
+        if args.command == "cluster":
+            return cmd_cluster(args)
         return cmd_models()
     except Reported:
         return 2

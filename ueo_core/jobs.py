@@ -98,6 +98,26 @@ def start_local_head(state_dir: Path = STATE_DIR, slots: Optional[int] = None, p
     return address
 
 
+def stop_local_head(temp_dir: str) -> None:
+    """End every process of the local Ray whose temp dir is ``temp_dir`` (not the other Ray clusters of this
+    machine, as ``ray stop`` would): those naming it on their command line (gcs, raylet) or holding a file in it
+    open (the agents and workers, which rename themselves). For tests and benchmarks that start their own."""
+    import signal
+
+    def ours(pid: str) -> bool:
+        try:
+            if temp_dir in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return True
+            return any(temp_dir in os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return False
+    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid() and ours(p)]:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
 _lock = threading.Lock()
 
 
@@ -127,6 +147,11 @@ def connect(start_local: bool = True) -> str:
         raise ClusterError(f"Could not reach Ray at {address or local or 'a local head'}: {last}. "
                            + ("Check UEO_RAY_ADDRESS / RAY_ADDRESS and that the cluster's token is set "
                               "(RAY_AUTH_TOKEN)." if address else "Start the app with bash scripts/app.sh."))
+
+
+def cluster_gpus() -> int:
+    import ray
+    return int(ray.cluster_resources().get("GPU", 0))
 
 
 def cluster_slots() -> int:
@@ -170,6 +195,7 @@ class RunWorker:
         status, message = "error", None
         try:
             write_json_atomic(run_dir / WORKER, {"pid": os.getpid(), "node": socket.gethostname(),
+                                                 "node_id": ray.get_runtime_context().get_node_id(),
                                                  "started": time.time()})
             if (run_dir / STOP).exists():
                 status = "stopped-queued"
@@ -218,9 +244,9 @@ def submit(cfg: RunConfig, threads: Optional[int] = None) -> Path:
     for name in (STOP, ENDED, WORKER):
         (run_dir / name).unlink(missing_ok=True)
     gpus = ray.cluster_resources().get("GPU", 0)
-    if threads is None:
+    if threads is None:  # CPU: the cores left over by the web server, shared by the slots (UEO_THREADS_PER_RUN)
         threads = int(os.environ.get("UEO_THREADS_PER_RUN", "0") or 0) or (
-            0 if gpus else max(1, (os.cpu_count() or 2) // (2 * max(1, cluster_slots()))))
+            0 if gpus else max(1, ((os.cpu_count() or 2) - 1) // max(1, cluster_slots())))
     write_json_atomic(run_dir / JOB, {"run_id": run_dir.name, "submitted": time.time(), "threads": threads,
                                       "config": cfg.to_dict()})
     opts = dict(name=_actor_name(run_dir), namespace=NAMESPACE, lifetime="detached",
@@ -297,6 +323,12 @@ def queued_runs(workspaces: Path) -> list[tuple[Path, float]]:
             job = read(d, JOB) or {}
             out.append((d, float(job.get("submitted", 0))))
     return sorted(out, key=lambda t: t[1])
+
+
+def active_runs(workspaces: Path) -> list[Path]:
+    """Every run of the server whose worker has started and not ended (training, or lost without knowing it)."""
+    return [d for d in _run_dirs(Path(workspaces))
+            if (d / JOB).exists() and (d / WORKER).exists() and not (d / ENDED).exists()]
 
 
 def estimate_wait(position: int, workspaces: Path) -> Optional[float]:

@@ -31,11 +31,11 @@ def lesson_methods(has_truth: bool) -> list[str]:
     return [m for m in LESSON_METHODS if has_truth or not get_method(m).needs_truth]
 
 
-def lesson_configs(base: RunConfig, has_truth: bool) -> list[RunConfig]:
-    """One config per method: every setting (data, prior, model, seed, epochs, batch, learning rates, λ, template,
-    fast mode) is the base's, only the method differs."""
+def lesson_configs(base: RunConfig, has_truth: bool, methods: Optional[Sequence[str]] = None) -> list[RunConfig]:
+    """One config per method (those of ``methods`` that fit the data; default all): every setting (data, prior,
+    model, seed, epochs, batch, learning rates, λ, template, fast mode) is the base's, only the method differs."""
     out = []
-    for m in lesson_methods(has_truth):
+    for m in [m for m in lesson_methods(has_truth) if methods is None or m in methods]:
         trains = get_method(m).trains
         out.append(base.replace(method=m, run_dir=None, resume=None, fast_mode=base.fast_mode if trains else None))
     return out
@@ -142,11 +142,13 @@ class Lesson:
 
 
 def submit_lesson(base: RunConfig, has_truth: bool, runs_root: str | Path, submit: Callable[[RunConfig], object],
-                  lesson_id: Optional[str] = None) -> dict:
+                  lesson_id: Optional[str] = None, methods: Optional[Sequence[str]] = None) -> dict:
     """The lesson as queued jobs (the app): every method's run is submitted at once with ``submit`` (e.g.
     ``ueo_core.jobs.submit``), so that on two slots two of them train together. The manifest, written before the
     first submission, names every run; the lesson's state is read from those run folders (``lesson_state``)."""
-    configs = lesson_configs(base, has_truth)
+    configs = lesson_configs(base, has_truth, methods)
+    if not configs:
+        raise ValueError("Choose at least one method for the lesson.")
     for c in configs:
         c.validate()  # every setting checked before the first run is queued
     root = Path(runs_root)

@@ -1,0 +1,246 @@
+"""A class on one server, measured: K browser sessions press Start on the default quick run (UEO, Shapes · sketch,
+built-in model) at the same moment, while one more session switches pages the whole time.
+
+In the same run it also measures one run alone (serial_s = K x that) and the observer with nothing training, so
+that every ratio compares numbers taken side by side on the same machine. It starts its own app (a free port, its
+own workspaces) and its own local Ray (UEO_SLOTS run slots; default ueo_core.jobs.default_slots()), and stops both.
+
+    python bench/classroom.py --k 8            # one K
+    python bench/classroom.py --k 1 4 8 16     # a table, one line each
+    python bench/classroom.py --series 20      # 20 runs in a row in one session: web server RSS after 1st vs 20th
+
+Last line (per K): classroom K=<k> lost=<n> all_done_s=<s> serial_s=<s> observer_median_ms=<ms>
+idle_median_ms=<ms> server_rss_mb=<mb>
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = os.environ.get("UEO_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+PAGES = ["Data", "Model", "Compare", "Learn"]  # the observer's round
+RUN_TIMEOUT_S = 1800
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class RssPeak:
+    """The web server's largest RSS while it runs (sampled every 0.25 s)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.25)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.thread.join()
+
+
+def start_app(tmp: Path, ray_address: str):
+    port = free_port()
+    env = {**os.environ, "UEO_WORKSPACES": str(tmp / "ws"), "UEO_CACHE": str(tmp / "cache"),
+           "HF_HUB_OFFLINE": "1", "UEO_RAY_ADDRESS": ray_address}
+    log = open(tmp / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("streamlit did not start: " + (tmp / "streamlit.log").read_text()[-2000:])
+
+
+async def settle(page, quiet_ms: int = 300):
+    await page.wait_for_timeout(100)
+    await page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                 timeout=120_000)
+    await page.wait_for_timeout(quiet_ms)
+
+
+async def goto(page, name: str) -> float:
+    """Switch page by the sidebar; returns ms until its heading is shown and the script has finished."""
+    t0 = time.perf_counter()
+    await page.locator('[data-testid="stSidebarNavLink"]', has_text=name).first.click()
+    await page.get_by_role("heading", name=name).first.wait_for(timeout=120_000)
+    await page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                 timeout=120_000)
+    return (time.perf_counter() - t0) * 1000
+
+
+async def new_session(browser, url: str):
+    ctx = await browser.new_context(viewport={"width": 1300, "height": 1000})
+    page = await ctx.new_page()
+    page.set_default_timeout(120_000)
+    await page.goto(url)
+    await page.get_by_role("heading", name="UEO Studio").wait_for()
+    await settle(page)
+    return ctx, page
+
+
+async def ready_to_start(page):
+    await goto(page, "Adapt")
+    await settle(page)
+
+
+async def press_start_and_wait(page, t0: float) -> float | None:
+    """Start, then the seconds from ``t0`` until the run says it is done (None when it never does)."""
+    await page.get_by_role("button", name="▶ Start").click()
+    try:
+        await page.get_by_text("Done in").first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    except Exception:
+        return None
+    return time.perf_counter() - t0
+
+
+async def observe(page, stop: asyncio.Event, out: list[float]):
+    i = 0
+    while not stop.is_set():
+        out.append(await goto(page, PAGES[i % len(PAGES)]))
+        i += 1
+        await page.wait_for_timeout(200)
+
+
+async def observer_alone(browser, url: str, n: int = 12) -> float:
+    ctx, page = await new_session(browser, url)
+    times = [await goto(page, PAGES[i % len(PAGES)]) for i in range(n)]
+    await ctx.close()
+    return statistics.median(times[2:])  # the first round loads each page's imports once
+
+
+async def one_run_alone(browser, url: str) -> float:
+    ctx, page = await new_session(browser, url)
+    await ready_to_start(page)
+    t = await press_start_and_wait(page, time.perf_counter())
+    await ctx.close()
+    if t is None:
+        raise SystemExit("the single run did not finish")
+    return t
+
+
+async def classroom(browser, url: str, k: int) -> dict:
+    sessions = [await new_session(browser, url) for _ in range(k)]
+    for _, page in sessions:
+        await ready_to_start(page)
+    octx, opage = await new_session(browser, url)
+    stop, switches = asyncio.Event(), []
+    watcher = asyncio.create_task(observe(opage, stop, switches))
+    t0 = time.perf_counter()
+    done = await asyncio.gather(*(press_start_and_wait(page, t0) for _, page in sessions))
+    stop.set()
+    await watcher
+    for ctx, _ in sessions:
+        await ctx.close()
+    await octx.close()
+    finished = [d for d in done if d is not None]
+    return {"lost": k - len(finished), "all_done_s": max(finished) if finished else float("nan"),
+            "observer_median_ms": statistics.median(switches) if switches else float("nan"),
+            "observer_worst_ms": max(switches) if switches else float("nan")}
+
+
+async def series(browser, url: str, n: int, pid: int) -> None:
+    ctx, page = await new_session(browser, url)
+    rss = []
+    for i in range(n):
+        await ready_to_start(page)
+        t = await press_start_and_wait(page, time.perf_counter())
+        await settle(page, 1000)
+        rss.append(rss_mb(pid))
+        print(f"run {i + 1}/{n}: {t:.1f} s · web server RSS {rss[-1]:.0f} MB", flush=True)
+        await goto(page, "Data")
+    await ctx.close()
+    print(f"series n={n} rss_first_mb={rss[0]:.0f} rss_last_mb={rss[-1]:.0f} growth_mb={rss[-1] - rss[0]:.0f}")
+
+
+async def main_async(args, url: str, pid: int) -> None:
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        if args.series:
+            await series(browser, url, args.series, pid)
+            await browser.close()
+            return
+        await one_run_alone(browser, url)  # warm-up: the Shapes world is made once, imports are loaded
+        alone = await one_run_alone(browser, url)
+        idle = await observer_alone(browser, url)
+        print(f"one run alone: {alone:.1f} s · observer idle median {idle:.0f} ms", flush=True)
+        for k in args.k:
+            with RssPeak(pid) as peak:
+                r = await classroom(browser, url, k)
+            print(f"  K={k}: all done {r['all_done_s']:.1f} s (serial {k * alone:.1f} s, ratio "
+                  f"{r['all_done_s'] / (k * alone):.2f}) · observer median {r['observer_median_ms']:.0f} ms, worst "
+                  f"{r['observer_worst_ms']:.0f} ms ({r['observer_median_ms'] / idle:.2f}x idle) · RSS peak "
+                  f"{peak.peak:.0f} MB", flush=True)
+            print(f"classroom K={k} lost={r['lost']} all_done_s={r['all_done_s']:.1f} serial_s={k * alone:.1f} "
+                  f"observer_median_ms={r['observer_median_ms']:.0f} idle_median_ms={idle:.0f} "
+                  f"server_rss_mb={peak.peak:.0f}", flush=True)
+        await browser.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--k", type=int, nargs="+", default=[8], help="students pressing Start together (default 8)")
+    ap.add_argument("--series", type=int, default=0, help="instead: this many runs in a row in one session")
+    ap.add_argument("--slots", type=int, default=None, help="run slots of the local Ray (default UEO_SLOTS or "
+                                                            "ueo_core.jobs.default_slots())")
+    args = ap.parse_args()
+    from ueo_core import jobs
+    slots = args.slots or jobs.slots_from_env()
+    tmp = Path(tempfile.mkdtemp(prefix="ueo-classroom-"))
+    temp_dir = tempfile.mkdtemp(prefix="ueo-ray-b", dir="/tmp")
+    address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
+    print(f"local Ray at {address} with {slots} slot(s); {os.cpu_count()} CPU cores", flush=True)
+    proc = None
+    try:
+        proc, url = start_app(tmp, address)
+        asyncio.run(main_async(args, url, proc.pid))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        jobs.stop_local_head(temp_dir)
+
+
+if __name__ == "__main__":
+    main()
