@@ -230,6 +230,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ueo-classroom-"))
     temp_dir = tempfile.mkdtemp(prefix="ueo-ray-b", dir="/tmp")
     address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
+    os.environ["UEO_RAY_ADDRESS"] = address
     print(f"local Ray at {address} with {slots} slot(s); {os.cpu_count()} CPU cores", flush=True)
     proc = None
     try:

@@ -77,6 +77,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ueo-lost-"))
     temp_dir = tempfile.mkdtemp(prefix="ueo-ray-l", dir="/tmp")
     address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=1, temp_dir=temp_dir)
+    os.environ["UEO_RAY_ADDRESS"] = address  # this script asks the same Ray as the app about the runs
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_app(tmp, address, port)

@@ -254,7 +254,10 @@ def job(run_id: Optional[str]) -> jobs.JobState:
     p = run_path(run_id)
     if p is None:
         return jobs.JobState("none", "")
-    s = jobs.job_state(p, WORKSPACES)
+    try:
+        s = jobs.job_state(p, WORKSPACES)
+    except jobs.ClusterError as err:  # Ray is down or unreachable: say so where the run's state would be
+        return jobs.JobState("unreachable", str(err))
     if s.kind == "running":  # its metrics are written: the result is final, the worker is only closing the run
         m = jobs.read(p, "metrics.json")
         if m:
@@ -275,8 +278,8 @@ def run_error(run_id: Optional[str]) -> Optional[str]:
     p = run_path(run_id)
     if p is None:
         return None
-    s = jobs.job_state(p, WORKSPACES)
-    if s.kind == "lost":
+    s = job(run_id)
+    if s.kind in ("lost", "unreachable"):
         return s.words
     if s.kind == "ended" and s.words == "error":
         err = jobs.read(p, "error.json") or jobs.read(p, jobs.ENDED) or {}

@@ -55,6 +55,8 @@ def sidebar_status() -> None:
             words = job.words
         elif job.kind == "lost":
             words = "its process stopped: Resume on Adapt"
+        elif job.kind == "unreachable":
+            words = "Ray cannot be reached, so its state is unknown"
         else:
             words = run_status(state.runs_dir() / rid, alive=rid in live)[1]
         st.caption(f"**Run** `{rid[-6:]}` · {state.run_label(rid)} · {words}")

@@ -47,8 +47,9 @@ PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME"
 JOB, WORKER, ENDED, STOP = "job.json", "worker.json", "ended.json", "stop.request"
 
 
-class ClusterError(RuntimeError):
-    """Ray could not be reached or started; the message says what to check."""
+class ClusterError(ValueError):
+    """Ray could not be reached or started; the message says what to check (a ValueError: the pages show such
+    errors as a message, never a traceback)."""
 
 
 # ------------------------------------------------------------------------------------------------ the cluster
@@ -135,6 +136,7 @@ def connect(start_local: bool = True) -> str:
                 local = json.loads((STATE_DIR / "address.json").read_text())["address"]
             except (OSError, ValueError, KeyError):
                 local = None
+        last: object = "no Ray is running"
         for attempt in ([address] if address else ([local] if local else []) + (["start"] if start_local else [])):
             target = start_local_head() if attempt == "start" else attempt
             try:
@@ -258,7 +260,7 @@ def submit(cfg: RunConfig, threads: Optional[int] = None) -> Path:
 
 def _actor(run_dir: str | Path):
     import ray
-    connect()
+    connect(start_local=False)  # reading a run's state never starts a Ray of its own
     try:
         return ray.get_actor(_actor_name(run_dir), namespace=NAMESPACE)
     except ValueError:
@@ -304,10 +306,23 @@ def job_state(run_dir: str | Path, workspaces: Optional[Path] = None) -> JobStat
         if (run_dir / STOP).exists():
             return JobState("ended", "stopped-queued")
         return JobState("lost", "It was queued, but the queue lost it (Ray was restarted). Start it again.")
-    ahead = queued_runs(workspaces or run_dir.parent.parent.parent)
+    root = workspaces or run_dir.parent.parent.parent
+    ahead = queued_runs(root)
     pos = next((i + 1 for i, (p, _) in enumerate(ahead) if p == run_dir), len(ahead) + 1)
-    wait = estimate_wait(pos, workspaces or run_dir.parent.parent.parent)
+    # the first runs without worker.json may already hold a free slot: their worker is starting (imports, model)
+    free = max(0, _slots_or_one() - len(active_runs(root)))
+    if pos <= free:
+        return JobState("running", "starting")
+    pos -= free
+    wait = estimate_wait(pos, root)
     return JobState("queued", queue_words(pos, wait), position=pos, wait_s=wait)
+
+
+def _slots_or_one() -> int:
+    try:
+        return cluster_slots()
+    except Exception:  # Ray unreachable: count one slot
+        return 1
 
 
 def _run_dirs(workspaces: Path):
@@ -347,10 +362,7 @@ def estimate_wait(position: int, workspaces: Path) -> Optional[float]:
         return None
     recent = sorted(t for t, _ in sorted(lengths, key=lambda x: x[1])[-20:])
     typical = recent[len(recent) // 2]
-    try:
-        slots = cluster_slots()
-    except Exception:
-        slots = 1
+    slots = _slots_or_one()
     # the runs in front of this one, and those now training, start and end in waves of `slots`
     waves = (position - 1 + running) // slots
     return waves * typical + (typical / 2 if running >= slots else 0.0)
