@@ -16,12 +16,13 @@ SHARED_DATA = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "d
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One real local Ray for the whole session (1 run slot), stopped at the end whatever happens: the app's runs
-    and lessons are jobs on it (UEO_RAY_ADDRESS), and so are the browser tests' server's."""
+    """One real local Ray for the whole session (2 run slots: a lesson trains two runs at once), stopped at the
+    end whatever happens: the app's runs and lessons are jobs on it (UEO_RAY_ADDRESS), and so are the browser
+    tests' server's."""
     import ray
     from helpers import kill_ray_cluster, start_ray_cluster
     from ueo_core import jobs
-    address, temp_dir = start_ray_cluster(slots=1)
+    address, temp_dir = start_ray_cluster(slots=2)
     old = os.environ.get("UEO_RAY_ADDRESS")
     os.environ["UEO_RAY_ADDRESS"] = address
     try:
