@@ -73,11 +73,13 @@ class RssPeak:
         self.thread.join()
 
 
-def start_app(tmp: Path, ray_address: str):
-    port = free_port()
+def start_app(tmp: Path, ray_address: str, port: int | None = None):
+    """The app on ``port`` (default a free one), its workspaces and caches in ``tmp``, its runs on ``ray_address``;
+    returns (process, url) once it answers."""
+    port = port or free_port()
     env = {**os.environ, "UEO_WORKSPACES": str(tmp / "ws"), "UEO_CACHE": str(tmp / "cache"),
            "HF_HUB_OFFLINE": "1", "UEO_RAY_ADDRESS": ray_address}
-    log = open(tmp / "streamlit.log", "w")
+    log = open(tmp / f"streamlit-{time.time():.0f}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -89,7 +91,7 @@ def start_app(tmp: Path, ray_address: str):
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise SystemExit("streamlit did not start: " + (tmp / "streamlit.log").read_text()[-2000:])
+    raise SystemExit(f"streamlit did not start (see {log.name})")
 
 
 async def settle(page, quiet_ms: int = 300):

@@ -17,30 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from classroom import ARGS, CHROMIUM, free_port  # noqa: E402
+from classroom import ARGS, CHROMIUM, free_port, start_app  # noqa: E402
 
 SHOTS = Path(os.environ.get("UEO_SCREENSHOTS", ROOT / "artifacts" / "screenshots"))
 
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def start_app(tmp: Path, address: str, port: int):
-    import subprocess
-    import urllib.request
-    env = {**os.environ, "UEO_WORKSPACES": str(tmp / "ws"), "UEO_CACHE": str(tmp / "cache"), "HF_HUB_OFFLINE": "1",
-           "UEO_RAY_ADDRESS": address}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT, env=env,
-                            stdout=open(tmp / f"streamlit-{time.time():.0f}.log", "w"), stderr=subprocess.STDOUT)
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("streamlit did not start")
 
 
 def settle(page, ms=800):
@@ -80,7 +63,7 @@ def main() -> None:
     os.environ["UEO_RAY_ADDRESS"] = address  # this script asks the same Ray as the app about the runs
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_app(tmp, address, port)
+    server, _ = start_app(tmp, address, port)
     say(f"web server pid {server.pid} on {url}; local Ray at {address}, 1 run slot")
     try:
         with sync_playwright() as p:
@@ -105,7 +88,7 @@ def main() -> None:
             time.sleep(2)
             say(f"while the server is down: A {jobs.job_state(ra, tmp / 'ws').words}, "
                 f"B {jobs.job_state(rb, tmp / 'ws').words}")
-            server = start_app(tmp, address, port)
+            server, _ = start_app(tmp, address, port)
             say(f"web server restarted: pid {server.pid}")
             for name, pg in (("A", a), ("B", b)):
                 pg.reload()

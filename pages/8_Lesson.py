@@ -3,18 +3,11 @@ happened, in words computed from the numbers (ueo_core.lesson)."""
 import streamlit as st
 
 from studio import charts, share, state, ui
-from ueo_core.data import DataError
 from ueo_core.config import RunConfig, prefers_fast_mode, suggested_settings
 from ueo_core.lesson import PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
 from ueo_core.methods import METHODS
 
-ui.page("Lesson", "🎓")
-if st.query_params.get(share.PARAM):  # a teacher's link: its choices, in this student's own workspace
-    try:
-        state.open_lesson_link(st.query_params[share.PARAM])
-    except (share.ShareError, DataError) as err:
-        del st.query_params[share.PARAM]
-        st.error(str(err))
+ui.page("Lesson", "🎓")  # a teacher's link (?lesson_link=) is opened there, before the sidebar shows the choices
 ims = ui.data_header()
 model = state.model_choice()
 

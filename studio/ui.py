@@ -9,9 +9,9 @@ from typing import Optional, Sequence
 import streamlit as st
 from PIL import Image
 
-from ueo_core.data import load_rgb
+from ueo_core.data import DataError, load_rgb
 
-from . import state
+from . import share, state
 
 GALLERY_COLUMNS = 8
 # how the app names the scoring protocols (ueo_core.config.PROTOCOLS), on every page that offers them
@@ -29,6 +29,13 @@ def page(title: str, icon: str = "🧭") -> None:
     ``run``."""
     st.set_page_config(page_title=f"UEO Studio · {title}", page_icon=icon, layout="wide")
     state.workspace()
+    link_error = None
+    if st.query_params.get(share.PARAM):  # a teacher's link: its choices, in this student's own workspace
+        try:
+            state.open_lesson_link(st.query_params[share.PARAM])
+        except (share.ShareError, DataError) as err:
+            del st.query_params[share.PARAM]
+            link_error = str(err)
     rid = state.active_run_id()
     if rid and st.query_params.get("run") != rid:
         st.query_params["run"] = rid
@@ -41,6 +48,8 @@ def page(title: str, icon: str = "🧭") -> None:
         # follows a live run every 2 s without rerunning the page; idle otherwise
         st.fragment(run_every=2.0 if live else None)(sidebar_status)()
     st.title(title)
+    if link_error:
+        st.error(link_error)
 
 
 def sidebar_status() -> None:

@@ -360,3 +360,46 @@ def test_state_survives_refresh_one_live_run_stop_anywhere_and_stopped_runs_open
     goto(page, "Adapt")
     page.get_by_text("Stopped at epoch").first.wait_for()
     assert page.get_by_role("button", name="▶ Start").is_enabled()
+
+
+def test_a_teachers_link_opens_in_a_fresh_browser_session_with_the_same_choices(page, server, browser_page):
+    """The teacher chooses the photo domain and 2 epochs on Lesson and copies the link; a student's fresh browser
+    session (its own cookies and storage) opens it: same data and settings, a workspace of its own, and the
+    teacher's token nowhere in the link, the address or the page."""
+    from urllib.parse import parse_qs, urlparse
+    page.goto(server)
+    page.get_by_role("heading", name="UEO Studio").wait_for()
+    teacher_ws = parse_qs(urlparse(page.url).query)["ws"][0]
+    goto(page, "Data")
+    choose(page, "Domain", "photo")
+    page.get_by_role("button", name="Apply data and prior").click()
+    settle(page)
+    goto(page, "Lesson")
+    page.get_by_text("Settings (shared by every method)").click()
+    box = page.get_by_label("Epochs")
+    box.fill("2")
+    box.press("Tab")
+    settle(page)
+    page.get_by_text("Share this lesson").click()
+    settle(page)
+    link = page.locator('[data-testid="stCode"]').first.inner_text().strip()
+    shot(page, "issue19_teacher_share_link")
+    assert link.startswith(server) and "lesson_link=" in link and teacher_ws not in link and "ws=" not in link
+
+    student = browser_page.context.browser.new_context(viewport={"width": 1400, "height": 1600})
+    try:
+        sp = student.new_page()
+        sp.goto(link)
+        sp.get_by_text("Your teacher's lesson").wait_for(timeout=60_000)
+        settle(sp)
+        assert teacher_ws not in sp.url and "lesson_link" not in sp.url
+        student_ws = parse_qs(urlparse(sp.url).query)["ws"][0]
+        assert student_ws != teacher_ws
+        body = sp.inner_text("body")
+        assert "Shapes · photo" in body and teacher_ws not in body
+        sp.get_by_text("Settings (shared by every method)").click()
+        assert sp.get_by_label("Epochs").input_value() == "2"
+        assert sp.get_by_role("button", name="▶ Run the lesson").is_enabled()  # one click from running it
+        sp.screenshot(path=str(SHOTS / "issue19_student_opens_teacher_link.png"), full_page=True)
+    finally:
+        student.close()
