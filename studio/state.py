@@ -294,9 +294,7 @@ def stop_run(run_id: Optional[str], wait_s: float = 30.0) -> None:
     if p is None:
         return
     jobs.stop(p)
-    t0 = time.time()
-    while time.time() - t0 < wait_s and jobs.job_state(p, WORKSPACES).kind in ("queued", "running"):
-        time.sleep(0.2)
+    jobs.wait(p, timeout=wait_s, poll=0.2)
 
 
 def resume_run(run_id: Optional[str]) -> None:
@@ -406,12 +404,12 @@ def anything_running() -> bool:
 
 def stop_everything() -> None:
     """Stop every queued or training run (and so lesson) of this workspace."""
-    runs = [r for r in live_in_workspace() if not LESSON_ID.match(r)]
-    for rid in runs:
-        jobs.stop(runs_dir() / rid)
+    runs = [runs_dir() / r for r in live_in_workspace() if not LESSON_ID.match(r)]
+    for p in runs:
+        jobs.stop(p)
     t0 = time.time()
-    while time.time() - t0 < 30 and any(not LESSON_ID.match(r) for r in live_in_workspace()):
-        time.sleep(0.2)
+    for p in runs:  # one 30 s budget for them all
+        jobs.wait(p, timeout=max(0.0, 30 - (time.time() - t0)), poll=0.2)
 
 
 def model_fit_warning(ims: ImageSet) -> Optional[str]:

@@ -409,7 +409,7 @@ def resume(run_dir: str | Path) -> Path:
 
 
 def wait(run_dir: str | Path, timeout: float = 600, poll: float = 0.5) -> JobState:
-    """Block until the run has ended or is lost (tests, the CLI); returns its last state."""
+    """Block until the run has ended or is lost (the app's Stop, tests); returns its last state."""
     t0 = time.time()
     while time.time() - t0 < timeout:
         s = job_state(run_dir)
