@@ -1,11 +1,13 @@
 """Explore: image features before vs after adaptation in 2-D (PCA at once, UMAP when computed); select points to
-see the images. The embeddings are computed on a background thread (ueo_core.analysis.EmbeddingJob)."""
+see the images. The embeddings are a job on Ray (ueo_core.explore, queued like a run); this page reads its files."""
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from studio import charts, pick, state, ui
+from ueo_core.analysis import read_predictions
+from ueo_core.explore import predictions_before
 from ueo_core.runs import RunFolder
 
 ui.page("Explore", "🔭")
@@ -13,7 +15,8 @@ rid = pick.finished_run()
 if not rid:
     st.stop()
 run_dir = str(state.runs_dir() / rid)
-job = state.embedding_job(run_dir)
+retry = st.session_state.pop("retry_embed", None) == run_dir
+ex = state.exploration(run_dir, retry=retry)
 run = RunFolder(run_dir)
 m = run.read_json("metrics.json") or {}
 run_cfg = run.config or {}
@@ -42,19 +45,25 @@ def colouring(p, thr, colour_by):
     return p.confidence, True, hover, counts
 
 
-@st.fragment(run_every=1.0 if job.alive else None)
+@st.fragment(run_every=1.0 if ex.kind in ("working", "queued") else None)
 def maps() -> None:
-    if job.stage == "error":
-        st.error(f"The embeddings could not be computed: {state.redact(job.error or '')}")
+    job = state.exploration(run_dir)  # read again: the fragment redraws alone while the job works
+    if job.kind == "failed":
+        st.error(f"The embeddings could not be computed: {job.words}")
         if st.button("Try again"):
             st.session_state["retry_embed"] = run_dir
             st.rerun()
         return
-    res = job.result
-    if "pca" not in res:  # still encoding images
-        frac = job.done / job.total if job.total else 0.0
-        st.progress(frac, text=f"Image {job.stage}: {job.done}/{job.total or '…'} images (once per run; cached)"
-                    if job.stage.startswith("features") else "Loading the model…")
+    res, status = job.landed, job.landed.get("status") or {}
+    if "pca" not in res:  # queued, or still encoding images
+        done, total, stage = status.get("done", 0), status.get("total", 0), status.get("stage", "")
+        if job.kind == "queued":
+            st.progress(0.0, text=f"The embeddings are {job.words} (they wait for a free slot, as runs do).")
+        elif stage.startswith("features"):
+            st.progress(done / total if total else 0.0,
+                        text=f"Image {stage}: {done}/{total or '…'} images (once per run; cached)")
+        else:
+            st.progress(0.0, text="Loading the model…")
         return
     have_umap = "umap" in res
     projections = ["UMAP", "PCA"] if have_umap else ["PCA"]
@@ -63,11 +72,12 @@ def maps() -> None:
     colour_by = c_col.radio("Colour by", ["predicted known/unknown", "predicted class", "true class", "confidence"],
                             horizontal=True, key="colour_by")
     if not have_umap:
-        st.progress(job.done / 2, text=f"UMAP computing ({job.done}/2 maps; the PCA maps are shown meanwhile)…")
+        st.progress(status.get("done", 0) / 2,
+                    text=f"UMAP computing ({status.get('done', 0)}/2 maps; the PCA maps are shown meanwhile)…")
     coords = res["umap" if proj == "UMAP" else "pca"]
-    preds = res["predictions"]
+    preds = read_predictions(run_dir)
     thr_after = m.get("after", {}).get("threshold", 0.5)
-    before, thr_before = res.get("predictions_before"), m.get("before", {}).get("threshold", thr_after)
+    before, thr_before = predictions_before(run_dir), m.get("before", {}).get("threshold", thr_after)
     if before is None:
         st.warning("This run was made before zero-shot predictions were saved: both maps use the adapted "
                    "predictions.")
@@ -90,10 +100,10 @@ def maps() -> None:
     idx = sorted(selected, key=lambda i: -preds.confidence[i])
     ui.gallery([preds.paths[i] for i in idx], [f"{pred_names[i]} {preds.confidence[i]:.2f}" for i in idx],
                empty="Select points with the box or lasso tool.", key="explore_sel", own_fragment=False)
-    if st.session_state.get("explore_polling") and not job.alive:
+    if st.session_state.get("explore_polling") and job.kind not in ("working", "queued"):
         st.session_state["explore_polling"] = False
         st.rerun()  # the job ended: one full rerun stops the polling
 
 
-st.session_state["explore_polling"] = job.alive
+st.session_state["explore_polling"] = ex.kind in ("working", "queued")
 maps()

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -419,20 +420,42 @@ def model_fit_warning(ims: ImageSet) -> Optional[str]:
     return builtin_model_warning(m["name"], m.get("pretrained"), data_choice()["spec"], ims.classes)
 
 
-@st.cache_resource(show_spinner=False)
-def _embedding_jobs() -> dict:
-    return {}
+@dataclass
+class Exploration:
+    """What the Explore page shows of a run's exploration job (ueo_core.explore): ``kind`` is done, working,
+    queued or failed; ``words`` the queue place or the failure in words; ``landed`` what the job has written."""
+    kind: str
+    words: str
+    landed: dict
 
 
-def embedding_job(run_dir: str):
-    """The (background) embeddings of a run of this workspace: started once per server, restarted after an
-    error; the features and UMAPs are cached on disk, so a restart is quick."""
-    from ueo_core.analysis import EmbeddingJob
-    jobs = _embedding_jobs()
-    job = jobs.get(run_dir)
-    if job is None or job.stage == "error" and not job.alive and st.session_state.get("retry_embed") == run_dir:
-        job = jobs[run_dir] = EmbeddingJob(run_dir).start()
-    return job
+def exploration(run_dir: str, retry: bool = False) -> Exploration:
+    """A run's exploration, submitted to Ray on the first visit (and again on ``retry`` after a failure); the
+    features and maps are cached on disk, so a second one is quick. The web server only reads its files."""
+    from ueo_core import explore
+    landed = explore.read(run_dir)
+    if "umap" in landed:
+        return Exploration("done", "", landed)
+    out = explore.folder(run_dir)
+    try:
+        s = jobs.job_state(out, WORKSPACES)
+        if s.kind == "none" or retry and s.kind in ("ended", "lost"):
+            jobs.submit_exploration(run_dir)
+            s = jobs.job_state(out, WORKSPACES)
+    except jobs.ClusterError as err:
+        return Exploration("failed", redact(str(err)), landed)
+    if s.kind == "queued":
+        return Exploration("queued", s.words, landed)
+    if s.kind == "running":
+        return Exploration("working", s.words, landed)
+    if s.kind == "lost":
+        return Exploration("failed", "The process computing them stopped (for example, out of memory, or it was "
+                                     "killed).", landed)
+    ended = jobs.read(out, jobs.ENDED) or {}
+    landed = explore.read(run_dir)  # it may have ended between the two reads
+    if "umap" in landed:
+        return Exploration("done", "", landed)
+    return Exploration("failed", redact(ended.get("message") or "It ended without its maps."), landed)
 
 
 def run_label(rid: str) -> str:

@@ -153,7 +153,8 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
     ex.run()
     no_trouble(ex)
-    state._embedding_jobs()[str(state.WORKSPACES / ws / "runs" / rid)].thread.join(240)
+    from ueo_core import explore, jobs
+    assert jobs.wait(explore.folder(state.WORKSPACES / ws / "runs" / rid), timeout=240).words == "done"
     ex.run()
     no_trouble(ex)
     assert len(plotly_charts(ex)) == 2
@@ -460,33 +461,72 @@ def test_unlabeled_folder_run_says_what_was_accepted_and_rejected(tmp_path):
     assert any(line in c.value for c in at.caption), [c.value for c in at.caption]
 
 
-def test_explore_shows_pca_at_once_while_umap_computes(monkeypatch):
-    """UMAP held back: the page already shows both maps in PCA, with a progress line; released, UMAP appears."""
-    import threading
-    import ueo_core.embed as embed
+def test_explore_shows_pca_at_once_while_umap_computes():
+    """The embeddings are a Ray job writing into the run folder: while UMAP computes (its worker held still with
+    SIGSTOP once the PCA maps have landed), the page already shows both maps in PCA, with a progress line;
+    released, UMAP appears."""
+    import os
+    import signal
+    import time
     from studio import state
+    from ueo_core import explore, jobs
     at = app("pages/3_Adapt.py")
     at.run()
     rid, bg = start_one_epoch(at)
-    gate, real = threading.Event(), embed.umap_2d
-    monkeypatch.setattr(embed, "umap_2d", lambda *a, **kw: (gate.wait(60), real(*a, **kw))[1])
     ws = at.session_state["ws"]
+    run_dir = state.WORKSPACES / ws / "runs" / rid
+    out = explore.folder(run_dir)
     ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
-    ex.run()
-    job = state._embedding_jobs()[str(state.WORKSPACES / ws / "runs" / rid)]
-    for _ in range(600):  # the features pass (seconds), then the job waits at the gate
-        if "pca" in job.result:
-            break
-        job.thread.join(0.1)
-    ex.run()
+    ex.run()  # the first visit submits the job
     no_trouble(ex)
-    assert [r.options for r in ex.radio if r.label == "Projection"] == [["PCA"]]
-    assert len(plotly_charts(ex)) == 2 and "umap" not in job.result
-    gate.set()
-    job.thread.join(120)
+    assert (out / jobs.JOB).exists() and state.exploration(str(run_dir)).kind in ("queued", "working")
+    for _ in range(2400):  # the model loads and the features pass runs (seconds); UMAP (numba) takes longer
+        if (out / explore.PCA).exists():
+            break
+        time.sleep(0.05)
+    pid = jobs.read(out, jobs.WORKER)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert not (out / explore.UMAP).exists(), "UMAP landed before the worker could be held"
+        ex.run()
+        no_trouble(ex)
+        assert [r.options for r in ex.radio if r.label == "Projection"] == [["PCA"]]
+        assert len(plotly_charts(ex)) == 2
+        assert any("UMAP computing" in p.text for p in ex.get("progress")), [p.text for p in ex.get("progress")]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert jobs.wait(out, timeout=240).words == "done"
     ex.run()
     no_trouble(ex)
     assert [r.value for r in ex.radio if r.label == "Projection"] == ["UMAP"]
+
+
+def test_explore_failure_is_a_message_and_try_again_submits_again():
+    """A failed exploration (here: the run's checkpoint is gone) says so in words, with no traceback; Try again
+    submits a new job."""
+    from studio import state
+    from ueo_core import explore, jobs
+    from ueo_core.runs import CHECKPOINT
+    at = app("pages/3_Adapt.py")
+    at.run()
+    rid, bg = start_one_epoch(at)
+    ws = at.session_state["ws"]
+    run_dir = state.WORKSPACES / ws / "runs" / rid
+    (run_dir / CHECKPOINT).rename(run_dir / "moved.safetensors")
+    ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
+    ex.run()
+    assert jobs.wait(explore.folder(run_dir), timeout=240).words == "error"
+    ex.run()
+    no_trouble(ex)
+    assert any("could not be computed" in e.value for e in ex.error), [e.value for e in ex.error]
+    first = jobs.read(explore.folder(run_dir), jobs.JOB)["submitted"]
+    (run_dir / "moved.safetensors").rename(run_dir / CHECKPOINT)
+    [b for b in ex.button if b.label == "Try again"][0].click().run()
+    no_trouble(ex)
+    assert jobs.read(explore.folder(run_dir), jobs.JOB)["submitted"] > first
+    assert jobs.wait(explore.folder(run_dir), timeout=240).words == "done"
+    ex.run()
+    assert not ex.error and len(plotly_charts(ex)) == 2
 
 
 def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_from_any_page():

@@ -25,7 +25,8 @@ ray = pytest.importorskip("ray")
 @pytest.fixture
 def cluster(ray_cluster):
     """The session's local Ray, idle: no run of an earlier test still holds a slot."""
-    wait_for(lambda: not [n for n in ray.util.list_named_actors() if n.startswith("run:")], timeout=120,
+    wait_for(lambda: not [n for n in ray.util.list_named_actors() if n.startswith(("run:", "explore:"))],
+             timeout=120,
              what="the runs of earlier tests to end")
     return ray_cluster
 
@@ -100,6 +101,40 @@ def test_a_queued_run_is_shown_as_queued_and_can_be_stopped(cluster, world):
     s = jobs.wait(third, timeout=300)  # a slot passed on to the third
     assert (s.kind, s.words) == ("ended", "done")
     assert not (second / "worker.json").exists()  # stopped while queued: still never trained
+
+
+def test_an_exploration_is_a_job_in_the_same_queue_and_writes_pca_before_umap(cluster, world):
+    """A finished run's exploration waits behind the runs that hold every slot (its place shown like a run's),
+    then computes in a worker process of its own: PCA lands before UMAP, both maps for the run's images."""
+    from ueo_core import explore
+    from ueo_core.analysis import read_predictions
+    data, ws = world
+    done = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000020-ueo-aaaaaa", epochs=1))
+    assert jobs.wait(done, timeout=300).words == "done"
+    busy = [jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / f"20260101-00003{i}-ueo-bbbbbb", epochs=200))
+            for i in range(jobs.cluster_slots())]
+    for run in busy:
+        wait_for(lambda: (run / "worker.json").exists(), what="every slot's run to start")
+    out = jobs.submit_exploration(done)
+    assert out == explore.folder(done)
+    s = jobs.job_state(out, ws)
+    assert (s.kind, s.position) == ("queued", 1) and s.words.startswith("queued: next in line"), s
+    first = jobs.read(out, jobs.JOB)["submitted"]
+    assert jobs.submit_exploration(done) == out
+    assert jobs.read(out, jobs.JOB)["submitted"] == first  # a second submit while queued changes nothing
+    for run in busy:
+        jobs.stop(run)
+    s = jobs.wait(out, timeout=300)
+    assert (s.kind, s.words) == ("ended", "done"), s
+    worker = jobs.read(out, jobs.WORKER)
+    assert worker["pid"] != os.getpid()
+    assert worker["started"] > max(jobs.read(r, jobs.ENDED)["at"] for r in busy) - 0.5  # it waited its turn
+    assert (out / explore.PCA).stat().st_mtime_ns <= (out / explore.UMAP).stat().st_mtime_ns
+    landed = explore.read(done)
+    n = len(read_predictions(done))
+    for key in ("pca", "umap"):
+        assert {k: v.shape for k, v in landed[key].items()} == {"before": (n, 2), "after": (n, 2)}
+    assert landed["status"]["stage"] == "done"
 
 
 def test_kill_9_of_a_worker_then_resume_equals_an_uninterrupted_run(cluster, world):

@@ -1,5 +1,5 @@
 """What the app shows, computed here (pages only lay it out): a run's predictions at a threshold, galleries of
-rejections, per-class accuracy, run comparison tables, the embeddings of a run, and the teaching numbers.
+rejections, per-class accuracy, run comparison tables, and the teaching numbers (a run's embeddings: ``ueo_core.explore``).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .metrics import open_confusion
-from .runs import ZERO_SHOT_PREDICTIONS, RunFolder, load_checkpoint
+from .runs import ZERO_SHOT_PREDICTIONS, RunFolder
 
 EPS = 1e-5  # as in the objectives (official code)
 
@@ -194,73 +194,6 @@ def run_curves(run_dir: str | Path) -> tuple[list[dict], list[dict]]:
     """(steps, epochs) logs of a run."""
     f = RunFolder(run_dir)
     return f.read_jsonl("steps.jsonl"), f.read_jsonl("epochs.jsonl")
-
-
-def run_features(run_dir: str | Path, cache_dir=None, progress=None) -> dict:
-    """Image features of a run's images before and after adaptation (cached), and its predictions.
-    ``progress(stage, done, total)`` follows the two passes of the image tower."""
-    from .embed import image_features, params_digest
-    from .models import load_model
-    from .trainer import apply_state
-
-    folder = RunFolder(run_dir)
-    cfg = folder.config
-    preds = read_predictions(run_dir)
-    loaded = load_model(cfg["model"], pretrained=cfg.get("pretrained"), checkpoint=cfg.get("checkpoint"),
-                        device=cfg.get("device"), seed=cfg.get("seed", 0))
-    report = (lambda stage: (lambda d, n: progress(stage, d, n))) if progress else (lambda stage: None)
-    before = image_features(loaded, preds.paths, cache_dir=cache_dir, progress=report("features before"))
-    tensors, _ = load_checkpoint(folder.path)
-    apply_state(loaded, tensors)
-    after = image_features(loaded, preds.paths, variant=params_digest(tensors), cache_dir=cache_dir,
-                           progress=report("features after"))
-    zs = folder.path / ZERO_SHOT_PREDICTIONS
-    return {"features": {"before": before, "after": after}, "predictions": preds,
-            "predictions_before": read_predictions(run_dir, ZERO_SHOT_PREDICTIONS) if zs.exists() else None}
-
-
-class EmbeddingJob:
-    """The embeddings of a run on a background thread, in stages the page can show as they land: features (with
-    image progress), PCA at once, then UMAP. The page reads ``stage``, ``done``, ``total``, ``result`` (what has
-    landed: features, predictions, then ``pca``, then ``umap``) and ``error``."""
-
-    def __init__(self, run_dir: str | Path, seed: int = 0, cache_dir=None):
-        import threading
-        self.run_dir, self.seed, self.cache_dir = str(run_dir), seed, cache_dir
-        self.stage, self.done, self.total = "starting", 0, 0
-        self.result: dict = {}
-        self.error: Optional[str] = None
-        self.thread = threading.Thread(target=self._work, daemon=True, name="ueo-embed")
-
-    def start(self) -> "EmbeddingJob":
-        self.thread.start()
-        return self
-
-    def _progress(self, stage: str, done: int, total: int) -> None:
-        self.stage, self.done, self.total = stage, done, total
-
-    def _work(self) -> None:
-        from .embed import pca_2d, umap_2d
-        try:
-            out = run_features(self.run_dir, cache_dir=self.cache_dir, progress=self._progress)
-            f = out["features"]
-            out["pca"] = {k: pca_2d(v) for k, v in f.items()}
-            self.result = out
-            self.stage, self.done, self.total = "UMAP", 0, 2
-            umaps = {}
-            for k, v in f.items():
-                umaps[k] = umap_2d(v, seed=self.seed, cache_dir=self.cache_dir)
-                self.done = len(umaps)
-            self.result = {**out, "umap": umaps}
-            self.stage = "done"
-        except Exception as err:  # shown on the page in one sentence
-            self.error = f"{err.__class__.__name__}: {err}" if not isinstance(err, (ValueError, OSError)) \
-                else str(err)
-            self.stage = "error"
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
 
 
 # ------------------------------------------------------------------------------------------- verdicts

@@ -45,6 +45,7 @@ STATE_DIR = Path(os.environ.get("UEO_RAY_DIR", Path.home() / ".cache" / "ueo_stu
 PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME")  # what a worker inherits
 
 JOB, WORKER, ENDED, STOP = "job.json", "worker.json", "ended.json", "stop.request"
+EXPLORE = "explore"                 # a run's exploration is a job too, in <run>/explore (ueo_core.explore)
 
 
 class ClusterError(ValueError):
@@ -164,62 +165,57 @@ def cluster_slots() -> int:
 
 
 # --------------------------------------------------------------------------------------------------- the worker
-def _actor_name(run_dir: str | Path) -> str:
-    return "run:" + Path(run_dir).name
+def _actor_name(job_dir: str | Path) -> str:
+    """A run's actor is ``run:<run id>``; its exploration's (``<run>/explore``) is ``explore:<run id>``."""
+    p = Path(job_dir)
+    return f"{EXPLORE}:{p.parent.name}" if p.name == EXPLORE else "run:" + p.name
 
 
-def _remote_worker():
-    """The Ray actor class (built on first use, so that importing this module does not import Ray)."""
-    global _WORKER
-    if _WORKER is None:
+def _remote(cls):
+    """The Ray actor class of ``cls`` (built on first use, so that importing this module does not import Ray)."""
+    if cls not in _REMOTE:
         import ray
-        _WORKER = ray.remote(max_restarts=0, max_concurrency=4, num_cpus=0)(RunWorker)
-    return _WORKER
+        _REMOTE[cls] = ray.remote(max_restarts=0, max_concurrency=4, num_cpus=0)(cls)
+    return _REMOTE[cls]
 
 
-_WORKER = None
+_REMOTE: dict = {}
 
 
-class RunWorker:
-    """Trains one run in a Ray worker process, then ends itself. Created by ``submit``; started in ``__init__`` on
-    a thread, because the actor's creation (unlike a method call) belongs to the cluster: it happens even when the
-    process that submitted it has gone."""
+class SlotWorker:
+    """One job in a Ray worker process holding one slot: writes ``worker.json``, does ``work()``, writes
+    ``ended.json``, then ends itself. The work starts in ``__init__`` on a thread, because the actor's creation
+    (unlike a method call) belongs to the cluster: it happens even when the process that submitted it has gone."""
 
-    def __init__(self, config: dict, threads: int = 0):
-        self.config = RunConfig.from_dict(config)
-        self.threads = threads
-        self.trainer = None
-        threading.Thread(target=self._go, daemon=True, name="ueo-run").start()
+    def __init__(self, job_dir: str, payload: dict, threads: int = 0):
+        self.job_dir, self.payload, self.threads = Path(job_dir), payload, threads
+        threading.Thread(target=self._go, daemon=True, name="ueo-job").start()
+
+    def work(self) -> str:  # returns the status written to ended.json
+        raise NotImplementedError
+
+    def explain(self, err: Exception) -> str:
+        return str(err) if isinstance(err, (ValueError, OSError)) else f"{err.__class__.__name__}: {err}"
 
     def _go(self) -> None:
         import ray
-        run_dir = Path(self.config.run_dir)
         status, message = "error", None
         try:
-            write_json_atomic(run_dir / WORKER, {"pid": os.getpid(), "node": socket.gethostname(),
-                                                 "node_id": ray.get_runtime_context().get_node_id(),
-                                                 "started": time.time()})
-            if (run_dir / STOP).exists():
+            write_json_atomic(self.job_dir / WORKER, {"pid": os.getpid(), "node": socket.gethostname(),
+                                                      "node_id": ray.get_runtime_context().get_node_id(),
+                                                      "started": time.time()})
+            if (self.job_dir / STOP).exists():
                 status = "stopped-queued"
                 return
             import torch
             if self.threads:
                 torch.set_num_threads(self.threads)
-            from .trainer import Trainer
-            self.trainer = Trainer(self.config)
-            self.trainer.audience = "app"
-            self.trainer.add_listener(self._watch_stop)
-            status = self.trainer.run().status
-        except Exception as err:  # the trainer wrote error.json with a plain message
-            from .trainer import explain_error
-            status, message = "error", explain_error(err, self.config, None, "app")
+            status = self.work()
+        except Exception as err:  # in words, for the page
+            status, message = "error", self.explain(err)
         finally:
-            write_json_atomic(run_dir / ENDED, {"status": status, "message": message, "at": time.time()})
+            write_json_atomic(self.job_dir / ENDED, {"status": status, "message": message, "at": time.time()})
             ray.get_runtime_context().current_actor.exit.remote()  # the actor ends itself (a method may)
-
-    def _watch_stop(self, ev) -> None:
-        if ev.kind in ("step", "progress", "epoch") and (Path(self.config.run_dir) / STOP).exists():
-            self.trainer.cancel()
 
     def pid(self) -> int:
         return os.getpid()
@@ -229,6 +225,35 @@ class RunWorker:
         ray.actor.exit_actor()
 
 
+class RunWorker(SlotWorker):
+    """Trains one run (the same ``Trainer`` as the CLI); ``stop.request`` cancels it after the current step."""
+
+    def work(self) -> str:
+        from .trainer import Trainer
+        self.config = RunConfig.from_dict(self.payload)
+        self.trainer = Trainer(self.config)
+        self.trainer.audience = "app"
+        self.trainer.add_listener(self._watch_stop)
+        return self.trainer.run().status
+
+    def explain(self, err: Exception) -> str:  # the trainer also wrote error.json with this message
+        from .trainer import explain_error
+        return explain_error(err, getattr(self, "config", None), None, "app")
+
+    def _watch_stop(self, ev) -> None:
+        if ev.kind in ("step", "progress", "epoch") and (self.job_dir / STOP).exists():
+            self.trainer.cancel()
+
+
+class ExploreWorker(SlotWorker):
+    """Computes a run's exploration (``ueo_core.explore``) into ``<run>/explore``."""
+
+    def work(self) -> str:
+        from . import explore
+        explore.compute(self.job_dir.parent, seed=int(self.payload.get("seed", 0)))
+        return "done"
+
+
 def _worker_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV)}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
@@ -236,26 +261,62 @@ def _worker_env() -> dict:
     return env
 
 
+def _threads(threads: Optional[int], gpus: float) -> int:
+    """CPU: the cores left over by the web server, shared by the slots (or ``UEO_THREADS_PER_RUN``)."""
+    if threads is not None:
+        return threads
+    return int(os.environ.get("UEO_THREADS_PER_RUN", "0") or 0) or (
+        0 if gpus else max(1, ((os.cpu_count() or 2) - 1) // max(1, cluster_slots())))
+
+
+def _drop_ended_actor(job_dir: Path) -> None:
+    """An ended job's actor may linger a moment after ``ended.json`` (it is exiting); its name is needed again."""
+    import ray
+    old = _actor(job_dir)
+    if old is None or not (job_dir / ENDED).exists():
+        return
+    ray.kill(old, no_restart=True)
+    t0 = time.time()
+    while _actor(job_dir) is not None and time.time() - t0 < 10:
+        time.sleep(0.05)
+
+
+def _submit(worker, job_dir: Path, payload: dict, job: dict, threads: Optional[int]) -> Path:
+    import ray
+    connect()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    _drop_ended_actor(job_dir)
+    for name in (STOP, ENDED, WORKER):
+        (job_dir / name).unlink(missing_ok=True)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    threads = _threads(threads, gpus)
+    write_json_atomic(job_dir / JOB, {**job, "submitted": time.time(), "threads": threads})
+    opts = dict(name=_actor_name(job_dir), namespace=NAMESPACE, lifetime="detached",
+                runtime_env={"env_vars": _worker_env()})
+    opts.update(num_gpus=1) if gpus else opts.update(resources={SLOT: 1})
+    _remote(worker).options(**opts).remote(str(job_dir), payload, threads)
+    return job_dir
+
+
 def submit(cfg: RunConfig, threads: Optional[int] = None) -> Path:
     """Queue ``cfg`` (its ``run_dir`` set) as a job on Ray; returns the run folder. On a GPU cluster the run asks
     for one GPU, else for one CPU slot."""
-    import ray
-    connect()
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in (STOP, ENDED, WORKER):
-        (run_dir / name).unlink(missing_ok=True)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if threads is None:  # CPU: the cores left over by the web server, shared by the slots (UEO_THREADS_PER_RUN)
-        threads = int(os.environ.get("UEO_THREADS_PER_RUN", "0") or 0) or (
-            0 if gpus else max(1, ((os.cpu_count() or 2) - 1) // max(1, cluster_slots())))
-    write_json_atomic(run_dir / JOB, {"run_id": run_dir.name, "submitted": time.time(), "threads": threads,
-                                      "config": cfg.to_dict()})
-    opts = dict(name=_actor_name(run_dir), namespace=NAMESPACE, lifetime="detached",
-                runtime_env={"env_vars": _worker_env()})
-    opts.update(num_gpus=1) if gpus else opts.update(resources={SLOT: 1})
-    _remote_worker().options(**opts).remote(cfg.to_dict(), threads)
-    return run_dir
+    return _submit(RunWorker, run_dir, cfg.to_dict(), {"run_id": run_dir.name, "config": cfg.to_dict()}, threads)
+
+
+def submit_exploration(run_dir: str | Path, seed: int = 0, threads: Optional[int] = None) -> Path:
+    """Queue the exploration of a finished run (its features, PCA and UMAP) as a job in the same queue as the
+    runs; returns its folder, ``<run>/explore``. Submitting while one is queued or computing does nothing."""
+    from . import explore
+    run_dir = Path(run_dir)
+    out = explore.folder(run_dir)
+    if job_state(out).kind in ("queued", "running"):
+        return out
+    _drop_ended_actor(out)
+    explore.clear(run_dir)
+    return _submit(ExploreWorker, out, {"seed": seed}, {"run_id": run_dir.name, "kind": EXPLORE, "seed": seed},
+                   threads)
 
 
 def _actor(run_dir: str | Path):
@@ -306,7 +367,7 @@ def job_state(run_dir: str | Path, workspaces: Optional[Path] = None) -> JobStat
         if (run_dir / STOP).exists():
             return JobState("ended", "stopped-queued")
         return JobState("lost", "It was queued, but the queue lost it (Ray was restarted). Start it again.")
-    root = workspaces or run_dir.parent.parent.parent
+    root = workspaces or _workspaces_of(run_dir)
     ahead = queued_runs(root)
     pos = next((i + 1 for i, (p, _) in enumerate(ahead) if p == run_dir), len(ahead) + 1)
     # the first runs without worker.json may already hold a free slot: their worker is starting (imports, model)
@@ -325,12 +386,20 @@ def _slots_or_one() -> int:
         return 1
 
 
+def _workspaces_of(job_dir: Path) -> Path:
+    """<workspaces>/<ws>/runs/<run> (or its <run>/explore) -> <workspaces>."""
+    return job_dir.parents[3] if job_dir.name == EXPLORE else job_dir.parents[2]
+
+
 def _run_dirs(workspaces: Path):
-    return workspaces.glob("*/runs/*") if workspaces.is_dir() else []
+    """Every job folder of the server: its runs and their explorations."""
+    if not workspaces.is_dir():
+        return []
+    return list(workspaces.glob("*/runs/*")) + list(workspaces.glob(f"*/runs/*/{EXPLORE}"))
 
 
 def queued_runs(workspaces: Path) -> list[tuple[Path, float]]:
-    """Every run of the server waiting for a slot, first submitted first."""
+    """Every job of the server (runs and explorations) waiting for a slot, first submitted first."""
     out = []
     for d in _run_dirs(Path(workspaces)):
         if (d / JOB).exists() and not (d / WORKER).exists() and not (d / ENDED).exists() \
@@ -341,7 +410,7 @@ def queued_runs(workspaces: Path) -> list[tuple[Path, float]]:
 
 
 def active_runs(workspaces: Path) -> list[Path]:
-    """Every run of the server whose worker has started and not ended (training, or lost without knowing it)."""
+    """Every job of the server whose worker has started and not ended (working, or lost without knowing it)."""
     return [d for d in _run_dirs(Path(workspaces))
             if (d / JOB).exists() and (d / WORKER).exists() and not (d / ENDED).exists()]
 
@@ -354,7 +423,7 @@ def estimate_wait(position: int, workspaces: Path) -> Optional[float]:
         if not (d / JOB).exists():
             continue
         ended, worker = read(d, ENDED), read(d, WORKER)
-        if ended and worker and ended.get("status") == "done":
+        if ended and worker and ended.get("status") == "done" and d.name != EXPLORE:  # runs' lengths only
             lengths.append((ended["at"] - worker["started"], ended["at"]))
         elif worker and not ended:
             running += 1

@@ -1,0 +1,114 @@
+"""A run's exploration: its images' features before and after adaptation, mapped to 2-D, written into the run folder.
+
+It runs as a job on Ray like a run does (``jobs.submit_exploration``), never in the web server; the Explore page
+reads what has landed in ``<run>/explore/``:
+
+    status.json   {"stage": "features before" | "features after" | "PCA" | "UMAP" | "done", "done": i, "total": n}
+    pca.npz       "before", "after": (N, 2) PCA coordinates; written first (instant), shown while UMAP computes
+    umap.npz      "before", "after": (N, 2) UMAP coordinates
+
+plus the job files of ``ueo_core.jobs`` (job.json, worker.json, ended.json). The features themselves stay in the
+feature cache (``ueo_core.embed``), so a second exploration of the same run is quick.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .runs import ZERO_SHOT_PREDICTIONS, RunFolder, load_checkpoint, write_json_atomic
+
+FOLDER = "explore"
+STATUS, PCA, UMAP = "status.json", "pca.npz", "umap.npz"
+MAPS = ("before", "after")
+
+
+def folder(run_dir: str | Path) -> Path:
+    return Path(run_dir) / FOLDER
+
+
+def run_features(run_dir: str | Path, cache_dir=None,
+                 progress: Optional[Callable[[str, int, int], None]] = None) -> dict[str, np.ndarray]:
+    """Image features of a run's images before and after adaptation (cached on disk), in the order of its
+    predictions.csv. ``progress(stage, done, total)`` follows the two passes of the image tower."""
+    from .analysis import read_predictions
+    from .embed import image_features, params_digest
+    from .models import load_model
+    from .trainer import apply_state
+
+    run = RunFolder(run_dir)
+    cfg = run.config
+    paths = read_predictions(run_dir).paths
+    loaded = load_model(cfg["model"], pretrained=cfg.get("pretrained"), checkpoint=cfg.get("checkpoint"),
+                        device=cfg.get("device"), seed=cfg.get("seed", 0))
+    report = (lambda stage: (lambda d, n: progress(stage, d, n))) if progress else (lambda stage: None)
+    before = image_features(loaded, paths, cache_dir=cache_dir, progress=report("features before"))
+    tensors, _ = load_checkpoint(run.path)
+    apply_state(loaded, tensors)
+    after = image_features(loaded, paths, variant=params_digest(tensors), cache_dir=cache_dir,
+                           progress=report("features after"))
+    return {"before": before, "after": after}
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npz")  # written beside, then renamed: a reader never sees half
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def compute(run_dir: str | Path, seed: int = 0, cache_dir=None, min_interval: float = 0.3) -> None:
+    """The exploration of a run, stage by stage into ``<run>/explore/``: features (with image progress), PCA at
+    once, then the two UMAPs. Errors propagate (the job writes them, in words, to ended.json)."""
+    from .embed import pca_2d, umap_2d
+    out = folder(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last = [0.0]
+
+    def status(stage: str, done: int, total: int, force: bool = False) -> None:
+        if force or done == total or time.time() - last[0] >= min_interval:  # a few writes a second at most
+            write_json_atomic(out / STATUS, {"stage": stage, "done": done, "total": total, "at": time.time()})
+            last[0] = time.time()
+
+    status("loading the model", 0, 0, force=True)
+    feats = run_features(run_dir, cache_dir=cache_dir, progress=status)
+    _save(out / PCA, {k: pca_2d(feats[k]) for k in MAPS})
+    umaps = {}
+    for k in MAPS:
+        status("UMAP", len(umaps), len(MAPS), force=True)
+        umaps[k] = umap_2d(feats[k], seed=seed, cache_dir=cache_dir)
+    _save(out / UMAP, umaps)
+    status("done", len(MAPS), len(MAPS), force=True)
+
+
+def read(run_dir: str | Path) -> dict:
+    """What has landed: ``status`` (dict or None), and ``pca`` / ``umap`` ({"before", "after"} arrays) when
+    written. Small arrays (N x 2): the page reads them on every redraw."""
+    out = folder(run_dir)
+    got: dict = {}
+    try:
+        import json
+        got["status"] = json.loads((out / STATUS).read_text())
+    except (OSError, ValueError):
+        got["status"] = None
+    for key, name in (("pca", PCA), ("umap", UMAP)):
+        try:
+            with np.load(out / name) as z:
+                got[key] = {k: z[k] for k in MAPS}
+        except (OSError, ValueError, KeyError):
+            pass
+    return got
+
+
+def predictions_before(run_dir: str | Path):
+    """The zero-shot predictions saved beside the run's own, or None for runs made before they were saved."""
+    from .analysis import read_predictions
+    return read_predictions(run_dir, ZERO_SHOT_PREDICTIONS) if (Path(run_dir) / ZERO_SHOT_PREDICTIONS).exists() \
+        else None
+
+
+def clear(run_dir: str | Path) -> None:
+    """Forget a failed or lost exploration's files, so that it can be submitted again."""
+    import shutil
+    shutil.rmtree(folder(run_dir), ignore_errors=True)
