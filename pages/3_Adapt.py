@@ -198,27 +198,28 @@ def live(rid: str) -> None:
     elif not alive:
         st.warning("This run stopped before its first epoch ended: nothing was adapted, so there is nothing to "
                    "explore. Start a new run.")
-    if steps:
-        st.plotly_chart(charts.step_curves(steps), width="stretch", key="curves")
+    classes = (cfg.get("summary") or {}).get("classes") or []
+    figs = charts.live_figures(folder.path, classes)  # built once per new line of the logs, for every session
+    if steps and "curves" in figs:
+        st.plotly_chart(figs["curves"], width="stretch", key="curves")
         ui.explain(entropy_note(steps))
-    if epochs:
+    if epochs and "hist" in figs:
         c1, c2 = st.columns(2)
         with c1:
-            st.plotly_chart(charts.histogram_animation(epochs), width="stretch", key="hist")
+            st.plotly_chart(figs["hist"], width="stretch", key="hist")
             ui.explain("Max-softmax confidence of every image. UEO should push truly known images right and keep "
                        "unknown ones left; press play or drag the epoch slider.")
         with c2:
-            if "auroc" in epochs[0]["metrics"]:
-                st.plotly_chart(charts.metric_curves(epochs), width="stretch", key="metrics")
+            if "metrics" in figs:
+                st.plotly_chart(figs["metrics"], width="stretch", key="metrics")
                 ui.explain("GACC: accuracy on known-class images; PACC: mean per-class accuracy; AUROC: how well "
                            "confidence separates known from unknown (0.5 = chance).")
             rows = [{"epoch": e["epoch"], **{k: v for k, v in e["metrics"].items() if isinstance(v, float)}}
                     for e in epochs]
             first = ["epoch", "gacc", "pacc", "auroc", "h_score", "fpr95", "threshold"]  # the scores, then the rest
             ui.table(rows, columns=[k for k in first if k in rows[0]] + [k for k in rows[0] if k not in first])
-        if epochs[-1].get("class_shares"):
-            classes = (cfg.get("summary") or {}).get("classes") or []
-            st.plotly_chart(charts.class_share_curves(epochs, classes), width="stretch", key="shares")
+        if "shares" in figs:
+            st.plotly_chart(figs["shares"], width="stretch", key="shares")
             ui.explain(shares_note(epochs, classes))
     if running and not alive:
         st.rerun()  # the run ended: refresh the whole page (Start button, sidebar)

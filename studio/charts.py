@@ -1,10 +1,13 @@
 """Plotly figures for the pages (drawing only: the numbers come from ueo_core)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import streamlit as st
 from plotly.subplots import make_subplots
 
 KNOWN_COLOR, UNKNOWN_COLOR, ALL_COLOR = "#2b8a3e", "#e8590c", "#4263eb"
@@ -271,3 +274,46 @@ def toy_descent_animation(runs: dict[str, list[dict]], labels: dict[str, str], e
     spec["data"] = traces(0)
     spec["frames"] = [{"name": str(s), "data": traces(s)} for s in steps]
     return spec
+
+
+# ------------------------------------------------------------------------------------ a live run's figures, cached
+def _signature(path: Path) -> Optional[tuple]:
+    try:
+        st_ = os.stat(path)
+        return st_.st_size, st_.st_mtime_ns
+    except OSError:
+        return None
+
+
+@st.cache_resource(max_entries=64, ttl=900, show_spinner=False)
+def _step_figure(run_dir: str, signature: tuple) -> go.Figure:
+    from ueo_core.analysis import run_curves
+    return step_curves(run_curves(run_dir)[0])
+
+
+@st.cache_resource(max_entries=64, ttl=900, show_spinner=False)
+def _epoch_figures(run_dir: str, signature: tuple, classes: tuple) -> dict[str, go.Figure]:
+    from ueo_core.analysis import run_curves
+    epochs = run_curves(run_dir)[1]
+    figs = {"hist": histogram_animation(epochs)}
+    if "auroc" in epochs[0]["metrics"]:
+        figs["metrics"] = metric_curves(epochs)
+    if epochs[-1].get("class_shares"):
+        figs["shares"] = class_share_curves(epochs, classes)
+    return figs
+
+
+def live_figures(run_dir: str | Path, classes: Sequence[str]) -> dict[str, go.Figure]:
+    """A run's curves ("curves"), confidence histogram animation ("hist"), metric curves ("metrics") and class
+    shares ("shares"), those it has logged so far. Built once per content of steps.jsonl / epochs.jsonl and shared
+    by every session that follows the run: a live Adapt page redraws every second, and building the histogram
+    animation alone takes ~85 ms on this CPU (bench/classroom.py). Figures are not changed after they are built."""
+    run_dir = Path(run_dir)
+    out: dict[str, go.Figure] = {}
+    sig = _signature(run_dir / "steps.jsonl")
+    if sig and sig[0]:
+        out["curves"] = _step_figure(str(run_dir), sig)
+    sig = _signature(run_dir / "epochs.jsonl")
+    if sig and sig[0]:
+        out.update(_epoch_figures(str(run_dir), sig, tuple(classes)))
+    return out

@@ -115,6 +115,8 @@ def test_an_exploration_is_a_job_in_the_same_queue_and_writes_pca_before_umap(cl
             for i in range(jobs.cluster_slots())]
     for run in busy:
         wait_for(lambda: (run / "worker.json").exists(), what="every slot's run to start")
+    for run in busy:  # the head of ours starts workers at nice 0, not Ray's 15 (they yield to page redraws)
+        assert os.getpriority(os.PRIO_PROCESS, jobs.read(run, jobs.WORKER)["pid"]) == jobs.WORKER_NICENESS
     out = jobs.submit_exploration(done)
     assert out == explore.folder(done)
     s = jobs.job_state(out, ws)

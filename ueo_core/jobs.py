@@ -44,6 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = Path(os.environ.get("UEO_RAY_DIR", Path.home() / ".cache" / "ueo_studio" / "ray"))
 PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME")  # what a worker inherits
 
+# Ray starts its workers at nice 15 by default: on a shared CPU a run then yields to every page redraw of the web
+# server (bench/classroom.py measured it). A local head of ours starts them at UEO_WORKER_NICENESS (default below).
+WORKER_NICENESS = 0
+
 JOB, WORKER, ENDED, STOP = "job.json", "worker.json", "ended.json", "stop.request"
 EXPLORE = "explore"                 # a run's exploration is a job too, in <run>/explore (ueo_core.explore)
 
@@ -91,7 +95,9 @@ def start_local_head(state_dir: Path = STATE_DIR, slots: Optional[int] = None, p
            f"--resources={json.dumps({SLOT: slots})}", "--include-dashboard=false", "--disable-usage-stats"]
     if temp_dir:
         cmd.append(f"--temp-dir={temp_dir}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    env = dict(os.environ)
+    env.setdefault("RAY_worker_niceness", os.environ.get("UEO_WORKER_NICENESS", str(WORKER_NICENESS)))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     if proc.returncode != 0:
         raise ClusterError("Could not start a local Ray: " + (proc.stderr or proc.stdout)[-600:])
     address = f"127.0.0.1:{port}"
