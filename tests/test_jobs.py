@@ -223,3 +223,46 @@ def test_two_node_cluster_on_one_machine_runs_land_on_both_nodes(tmp_path):
         assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]
     finally:
         kill_ray_cluster(temp_dir)
+
+
+@pytest.mark.slow
+def test_a_restarted_local_ray_gets_back_the_runs_it_lost(tmp_path):
+    """The whole local Ray killed (its head too: a reboot) with one run training and one queued; `cluster up`
+    (what scripts/app.sh runs) starts a new head and submits both again, in their order: the training one resumes
+    from its last checkpoint, the queued one trains after it, and both finish. Driven by CLI processes of their
+    own (this process is connected to the session's Ray)."""
+    from helpers import kill_ray_cluster
+    temp_dir = tempfile.mkdtemp(prefix="ueo-ray3-", dir="/tmp")
+    ws = tmp_path / "ws"
+    env = {k: v for k, v in os.environ.items() if k not in ("UEO_RAY_ADDRESS", "RAY_ADDRESS")}
+    env.update(UEO_RAY_DIR=str(Path(temp_dir) / "state"), UEO_RAY_TEMP_DIR=temp_dir, UEO_SLOTS="1",
+               UEO_WORKSPACES=str(ws), PYTHONPATH=str(ROOT))
+
+    def cluster_up() -> str:
+        out = subprocess.run([sys.executable, "-m", "ueo_core", "cluster", "up"], env=env, capture_output=True,
+                             text=True, timeout=300, cwd=ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout
+    try:
+        cluster_up()
+        data = make_folder(tmp_path / "data", classes=("red", "green", "blue", "yellow"))
+        runs = [ws / (c * 32) / "runs" / f"20260101-00001{i}-ueo-abcdef" for i, c in ((1, "a"), (2, "b"))]
+        code = ("from ueo_core import jobs; from ueo_core.config import RunConfig; "
+                f"[jobs.submit(RunConfig.from_dict({{**{cfg(data, runs[0], epochs=60).to_dict()!r}, 'run_dir': r}})) "
+                f"for r in {[str(r) for r in runs]!r}]")
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+        wait_for(lambda: (runs[0] / "checkpoint.safetensors").exists(), timeout=300, what="the first checkpoint")
+        kill_ray_cluster(temp_dir)  # every Ray process: head, raylet, workers
+        assert not (runs[0] / jobs.ENDED).exists() and not (runs[1] / jobs.WORKER).exists()
+        said = cluster_up()
+        assert f"submitted again after Ray restarted: 2 jobs ({runs[0].name}, {runs[1].name})" in said, said
+        for r in runs:
+            wait_for(lambda: (r / jobs.ENDED).exists(), timeout=400, what=f"{r.name} to end")
+            assert jobs.read(r, jobs.ENDED)["status"] == "done"
+        assert jobs.read(runs[0], jobs.JOB)["config"]["resume"] == str(runs[0])  # from its checkpoint
+        epochs = [json.loads(line)["epoch"] for line in (runs[0] / "epochs.jsonl").read_text().splitlines()]
+        assert epochs == list(range(61)), epochs  # every epoch once: the resumed one continued, not restarted
+        assert jobs.read(runs[1], jobs.WORKER)["started"] >= jobs.read(runs[0], jobs.ENDED)["at"] - 0.5
+        assert "submitted again" not in cluster_up()  # nothing lost any more: nothing submitted twice
+    finally:
+        kill_ray_cluster(temp_dir)

@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "RAY_ADDRESS, or starts a local one (UEO_SLOTS run slots) if none is running; "
                                        "'status' says its slots and what is queued and training")
     c.add_argument("action", choices=["up", "status"])
-    c.add_argument("--workspaces", help="the app's workspaces folder, for 'status' (default: the app's)")
+    c.add_argument("--workspaces", help="the app's workspaces folder (default: the app's, UEO_WORKSPACES); 'up' "
+                                        "submits again the jobs that a restarted local Ray lost")
     return ap
 
 
@@ -355,9 +356,14 @@ def cmd_cluster(args) -> int:
     slots = jobs.cluster_slots()
     print(f"Ray at {address}: {slots} run slot{'s' if slots != 1 else ''}"
           + (" (its GPUs)" if jobs.cluster_gpus() else " (UEO_SLOTS on a CPU-only head)"))
+    root = Path(args.workspaces or os.environ.get("UEO_WORKSPACES",
+                                                  Path.home() / ".cache" / "ueo_studio" / "workspaces"))
+    if args.action == "up":
+        back = jobs.recover(root)
+        if back:
+            print(f"submitted again after Ray restarted: {len(back)} job{'s' if len(back) != 1 else ''} "
+                  f"({', '.join(p.name if p.name != jobs.EXPLORE else p.parent.name + '/explore' for p in back)})")
     if args.action == "status":
-        root = Path(args.workspaces or os.environ.get("UEO_WORKSPACES",
-                                                      Path.home() / ".cache" / "ueo_studio" / "workspaces"))
         queued = jobs.queued_runs(root)
         running = [d for d in jobs.active_runs(root)]
         print(f"training: {len(running)} · queued: {len(queued)}")

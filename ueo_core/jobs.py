@@ -93,6 +93,7 @@ def start_local_head(state_dir: Path = STATE_DIR, slots: Optional[int] = None, p
     port = port or _free_port()
     cmd = [_ray_bin(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
            f"--resources={json.dumps({SLOT: slots})}", "--include-dashboard=false", "--disable-usage-stats"]
+    temp_dir = temp_dir or os.environ.get("UEO_RAY_TEMP_DIR")
     if temp_dir:
         cmd.append(f"--temp-dir={temp_dir}")
     env = dict(os.environ)
@@ -481,6 +482,41 @@ def resume(run_dir: str | Path) -> Path:
     for name in RUN_FILES + ("status.json", "error.json"):  # killed inside its first epoch: nothing to keep
         (run_dir / name).unlink(missing_ok=True)
     return submit(cfg.replace(run_dir=str(run_dir), resume=None))
+
+
+def head_started() -> Optional[float]:
+    """When the local head of this project (``UEO_RAY_DIR``) was started, or None (none, or an operator's)."""
+    if configured_address():
+        return None
+    try:
+        return float(json.loads((STATE_DIR / "address.json").read_text())["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recover(workspaces: Path) -> list[Path]:
+    """After the local Ray itself restarted (a reboot, ``ray stop``, its head killed): every job of the server
+    that was queued or working on the old head, and neither ended nor has an actor now, is submitted again, in the
+    order they were first submitted. A run that trained resumes from its last checkpoint (at most the epoch in
+    progress is lost); one that was queued takes its place in line again; an exploration starts over. A worker
+    that died while this head kept running (out of memory, kill -9) is not resubmitted: its page offers Resume.
+    Called by ``python -m ueo_core cluster up`` (so by ``scripts/app.sh``); returns the folders submitted."""
+    started = head_started()
+    if started is None:
+        return []
+    lost = []
+    for d in _run_dirs(Path(workspaces)):
+        job = read(d, JOB)
+        if job is None or (d / ENDED).exists() or (d / STOP).exists():
+            continue
+        worker = read(d, WORKER)
+        since = float((worker or {}).get("started", job.get("submitted", 0)))
+        if since < started and _actor(d) is None:
+            lost.append((float(job.get("submitted", 0)), d))
+    out = []
+    for _, d in sorted(lost, key=lambda t: t[0]):
+        out.append(submit_exploration(d.parent) if d.name == EXPLORE else resume(d))
+    return out
 
 
 def wait(run_dir: str | Path, timeout: float = 600, poll: float = 0.5) -> JobState:
