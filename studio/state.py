@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import time
 import uuid
@@ -24,6 +23,7 @@ from ueo_core.config import RunConfig
 from ueo_core.data import DataError, ImageSet, load_data
 from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, LoadedModel, load_model
 from ueo_core.roots import Root, check_path as _check_path, extra_roots
+from ueo_core.runs import new_run_id
 from ueo_core import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,7 +232,7 @@ def start_run(cfg: RunConfig, ims: Optional[ImageSet] = None) -> str:
                                   for s in cfg.source])
     if not cfg.data.startswith("shapes:"):
         cfg = cfg.replace(data=str(check_path(cfg.data)))
-    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.method}-{secrets.token_hex(3)}"
+    run_id = new_run_id(cfg.method)
     jobs.submit(cfg.replace(run_dir=str(runs_dir() / run_id)))
     st.session_state["active_run"] = run_id
     st.query_params["run"] = run_id

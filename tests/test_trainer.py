@@ -360,6 +360,21 @@ def test_last_blocks_fast_mode_trains_only_the_last_stage_norms(folder, tmp_path
         Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="last_blocks")).run()  # ViT tiny model
 
 
+def test_fast_blocks_limit_is_one_number_for_validate_and_the_trainer(folder, tmp_path):
+    """validate() once let fast_blocks=4 through and the trainer then refused it: both now take the same limit,
+    and the largest value validate() accepts trains."""
+    from ueo_core.config import FAST_BLOCKS_MAX
+    assert FAST_BLOCKS_MAX == 3  # 4 would leave no frozen stage to cache
+    with pytest.raises(ValueError, match="fast_blocks"):
+        cfg_for(folder, tmp_path, fast_mode="last_blocks", fast_blocks=FAST_BLOCKS_MAX + 1).validate()
+    cfg = cfg_for(folder, tmp_path, epochs=1, fast_mode="last_blocks", fast_views=1,
+                  fast_blocks=FAST_BLOCKS_MAX).validate()
+    loaded = load_model("ueo-tiny-rn", seed=0)
+    assert Trainer(cfg, loaded=loaded).run().status == "done"
+    trained = {k.split(".")[0] for k, _ in Trainer(cfg.replace(run_dir=None), loaded=loaded).visual_params}
+    assert trained == {f"layer{i}" for i in range(5 - FAST_BLOCKS_MAX, 5)}
+
+
 def test_epoch_records_carry_class_shares_and_collapse(tmp_path, monkeypatch):
     """Every epoch record (and metrics.json's after) says how predictions spread over classes and whether they
     collapsed: entropy minimisation on the default Shapes domain with the quick settings does, UEO does not."""

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .metrics import open_confusion
-from .runs import ZERO_SHOT_PREDICTIONS, RunFolder
+from .runs import RunFolder
 
 EPS = 1e-5  # as in the objectives (official code)
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import secrets
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -20,6 +18,7 @@ from .data import DataError, load_data
 from .methods import METHODS
 from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
 from .presets import PRESETS
+from .runs import new_run_id
 
 DEFAULTS = RunConfig()
 
@@ -168,7 +167,7 @@ def _prior(text: Optional[str]):
 
 def _run_dir(args, method: str) -> str:
     # the default name carries a random part: two runs started in the same second get two folders
-    return args.out or str(Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{secrets.token_hex(3)}")
+    return args.out or str(Path("runs") / new_run_id(method))
 
 
 class ProgressBar:

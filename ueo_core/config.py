@@ -22,6 +22,10 @@ def cache_root() -> Path:
 # The scales of the three places a softmax is taken (None: the model's own logit scale). "official" is what the
 # official UEO code does (demo.py: `100. * image_features @ text_features.T` in training, `get_score` and the
 # initial weights on the raw cosine logits); it is what the paper's tables report.
+# last_blocks trains the norm params of the last k of a ResNet tower's 4 stages; at least the first stage stays frozen
+# (its outputs are what the fast mode caches), so k is at most 3. The trainer's refusal and validate() read this.
+FAST_BLOCKS_MAX = 3
+
 PROTOCOLS = {"studio": {"train": None, "weights": None, "eval": None},
              "official": {"train": 100.0, "weights": 1.0, "eval": 1.0}}
 
@@ -79,7 +83,7 @@ class RunConfig:
     #   "last_blocks" (ResNet towers): only the norm params of the last ``fast_blocks`` stages (and the prompt)
     #   train; the outputs of the frozen earlier stages for ``fast_views`` augmented views are cached once
     fast_views: int = 4                     # augmented views per image cached by the fast modes
-    fast_blocks: int = 1                    # last_blocks: how many of the 4 ResNet stages train
+    fast_blocks: int = 1                    # last_blocks: how many of the 4 ResNet stages train (1..FAST_BLOCKS_MAX)
     sync_every: Optional[int] = None       # read step statistics back from the device every N steps (one sync);
     #   None: every step on CPU (free there), every 10 steps on CUDA. Every step is still logged.
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
@@ -152,7 +156,7 @@ class RunConfig:
         integer("seed", 0, 2 ** 63 - 1)
         integer("num_workers", 0, 256)
         integer("fast_views", 1, 64)
-        integer("fast_blocks", 1, 4)
+        integer("fast_blocks", 1, FAST_BLOCKS_MAX)
         integer("eval_every", 1, 100_000)
         integer("sync_every", 1, 100_000, optional=True)
         integer("iters_per_epoch", 0, 10_000_000, optional=True)  # 0: one pass over the largest source

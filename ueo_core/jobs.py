@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import RunConfig
-from .runs import RunFolder, write_json_atomic
+from .runs import write_json_atomic
 
 NAMESPACE = "ueo_studio"
 SLOT = "ueo_slot"                   # the custom resource a CPU run asks for (one each)

@@ -7,9 +7,7 @@ a small manifest, ``<runs root>/lessons/<lesson id>.json``, naming those runs. T
 from __future__ import annotations
 
 import json
-import secrets
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -17,7 +15,7 @@ from .analysis import chance_note
 from .config import RunConfig
 from .data import ImageSet
 from .methods import get_method
-from .runs import RunFolder, write_json_atomic
+from .runs import RunFolder, new_run_id, write_json_atomic
 from .trainer import Event, Trainer, explain_error
 
 LESSON_METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
@@ -39,11 +37,6 @@ def lesson_configs(base: RunConfig, has_truth: bool, methods: Optional[Sequence[
         trains = get_method(m).trains
         out.append(base.replace(method=m, run_dir=None, resume=None, fast_mode=base.fast_mode if trains else None))
     return out
-
-
-def new_run_id(method: str) -> str:
-    """A run id as the app makes them (time, method, 6 random hex digits)."""
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{secrets.token_hex(3)}"
 
 
 class Lesson:

@@ -27,6 +27,14 @@ from .metrics import write_predictions
 
 CHECKPOINT = "checkpoint.safetensors"
 
+
+def new_run_id(method: str) -> str:
+    """A run's folder name, the one format the app, the lessons and the CLI use: time, method, 6 random hex
+    digits ("20261202-171500-ueo-3fa9c1"); sortable by time, unique across workspaces."""
+    import secrets
+    import time
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{secrets.token_hex(3)}"
+
 # Text files that hold file names: a name that is not valid UTF-8 (Linux allows any bytes) round-trips exactly
 # (Python's surrogateescape), so predictions.csv and skipped.txt are never cut off and still point at the file.
 ANY_NAME = {"encoding": "utf-8", "errors": "surrogateescape"}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .config import PROTOCOLS, RunConfig
+from .config import FAST_BLOCKS_MAX, PROTOCOLS, RunConfig
 from .data import DataError, DecodedCache, ImageDataset, ImageSet, load_data
 from .methods import Batch, confidence_weights, get_method
 from .distributed import Encoders, gather, is_distributed, shard, world_size
@@ -201,8 +201,9 @@ class Trainer:
         if not isinstance(visual, ModifiedResNet):
             raise ValueError("The last_blocks fast mode is implemented for ResNet image towers (RN50, the built-in "
                              "model); use prompt_only for this model.")
-        if not 1 <= k <= 3:
-            raise ValueError("fast_blocks must be 1, 2 or 3 (ResNet stages trained, counted from the last).")
+        if not 1 <= k <= FAST_BLOCKS_MAX:
+            raise ValueError(f"fast_blocks must be 1 to {FAST_BLOCKS_MAX} (ResNet stages trained, counted from the "
+                             "last).")
         self.visual_params = [(f"layer{i}.{n}", p) for i in range(5 - k, 5)
                               for n, p in norm_affine_params(getattr(visual, f"layer{i}"))]
 
