@@ -168,11 +168,11 @@ async def one_run_alone(browser, url: str) -> float:
     return t
 
 
-async def classroom(browser, url: str, k: int) -> dict:
+async def classroom(browser, url: str, k: int, observer_browser=None) -> dict:
     sessions = [await new_session(browser, url) for _ in range(k)]
     for _, page in sessions:
         await ready_to_start(page)
-    octx, opage = await new_session(browser, url)
+    octx, opage = await new_session(observer_browser or browser, url)
     stop, switches = asyncio.Event(), []
     watcher = asyncio.create_task(observe(opage, stop, switches))
     t0 = time.perf_counter()
@@ -224,17 +224,21 @@ async def main_async(args, url: str, pid: int) -> None:
     from playwright.async_api import async_playwright
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=browser_command(args.browser_nice), args=ARGS)
+        # the observer's own browser at normal priority: what it measures is the server's answer plus its own
+        # drawing, which in a class happens on the student's machine, not behind the K students' browsers here
+        observer = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         if args.series:
             await series(browser, url, args.series, pid)
             await browser.close()
+            await observer.close()
             return
         await one_run_alone(browser, url)  # warm-up: the Shapes world is made once, imports are loaded
         alone = await one_run_alone(browser, url)
-        idle = await observer_alone(browser, url)
+        idle = await observer_alone(observer, url)
         print(f"one run alone: {alone:.1f} s · observer idle median {idle:.0f} ms", flush=True)
         for k in args.k:
             with RssPeak(pid) as peak:
-                r = await classroom(browser, url, k)
+                r = await classroom(browser, url, k, observer)
             print(f"  K={k}: all done {r['all_done_s']:.1f} s (serial {k * alone:.1f} s, ratio "
                   f"{r['all_done_s'] / (k * alone):.2f}) · observer median {r['observer_median_ms']:.0f} ms, worst "
                   f"{r['observer_worst_ms']:.0f} ms ({r['observer_median_ms'] / idle:.2f}x idle) · RSS peak "
@@ -243,6 +247,7 @@ async def main_async(args, url: str, pid: int) -> None:
                   f"observer_median_ms={r['observer_median_ms']:.0f} idle_median_ms={idle:.0f} "
                   f"server_rss_mb={peak.peak:.0f}", flush=True)
         await browser.close()
+        await observer.close()
 
 
 def main() -> None:
@@ -252,8 +257,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=None, help="run slots of the local Ray (default UEO_SLOTS or "
                                                             "ueo_core.jobs.default_slots())")
     ap.add_argument("--browser-nice", type=int, default=19,
-                    help="niceness of the bench's Chromium, which stands in for the students' own machines "
-                         "(default 19; 0: the browsers compete with the server as equals)")
+                    help="niceness of the K students' Chromium, which stands in for their own machines (default "
+                         "19; 0: the browsers compete with the server as equals); the observer's is at 0")
     args = ap.parse_args()
     from ueo_core import jobs
     slots = args.slots or jobs.slots_from_env()
@@ -261,8 +266,8 @@ def main() -> None:
     temp_dir = tempfile.mkdtemp(prefix="ueo-ray-b", dir="/tmp")
     address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
     os.environ["UEO_RAY_ADDRESS"] = address
-    print(f"local Ray at {address} with {slots} slot(s); {os.cpu_count()} CPU cores; Chromium at nice "
-          f"{args.browser_nice}", flush=True)
+    print(f"local Ray at {address} with {slots} slot(s); {os.cpu_count()} CPU cores; the students' Chromium at nice "
+          f"{args.browser_nice}, the observer's at 0", flush=True)
     proc = None
     try:
         proc, url = start_app(tmp, address)

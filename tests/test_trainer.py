@@ -306,6 +306,11 @@ def test_out_of_memory_message_suggests_a_smaller_batch(folder, tmp_path):
     msg = explain_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), cfg,
                         RunFolder(cfg.run_dir))
     assert "batch size 64" in msg and "32" in msg and "checkpoint is kept" in msg
+    assert msg.startswith("The GPU ran out of memory")
+    for err in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                                            "not enough memory: you tried to allocate 8589934592 bytes.")):
+        msg = explain_error(err, cfg, None)  # the CPU's out-of-memory (MemoryError says nothing by itself)
+        assert msg.startswith("The computer ran out of memory at batch size 64") and "32" in msg, msg
 
 
 def test_step_statistics_read_back_in_bulk_are_each_steps_own(folder, tmp_path):
@@ -370,8 +375,9 @@ def test_fast_blocks_limit_is_one_number_for_validate_and_the_trainer(folder, tm
     cfg = cfg_for(folder, tmp_path, epochs=1, fast_mode="last_blocks", fast_views=1,
                   fast_blocks=FAST_BLOCKS_MAX).validate()
     loaded = load_model("ueo-tiny-rn", seed=0)
-    assert Trainer(cfg, loaded=loaded).run().status == "done"
-    trained = {k.split(".")[0] for k, _ in Trainer(cfg.replace(run_dir=None), loaded=loaded).visual_params}
+    tr = Trainer(cfg, loaded=loaded)
+    assert tr.run().status == "done"
+    trained = {k.split(".")[0] for k, _ in tr.visual_params}
     assert trained == {f"layer{i}" for i in range(5 - FAST_BLOCKS_MAX, 5)}
 
 

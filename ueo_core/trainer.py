@@ -594,9 +594,13 @@ class Trainer:
 def explain_error(err: Exception, cfg: RunConfig, folder: Optional[RunFolder], audience: Optional[str] = None) -> str:
     """One plain-language sentence for the user (the traceback goes to logs only); ``audience`` ("cli" / "app")
     adds how to act on a model error there."""
-    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
+    text = str(err).lower()
+    gpu = isinstance(err, torch.cuda.OutOfMemoryError) or "cuda out of memory" in text
+    cpu = isinstance(err, MemoryError) or "can't allocate memory" in text or "defaultcpuallocator" in text
+    if gpu or cpu or "out of memory" in text:
         kept = f" The last checkpoint is kept in {folder.path}." if folder and folder.checkpoint_path.exists() else ""
-        return (f"The GPU ran out of memory at batch size {cfg.batch_size}. Try a smaller batch size "
+        where = "The GPU" if gpu or not cpu else "The computer"
+        return (f"{where} ran out of memory at batch size {cfg.batch_size}. Try a smaller batch size "
                 f"(e.g. {max(1, cfg.batch_size // 2)}) or a smaller model.{kept}")
     if isinstance(err, ModelLoadError):
         return err.for_audience(audience) if audience else str(err)
