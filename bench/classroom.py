@@ -17,29 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CHROMIUM = os.environ.get("UEO_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+sys.path.insert(0, str(ROOT / "bench"))
+from appserver import ARGS, CHROMIUM, free_port, serve  # noqa: E402,F401  (free_port: for bench/nothing_lost.py)
 PAGES = ["Data", "Model", "Compare", "Learn"]  # the observer's round
 RUN_TIMEOUT_S = 1800
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -79,22 +69,12 @@ class RssPeak:
 def start_app(tmp: Path, ray_address: str, port: int | None = None):
     """The app on ``port`` (default a free one), its workspaces and caches in ``tmp``, its runs on ``ray_address``;
     returns (process, url) once it answers."""
-    port = port or free_port()
     env = {**os.environ, "UEO_WORKSPACES": str(tmp / "ws"), "UEO_CACHE": str(tmp / "cache"),
            "HF_HUB_OFFLINE": "1", "UEO_RAY_ADDRESS": ray_address}
-    log = open(tmp / f"streamlit-{time.time():.0f}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"streamlit did not start (see {log.name})")
+    try:
+        return serve("app.py", env, tmp / f"streamlit-{time.time():.0f}.log", port=port)
+    except RuntimeError as err:
+        raise SystemExit(str(err))
 
 
 async def settle(page, quiet_ms: int = 300):

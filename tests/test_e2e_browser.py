@@ -3,16 +3,15 @@ run UEO for one epoch, see the histogram, the UMAP, select points and see the ga
 go to ``artifacts/screenshots/`` (override with UEO_SCREENSHOTS)."""
 import os
 import re
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+from appserver import serve  # noqa: E402
 
 CHROMIUM = os.environ.get("UEO_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(os.environ.get("UEO_SCREENSHOTS", ROOT / "artifacts" / "screenshots"))
@@ -23,32 +22,15 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, ray_cluster):  # the app's runs are jobs on the session's Ray (UEO_RAY_ADDRESS)
     tmp = tmp_path_factory.mktemp("e2e")
-    port = free_port()
     env = {**os.environ, "UEO_WORKSPACES": str(tmp / "ws"), "UEO_CACHE": str(tmp / "cache"),
            "HF_HUB_OFFLINE": "1"}
-    log = open(tmp / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + (tmp / "streamlit.log").read_text()[-2000:])
+    try:
+        proc, url = serve("app.py", env, tmp / "streamlit.log")
+    except RuntimeError as err:
+        pytest.fail(str(err))
     yield url
     proc.terminate()
     proc.wait(20)
