@@ -130,6 +130,16 @@ def stop_local_head(temp_dir: str) -> None:
 _lock = threading.Lock()
 
 
+def _listening(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at ``host:port``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def connect(start_local: bool = True) -> str:
     """Connect this process to Ray (once): the operator's cluster when an address is set; else the local head this
     project started before (its address is kept in ``UEO_RAY_DIR``), starting one when there is none."""
@@ -138,13 +148,14 @@ def connect(start_local: bool = True) -> str:
         if ray.is_initialized():
             return ray.get_runtime_context().gcs_address
         address = configured_address()
-        local = None
+        local, last = None, "no Ray is running"
         if address is None:
             try:
                 local = json.loads((STATE_DIR / "address.json").read_text())["address"]
             except (OSError, ValueError, KeyError):
                 local = None
-        last: object = "no Ray is running"
+        if local and not _listening(local):  # a head of ours that is gone (a reboot): ray.init would wait minutes
+            last, local = f"the local Ray at {local} is gone", None
         for attempt in ([address] if address else ([local] if local else []) + (["start"] if start_local else [])):
             target = start_local_head() if attempt == "start" else attempt
             try:
