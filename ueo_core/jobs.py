@@ -312,8 +312,26 @@ def _submit(worker, job_dir: Path, payload: dict, job: dict, threads: Optional[i
     opts = dict(name=_actor_name(job_dir), namespace=NAMESPACE, lifetime="detached",
                 runtime_env={"env_vars": _worker_env()})
     opts.update(num_gpus=1) if gpus else opts.update(resources={SLOT: 1})
-    _remote(worker).options(**opts).remote(str(job_dir), payload, threads)
+    handle = _remote(worker).options(**opts).remote(str(job_dir), payload, threads)
+    _wait_handed_over(handle)
     return job_dir
+
+
+def _wait_handed_over(handle, timeout: float = 10.0) -> None:
+    """Return once Ray's control store holds the actor's creation, not only its name: ``.remote()`` registers a
+    named actor at once but sends its creation a moment later, and a submitter killed in between (a kill -9 of the
+    web server right after Start) left a run that never started (seen in CI under load). The state read is Ray's
+    own debugging table (``ray._private.state``); if it cannot be read, a short pause stands in for it."""
+    try:
+        from ray._private import state
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            info = state.actors(actor_id=handle._actor_id.hex()) or {}
+            if info.get("State", "DEPENDENCIES_UNREADY") != "DEPENDENCIES_UNREADY":
+                return
+            time.sleep(0.02)
+    except Exception:  # a Ray without that table: give the creation time to leave this process
+        time.sleep(0.5)
 
 
 def submit(cfg: RunConfig, threads: Optional[int] = None) -> Path:
