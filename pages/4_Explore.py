@@ -17,6 +17,7 @@ if not rid:
 run_dir = str(state.runs_dir() / rid)
 retry = st.session_state.pop("retry_embed", None) == run_dir
 ex = state.exploration(run_dir, retry=retry)
+_this_run = [ex]  # the fragment's first call in this full run takes it; its own reruns read the job again
 run = RunFolder(run_dir)
 m = run.read_json("metrics.json") or {}
 run_cfg = run.config or {}
@@ -47,7 +48,7 @@ def colouring(p, thr, colour_by):
 
 @st.fragment(run_every=1.0 if ex.kind in ("working", "queued") else None)
 def maps() -> None:
-    job = state.exploration(run_dir)  # read again: the fragment redraws alone while the job works
+    job = _this_run.pop() if _this_run else state.exploration(run_dir)  # the fragment redraws alone meanwhile
     if job.kind == "failed":
         st.error(f"The embeddings could not be computed: {job.words}")
         if st.button("Try again"):

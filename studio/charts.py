@@ -287,14 +287,14 @@ def _signature(path: Path) -> Optional[tuple]:
 
 @st.cache_resource(max_entries=64, ttl=900, show_spinner=False)
 def _step_figure(run_dir: str, signature: tuple) -> go.Figure:
-    from ueo_core.analysis import run_curves
-    return step_curves(run_curves(run_dir)[0])
+    from ueo_core.runs import RunFolder
+    return step_curves(RunFolder(run_dir).read_jsonl("steps.jsonl"))
 
 
 @st.cache_resource(max_entries=64, ttl=900, show_spinner=False)
 def _epoch_figures(run_dir: str, signature: tuple, classes: tuple) -> dict[str, go.Figure]:
-    from ueo_core.analysis import run_curves
-    epochs = run_curves(run_dir)[1]
+    from ueo_core.runs import RunFolder
+    epochs = RunFolder(run_dir).read_jsonl("epochs.jsonl")
     figs = {"hist": histogram_animation(epochs)}
     if "auroc" in epochs[0]["metrics"]:
         figs["metrics"] = metric_curves(epochs)

@@ -27,7 +27,7 @@ from ueo_core.runs import new_run_id
 from ueo_core import jobs
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo_studio" / "workspaces"))
+WORKSPACES = jobs.WORKSPACES
 SHARED_DATA = Path(os.environ.get("UEO_SHARED_DATA", ROOT.parent / "shared" / "data"))
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z_]{1,20}-[0-9a-f]{6}$")  # as start_run makes them

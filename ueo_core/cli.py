@@ -348,15 +348,12 @@ class Reported(Exception):
 
 
 def cmd_cluster(args) -> int:
-    import os
-
     from . import jobs
     address = jobs.connect()
     slots = jobs.cluster_slots()
     print(f"Ray at {address}: {slots} run slot{'s' if slots != 1 else ''}"
           + (" (its GPUs)" if jobs.cluster_gpus() else " (UEO_SLOTS on a CPU-only head)"))
-    root = Path(args.workspaces or os.environ.get("UEO_WORKSPACES",
-                                                  Path.home() / ".cache" / "ueo_studio" / "workspaces"))
+    root = Path(args.workspaces) if args.workspaces else jobs.WORKSPACES
     if args.action == "up":
         back = jobs.recover(root)
         if back:

@@ -12,6 +12,7 @@ feature cache (``ueo_core.embed``), so a second exploration of the same run is q
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -88,7 +89,6 @@ def read(run_dir: str | Path) -> dict:
     out = folder(run_dir)
     got: dict = {}
     try:
-        import json
         got["status"] = json.loads((out / STATUS).read_text())
     except (OSError, ValueError):
         got["status"] = None
@@ -108,7 +108,8 @@ def predictions_before(run_dir: str | Path):
         else None
 
 
-def clear(run_dir: str | Path) -> None:
-    """Forget a failed or lost exploration's files, so that it can be submitted again."""
-    import shutil
-    shutil.rmtree(folder(run_dir), ignore_errors=True)
+def clear_outputs(run_dir: str | Path) -> None:
+    """Forget what a failed or lost exploration wrote, so that it can be submitted again (its job files are
+    ``ueo_core.jobs``'s to replace)."""
+    for name in (STATUS, PCA, UMAP):
+        (folder(run_dir) / name).unlink(missing_ok=True)

@@ -42,6 +42,8 @@ NAMESPACE = "ueo_studio"
 SLOT = "ueo_slot"                   # the custom resource a CPU run asks for (one each)
 ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = Path(os.environ.get("UEO_RAY_DIR", Path.home() / ".cache" / "ueo_studio" / "ray"))
+# the server's workspaces (each with its runs/): where the app writes and the jobs' folders are
+WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo_studio" / "workspaces"))
 PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME")  # what a worker inherits
 
 # Ray starts its workers at nice 15 by default: on a shared CPU a run then yields to every page redraw of the web
@@ -256,7 +258,9 @@ class RunWorker(SlotWorker):
 
     def explain(self, err: Exception) -> str:  # the trainer also wrote error.json with this message
         from .trainer import explain_error
-        return explain_error(err, getattr(self, "config", None), None, "app")
+        if not hasattr(self, "config"):  # the config itself could not be read
+            return super().explain(err)
+        return explain_error(err, self.config, None, "app")
 
     def _watch_stop(self, ev) -> None:
         if ev.kind in ("step", "progress", "epoch") and (self.job_dir / STOP).exists():
@@ -349,8 +353,7 @@ def submit_exploration(run_dir: str | Path, seed: int = 0, threads: Optional[int
     out = explore.folder(run_dir)
     if job_state(out).kind in ("queued", "running"):
         return out
-    _drop_ended_actor(out)
-    explore.clear(run_dir)
+    explore.clear_outputs(run_dir)
     return _submit(ExploreWorker, out, {"seed": seed}, {"run_id": run_dir.name, "kind": EXPLORE, "seed": seed},
                    threads)
 
