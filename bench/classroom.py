@@ -3,7 +3,7 @@ built-in model) at the same moment, while one more session switches pages the wh
 
 In the same run it also measures one run alone (serial_s = K x that) and the observer with nothing training, so
 that every ratio compares numbers taken side by side on the same machine. It starts its own app (a free port, its
-own workspaces) and its own local Ray (UEO_SLOTS run slots; default ueo_core.jobs.default_slots()), and stops both.
+own workspaces) and its own local Ray (UEO_SLOTS run slots; default ueo_core.cluster.default_slots()), and stops both.
 
     python bench/classroom.py --k 8            # one K
     python bench/classroom.py --k 1 4 8 16     # a table, one line each
@@ -235,16 +235,16 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs="+", default=[8], help="students pressing Start together (default 8)")
     ap.add_argument("--series", type=int, default=0, help="instead: this many runs in a row in one session")
     ap.add_argument("--slots", type=int, default=None, help="run slots of the local Ray (default UEO_SLOTS or "
-                                                            "ueo_core.jobs.default_slots())")
+                                                            "ueo_core.cluster.default_slots())")
     ap.add_argument("--browser-nice", type=int, default=19,
                     help="niceness of the K students' Chromium, which stands in for their own machines (default "
                          "19; 0: the browsers compete with the server as equals); the observer's is at 0")
     args = ap.parse_args()
-    from ueo_core import jobs
-    slots = args.slots or jobs.slots_from_env()
+    from ueo_core import cluster
+    slots = args.slots or cluster.slots_from_env()
     tmp = Path(tempfile.mkdtemp(prefix="ueo-classroom-"))
     temp_dir = tempfile.mkdtemp(prefix="ueo-ray-b", dir="/tmp")
-    address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
+    address = cluster.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
     os.environ["UEO_RAY_ADDRESS"] = address
     print(f"local Ray at {address} with {slots} slot(s); {os.cpu_count()} CPU cores; the students' Chromium at nice "
           f"{args.browser_nice}, the observer's at 0", flush=True)
@@ -256,7 +256,7 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
-        jobs.stop_local_head(temp_dir)
+        cluster.stop_local_head(temp_dir)
 
 
 if __name__ == "__main__":

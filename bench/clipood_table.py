@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ueo_core.config import RunConfig, suggested_settings  # noqa: E402
+from ueo_core.config import RunConfig  # noqa: E402
+from studio.advice import suggested_settings  # noqa: E402
 from ueo_core.models import BUILTIN_MODEL  # noqa: E402
 from ueo_core.data import load_data  # noqa: E402
-from ueo_core.trainer import Trainer  # noqa: E402
+from ueo_core.train import Trainer  # noqa: E402
 
 _q = suggested_settings(BUILTIN_MODEL)  # the app's quick settings for the built-in model, as bench/world_table.py
 UEO_QUICK = {k: _q[k] for k in ("epochs", "batch_size", "lr_prompt", "lr_visual")}
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
         for name, cfg in runs:
             tr = Trainer(cfg, image_set=ims)
             r = tr.run()
-            last = tr.metrics_last
+            last = tr.outcome.get("last")
             rows.append((tgt, name, r.metrics, last))
             extra = f"  (last model: GACC {last['gacc']*100:.1f} AUROC {last['auroc']*100:.1f})" if last else ""
             print(f"{tgt:7s} {name:28s} GACC {r.metrics['gacc']*100:5.1f} AUROC {r.metrics['auroc']*100:5.1f} "

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ueo_core.config import RunConfig, suggested_settings  # noqa: E402
+from ueo_core.config import RunConfig  # noqa: E402
+from studio.advice import suggested_settings  # noqa: E402
 from ueo_core.data import load_data  # noqa: E402
-from ueo_core.trainer import Trainer  # noqa: E402
+from ueo_core.train import Trainer  # noqa: E402
 
 
 def main(argv=None) -> int:

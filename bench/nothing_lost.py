@@ -54,12 +54,12 @@ def run_dir(tmp: Path, page) -> Path:
 
 def main() -> None:
     from playwright.sync_api import sync_playwright
-    from ueo_core import jobs
+    from ueo_core import cluster, jobs
     from ueo_core.runs import RunFolder
     SHOTS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="ueo-lost-"))
     temp_dir = tempfile.mkdtemp(prefix="ueo-ray-l", dir="/tmp")
-    address = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=1, temp_dir=temp_dir)
+    address = cluster.start_local_head(state_dir=Path(temp_dir) / "state", slots=1, temp_dir=temp_dir)
     os.environ["UEO_RAY_ADDRESS"] = address  # this script asks the same Ray as the app about the runs
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -120,7 +120,7 @@ def main() -> None:
             browser.close()
     finally:
         server.terminate()
-        jobs.stop_local_head(temp_dir)
+        cluster.stop_local_head(temp_dir)
 
 
 if __name__ == "__main__":

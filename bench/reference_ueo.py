@@ -6,7 +6,7 @@ cosine decay per step, the initial confidence weights from a zero-shot pass with
 Differences, all for a like-for-like comparison with ``ueo_core``: open_clip instead of OpenAI's ``clip`` package
 (same architecture and weights), training logits scaled by the model's logit scale (100 for OpenAI CLIP, as the
 official ``100.``), parameters chosen with ``ueo_core``'s selection (norm-layer affine), and the same seeding as
-``ueo_core.trainer`` so both see the same first batch with the same augmentation.
+``ueo_core.train`` so both see the same first batch with the same augmentation.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ueo_core.data import ImageDataset
 from ueo_core.prompts import class_prompt_name
-from ueo_core.trainer import norm_affine_params
+from ueo_core.train import norm_affine_params
 
 
 class FullContextPrompt(nn.Module):

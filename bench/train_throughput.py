@@ -37,7 +37,7 @@ def worker(args) -> dict:
     from ueo_core.config import RunConfig
     from ueo_core.data import load_data
     from ueo_core.models import load_model
-    from ueo_core.trainer import Trainer
+    from ueo_core.train import Trainer
 
     torch.set_num_threads(args.threads) if args.threads else None
     ims = load_data(args.data, preset=args.preset)

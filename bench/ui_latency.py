@@ -49,7 +49,7 @@ def serve(script: Path, env: dict, log: Path) -> tuple[subprocess.Popen, str]:
 def prepare(ws_root: Path) -> tuple[str, list[str]]:
     """A workspace token and two finished run ids in it (as the app names them)."""
     from ueo_core.config import RunConfig
-    from ueo_core.trainer import Trainer
+    from ueo_core.train import Trainer
     token = uuid.uuid4().hex
     runs = ws_root / token / "runs"
     ids = []

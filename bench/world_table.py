@@ -5,7 +5,7 @@
 
 Every cell is a real run of the trainer on the unlabeled demo folder (``shapes:<domain>``: the default prior names
 6 shapes, the other demo shapes are the unknowns), with the built-in model and the quick settings the app proposes
-for it (``ueo_core.config.suggested_settings``). GACC, AUROC and H-score are measured against the folder names,
+for it (``studio.advice.suggested_settings``). GACC, AUROC and H-score are measured against the folder names,
 which no method sees (except the oracle). For zero-shot it also reports the share of images above 0.99
 max-softmax at the model's logit scale; for every method the largest share of images predicted as one class
 (entropy minimisation's collapse shows there). It ends with the issue's targets, each checked on these numbers.
@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ueo_core.config import RunConfig, suggested_settings  # noqa: E402
+from ueo_core.config import RunConfig  # noqa: E402
+from studio.advice import suggested_settings  # noqa: E402
 from ueo_core.data import load_data  # noqa: E402
 from ueo_core.models import BUILTIN_MODEL, load_model  # noqa: E402
 from ueo_core.shapes import DOMAINS, SOURCE_DOMAIN  # noqa: E402
-from ueo_core.trainer import Trainer  # noqa: E402
+from ueo_core.train import Trainer  # noqa: E402
 
 METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
 KEYS = ("gacc", "auroc", "h_score", "saturated", "top_share", "seconds")

@@ -5,7 +5,10 @@ from studio import state, ui
 from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, list_pretrained
 from ueo_core.roots import describe
 from ueo_core.shapes import CONCEPTS
-from ueo_core.trainer import estimate_run
+from ueo_core.config import RunConfig
+from ueo_core.methods import METHODS
+from ueo_core.train import estimate_run
+from studio.advice import suggested_settings
 
 ui.page("Model", "🧠")
 choice = state.model_choice()
@@ -83,17 +86,28 @@ try:
 except Exception as err:
     st.warning(f"Choose data first: {state.friendly(err)}")
     st.stop()
-epochs = st.number_input("Epochs", 1, 500, value=st.session_state.get("adapt_epochs", 5))
-batch = st.number_input("Batch size", 1, 1024, value=st.session_state.get("adapt_batch", 64))
-if st.button("Measure one training step"):
-    with st.spinner("Timing one UEO step on this device…"):
+names = [m for m in METHODS if METHODS[m].trains and not (METHODS[m].needs_truth and not ims.has_truth)]
+method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label)
+sugg = suggested_settings(choice["name"], choice.get("pretrained"), method)
+sources = list(state.source_options(state.data_choice()).values())[:1] if METHODS[method].supervised else None
+epochs = st.number_input("Epochs", 1, 500, value=int(sugg["epochs"]))
+batch = st.number_input("Batch size" + (" (per source folder)" if sources is not None else ""), 1, 1024,
+                        value=int(sugg["batch_size"]))
+if sources == []:
+    st.warning(f"{METHODS[method].label} trains on labelled source folders, and none fit this data: choose them "
+               "on the Adapt page.")
+elif st.button("Measure one training step"):
+    with st.spinner(f"Timing one {METHODS[method].label} step on this device…"):
         try:
-            est = estimate_run(loaded, ims, int(epochs), int(batch))
-            st.session_state["cost"] = est
+            cfg = RunConfig(method=method, data=state.data_choice()["spec"], prior=ims.classes, model=choice["name"],
+                            pretrained=choice.get("pretrained"), checkpoint=choice.get("checkpoint"),
+                            source=sources, epochs=int(epochs), batch_size=int(batch))
+            st.session_state["cost"] = estimate_run(cfg, loaded, ims)
         except Exception as err:
             st.error(state.friendly(err))
 est = st.session_state.get("cost")
 if est:
-    st.write(f"{est['images']} images × {est['epochs']} epochs = {est['steps']} steps of {est['batch']}; "
-             f"one step took {est['seconds_per_step']:.2f} s here → about **{est['minutes']:.1f} minutes** "
-             f"(plus an evaluation pass per epoch, ~{est['eval_seconds']:.0f} s each).")
+    what = METHODS[est["method"]].label
+    st.write(f"{what}: {est['epochs']} epochs = {est['steps']:,} steps of {est['batch']}; one step took "
+             f"{est['seconds_per_step']:.2f} s here → about **{est['minutes']:.1f} minutes** (with an evaluation "
+             f"pass over the {est['images']} images after each epoch, ~{est['eval_seconds']:.0f} s each).")

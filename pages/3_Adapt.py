@@ -4,7 +4,8 @@ import streamlit as st
 from studio import charts, state, ui
 from ueo_core.analysis import (acceptance_summary, entropy_note, read_predictions, run_curves, run_verdict,
                                shares_note)
-from ueo_core.config import RunConfig, is_resnet_tower, prefers_fast_mode, suggested_settings
+from ueo_core.config import RunConfig
+from studio.advice import is_resnet_tower, prefers_fast_mode, suggested_settings
 from ueo_core.data import DataError
 from ueo_core.methods import METHODS
 from ueo_core.roots import describe
@@ -115,7 +116,7 @@ with st.form(f"settings-{method}"):
                 "Stop in the sidebar.")
 
 if start:
-    cfg = RunConfig.for_method(method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
+    cfg = RunConfig(method=method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), source=sources or None,
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
                     lr_visual=float(lr_visual), trade=float(trade), margin=float(margin), seed=int(seed),

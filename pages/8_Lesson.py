@@ -3,7 +3,8 @@ happened, in words computed from the numbers (ueo_core.lesson)."""
 import streamlit as st
 
 from studio import charts, share, state, ui
-from ueo_core.config import RunConfig, prefers_fast_mode, suggested_settings
+from ueo_core.config import RunConfig
+from studio.advice import prefers_fast_mode, suggested_settings
 from ueo_core.lesson import PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
 from ueo_core.methods import METHODS
 

@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from ueo_core.data import DataError, safe_extract_zip
+from ueo_core.archive import safe_extract_zip
+from ueo_core.data import DataError
 
 MAX_UPLOAD_FILES = 2000
 MAX_FILE_BYTES = 200 * 1024 ** 2

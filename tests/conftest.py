@@ -21,12 +21,12 @@ def ray_cluster():
     tests' server's."""
     import ray
     from helpers import kill_ray_cluster, start_ray_cluster
-    from ueo_core import jobs
+    from ueo_core import cluster
     address, temp_dir = start_ray_cluster(slots=2)
     old = os.environ.get("UEO_RAY_ADDRESS")
     os.environ["UEO_RAY_ADDRESS"] = address
     try:
-        jobs.connect()
+        cluster.connect()
         yield address
     finally:
         ray.shutdown()

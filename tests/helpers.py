@@ -57,11 +57,11 @@ def start_ray_cluster(slots: int = 1):
     """A Ray head on 127.0.0.1 (a free port, a temp dir of its own); returns (address, temp dir)."""
     import tempfile
 
-    from ueo_core import jobs
+    from ueo_core import cluster
     temp_dir = tempfile.mkdtemp(prefix="ueo-ray-", dir="/tmp")
-    return jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir), temp_dir
+    return cluster.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir), temp_dir
 
 
 def kill_ray_cluster(temp_dir: str) -> None:
-    from ueo_core import jobs
-    jobs.stop_local_head(temp_dir)
+    from ueo_core import cluster
+    cluster.stop_local_head(temp_dir)

@@ -8,6 +8,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
+from studio import workspace
 from ueo_core.shapes import SHAPES
 from helpers import make_folder
 
@@ -17,7 +18,7 @@ PAGES = ["app.py", "home.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT /
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch, ray_cluster):
     monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("studio.state.WORKSPACES", tmp_path / "ws")
+    monkeypatch.setattr("studio.workspace.WORKSPACES", tmp_path / "ws")
     # the test folders live in tmp_path: the operator setting opens it (the workspaces under it stay denied)
     monkeypatch.setenv("UEO_DATA_ROOTS", str(tmp_path))
 
@@ -117,10 +118,9 @@ def wait_for_run(at: AppTest, timeout=240):
     """Wait for the session's run (a job on the session's Ray) to end; returns (run id, its outcome): ``status``
     from ended.json (done, cancelled, error) and ``error``, the message the app shows."""
     from types import SimpleNamespace
-    from studio import state
     from ueo_core import jobs
     rid = at.session_state["active_run"]
-    run_dir = state.WORKSPACES / at.session_state["ws"] / "runs" / rid
+    run_dir = workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid
     s = jobs.wait(run_dir, timeout=timeout)
     assert s.kind == "ended", s
     err = (jobs.read(run_dir, "error.json") or {}).get("message")
@@ -140,7 +140,6 @@ def start_one_epoch(at: AppTest):
 
 
 def test_adapt_one_epoch_run_then_explore_inspect_compare():
-    from studio import state
     at = app("pages/3_Adapt.py")
     at.run()
     no_trouble(at)
@@ -154,7 +153,7 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     ex.run()
     no_trouble(ex)
     from ueo_core import explore, jobs
-    assert jobs.wait(explore.folder(state.WORKSPACES / ws / "runs" / rid), timeout=240).words == "done"
+    assert jobs.wait(explore.folder(workspace.WORKSPACES / ws / "runs" / rid), timeout=240).words == "done"
     ex.run()
     no_trouble(ex)
     assert len(plotly_charts(ex)) == 2
@@ -175,9 +174,8 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     # every image rejected: the marks say how many rejections are right, and the gallery is paged
     ins.slider[0].set_value(1.0).run()
     no_trouble(ins)
-    from studio import state
     from ueo_core.analysis import read_predictions
-    preds = read_predictions(state.WORKSPACES / ws / "runs" / rid)
+    preds = read_predictions(workspace.WORKSPACES / ws / "runs" / rid)
     marks = preds.rejection_marks(preds.at_threshold(1.0)["rejected"])
     assert any(f"{sum(marks)} of {len(marks)} rejections are right" in c.value for c in ins.caption)
     assert any(n.label.startswith("page (of") for n in ins.number_input)
@@ -302,10 +300,9 @@ def test_adapt_clipood_from_labelled_shapes_source():
     assert bg.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
     import json
-    from studio import state
-    m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
+    m = json.loads((workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     assert {"before", "after", "last"} <= set(m) and "acc_seen" in m["after"]
-    cfg = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "config.json").read_text())
+    cfg = json.loads((workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid / "config.json").read_text())
     assert cfg["iters_per_epoch"] == 4 and cfg["summary"]["total_steps"] == 4 and cfg["margin"] == 0.2
 
 
@@ -366,7 +363,6 @@ def test_histogram_opens_on_the_latest_epoch():
 def test_the_lesson_makes_its_runs_and_says_what_happened():
     """One click: zero-shot, entropy, IM, UEO and the oracle on the default Shapes sketch folder with the quick
     settings; the page's summary is the engine's, computed from the five runs, and it names TENT's collapse."""
-    from studio import state
     from ueo_core import jobs
     from ueo_core.lesson import lesson_rows, lesson_summary, read_lesson
     at = app("pages/8_Lesson.py")
@@ -375,7 +371,7 @@ def test_the_lesson_makes_its_runs_and_says_what_happened():
     at.button[0].click().run()
     no_trouble(at)
     lid = at.session_state["lesson"]
-    runs = state.WORKSPACES / at.session_state["ws"] / "runs"
+    runs = workspace.WORKSPACES / at.session_state["ws"] / "runs"
     manifest = read_lesson(runs / "lessons" / f"{lid}.json")
     assert manifest["methods"] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
     for rid in manifest["runs"].values():  # every run is a queued job
@@ -414,7 +410,6 @@ def test_model_page_offline_zoo_error_is_shown_in_full_with_what_to_do_in_the_ap
 def test_builtin_model_on_other_images_is_warned_before_and_judged_after(tmp_path):
     """Colour photos with the built-in shapes model: Data, Adapt and Lesson warn before any run; after a run the
     verdict is a warning that says the results are near chance (from the run's own numbers)."""
-    from studio import state
     from ueo_core.analysis import chance_note
     folder = make_folder(tmp_path / "colours", classes=("red", "green", "blue"), per_class=8)
     data = {"source": "folder", "spec": str(folder), "label": "colours", "prior": ["red", "green"], "preset": None,
@@ -427,7 +422,7 @@ def test_builtin_model_on_other_images_is_warned_before_and_judged_after(tmp_pat
     at = app("pages/3_Adapt.py", data=dict(data))
     at.run()
     rid, bg = start_one_epoch(at)
-    metrics = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
+    metrics = json.loads((workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     note = chance_note(metrics["after"], 2)
     assert note, metrics["after"]  # colour blocks mean nothing to a shapes model
     verdicts = [w.value for w in at.warning if "trained only on drawn shapes" not in w.value]
@@ -440,7 +435,6 @@ def test_builtin_model_on_other_images_is_warned_before_and_judged_after(tmp_pat
 
 
 def test_unlabeled_folder_run_says_what_was_accepted_and_rejected(tmp_path):
-    from studio import state
     from ueo_core.analysis import acceptance_summary, read_predictions
     src = make_folder(tmp_path / "src", classes=("red", "green", "blue"), per_class=4)
     flat = tmp_path / "flat"
@@ -453,7 +447,7 @@ def test_unlabeled_folder_run_says_what_was_accepted_and_rejected(tmp_path):
                                                    "label": "tiny"})
     at.run()
     rid, bg = start_one_epoch(at)
-    run = state.WORKSPACES / at.session_state["ws"] / "runs" / rid
+    run = workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid
     preds = read_predictions(run)
     thr = json.loads((run / "metrics.json").read_text())["after"]["threshold"]
     line = acceptance_summary(preds, thr)
@@ -474,7 +468,7 @@ def test_explore_shows_pca_at_once_while_umap_computes():
     at.run()
     rid, bg = start_one_epoch(at)
     ws = at.session_state["ws"]
-    run_dir = state.WORKSPACES / ws / "runs" / rid
+    run_dir = workspace.WORKSPACES / ws / "runs" / rid
     out = explore.folder(run_dir)
     ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
     ex.run()  # the first visit submits the job
@@ -504,14 +498,13 @@ def test_explore_shows_pca_at_once_while_umap_computes():
 def test_explore_failure_is_a_message_and_try_again_submits_again():
     """A failed exploration (here: the run's checkpoint is gone) says so in words, with no traceback; Try again
     submits a new job."""
-    from studio import state
     from ueo_core import explore, jobs
     from ueo_core.runs import CHECKPOINT
     at = app("pages/3_Adapt.py")
     at.run()
     rid, bg = start_one_epoch(at)
     ws = at.session_state["ws"]
-    run_dir = state.WORKSPACES / ws / "runs" / rid
+    run_dir = workspace.WORKSPACES / ws / "runs" / rid
     (run_dir / CHECKPOINT).rename(run_dir / "moved.safetensors")
     ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
     ex.run()
@@ -534,7 +527,6 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     the live run again; Start stays off while it trains (one live run per session); the sidebar's Stop on another
     page stops it; the stopped run opens in Explore and Inspect, labelled with its epoch."""
     import time
-    from studio import state
     from ueo_core import jobs
     from ueo_core.runs import RunFolder
     at = app("pages/1_Data.py")
@@ -549,8 +541,8 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     ad.button[0].click().run()
     no_trouble(ad)
     rid = ad.session_state["active_run"]
-    run = RunFolder(state.WORKSPACES / ws / "runs" / rid)
-    alive = lambda: jobs.job_state(run.path, state.WORKSPACES).kind in ("queued", "running")  # noqa: E731
+    run = RunFolder(workspace.WORKSPACES / ws / "runs" / rid)
+    alive = lambda: jobs.job_state(run.path, workspace.WORKSPACES).kind in ("queued", "running")  # noqa: E731
     for _ in range(600):  # until epoch 1 is evaluated and saved
         if any(e["epoch"] >= 1 for e in run.read_jsonl("epochs.jsonl")) and run.checkpoint_path.exists():
             break
@@ -587,12 +579,11 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
 
 
 def test_adapt_runs_under_the_official_protocol():
-    from studio import state
     at = app("pages/3_Adapt.py")
     at.run()
     [s for s in at.selectbox if s.label == "Scoring protocol"][0].set_value("official")
     rid, bg = start_one_epoch(at)
-    m = json.loads((state.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
+    m = json.loads((workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     assert m["protocol"] == "official" and m["after"]["mean_confidence"] < 0.5  # raw cosines: near 1/K
     assert any("official protocol" in s.value for s in at.subheader)
 
@@ -613,7 +604,7 @@ def test_a_teachers_lesson_link_opens_a_student_workspace_with_the_same_choices(
     workspace. A fresh session (a student) opening it gets its own workspace, the same choices, and one click
     queues exactly those runs."""
     from urllib.parse import parse_qs, urlparse
-    from studio import share, state
+    from studio import share
     from ueo_core.lesson import read_lesson
     t = app("pages/1_Data.py")
     t.run()
@@ -644,7 +635,7 @@ def test_a_teachers_lesson_link_opens_a_student_workspace_with_the_same_choices(
     assert any("teacher's lesson" in m.value for m in s.success)
     [b for b in s.button if b.label == "▶ Run the lesson"][0].click().run()   # the single click
     no_trouble(s)
-    manifest = read_lesson(state.WORKSPACES / s.session_state["ws"] / "runs" / "lessons"
+    manifest = read_lesson(workspace.WORKSPACES / s.session_state["ws"] / "runs" / "lessons"
                            / f"{s.session_state['lesson']}.json")
     assert manifest["methods"] == ["zero_shot", "im", "ueo"]
     assert manifest["settings"]["epochs"] == 3 and manifest["settings"]["seed"] == 11

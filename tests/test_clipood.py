@@ -10,7 +10,7 @@ from ueo_core.methods import Batch, get_method
 from ueo_core.methods.clipood import BetaMovingAverage, mms_logits
 from ueo_core.models import ModelLoadError, load_model
 from ueo_core.runs import load_checkpoint
-from ueo_core.trainer import Trainer
+from ueo_core.train import Trainer
 
 from helpers import make_folder
 
@@ -87,7 +87,7 @@ def test_clipood_run_changes_only_the_image_tower_and_keeps_bma(domains, tmp_pat
     src, tgt = domains
     loaded = load_model("ueo-tiny", seed=0)
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
-    cfg = RunConfig.for_method("clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
+    cfg = RunConfig(method="clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
                                model="ueo-tiny", pretrained=None, epochs=2, batch_size=4, lr_visual=1e-3,
                                iters_per_epoch=0, run_dir=str(tmp_path / "run"))
     assert cfg.weight_decay == 0.1 and cfg.margin == 0.3 and cfg.bma_beta == 0.5
@@ -129,7 +129,7 @@ def test_clipood_reports_seen_and_unseen_classes(domains, tmp_path):
     src, tgt = domains
     import shutil
     shutil.rmtree(src / "blue")  # blue is named in the prior but has no training images
-    cfg = RunConfig.for_method("clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
+    cfg = RunConfig(method="clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
                                model="ueo-tiny", pretrained=None, epochs=1, batch_size=4, iters_per_epoch=0)
     tr = Trainer(cfg)
     r = tr.run()
@@ -140,20 +140,19 @@ def test_clipood_needs_sources_and_refuses_when_memory_is_short(domains, monkeyp
     src, tgt = domains
     base = dict(data=str(tgt), prior=["red", "green"], model="ueo-tiny", pretrained=None, epochs=1)
     with pytest.raises(Exception, match="labelled source folders"):
-        Trainer(RunConfig.for_method("clipood", **base)).run()
+        Trainer(RunConfig(method="clipood", **base)).run()
     monkeypatch.setattr("ueo_core.models.available_memory", lambda device: 1_000_000)  # 1 MB free
     with pytest.raises(ModelLoadError, match="smaller batch size"):
-        Trainer(RunConfig.for_method("clipood", source=[str(src)], **base)).run()
+        Trainer(RunConfig(method="clipood", source=[str(src)], **base)).run()
 
 
 def test_clipood_gets_its_official_defaults_on_every_path():
     """thuml/CLIPood: 10 epochs of 500 steps (main.py --iters-per-epoch), batch 12, AdamW lr 5e-6 (scripts.sh, PACS);
-    a plain RunConfig, for_method, replace(method=...) and a saved config all agree."""
+    a plain RunConfig, replace(method=...) and a saved config all agree."""
     official = {"epochs": 10, "batch_size": 12, "lr_visual": 5e-6, "lr_prompt": 0.0, "iters_per_epoch": 500}
     ueo = {"epochs": 50, "batch_size": 64, "lr_visual": 1e-4, "lr_prompt": 1e-4, "iters_per_epoch": None}
     got = lambda c: {k: getattr(c, k) for k in official}  # noqa: E731
     assert got(RunConfig(method="clipood")) == official
-    assert got(RunConfig.for_method("clipood")) == official
     assert got(RunConfig(data="x").replace(method="clipood")) == official
     assert got(RunConfig(method="clipood").replace(method="ueo")) == ueo
     assert got(RunConfig(method="clipood").replace(seed=1).replace(method="im")) == ueo

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ueo_core.data import (NO_TRUTH, UNKNOWN, DataError, load_folder, load_preset, parse_prior,
-                           safe_extract_zip)
+from ueo_core.archive import safe_extract_zip
+from ueo_core.data import NO_TRUTH, UNKNOWN, DataError, load_folder, load_preset, parse_prior
 from helpers import make_folder
 
 

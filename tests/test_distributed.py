@@ -29,7 +29,7 @@ def one_step(world: int):
     from ueo_core.methods.ueo import ueo_loss
     from ueo_core.models import load_model
     from ueo_core.prompts import PromptLearner
-    from ueo_core.trainer import norm_affine_params
+    from ueo_core.train import norm_affine_params
 
     loaded = load_model("ueo-tiny", seed=0)
     prompt = PromptLearner(loaded, CLASSES)
@@ -94,17 +94,17 @@ def trainer_config(folder, batch_size):
 
 def run_trainer(folder, batch_size):
     """The real Trainer: its per-step losses (rank 0 reports them) and its trained parameters."""
-    from ueo_core.trainer import Trainer
+    from ueo_core.train import Trainer
     losses, start = [], {}
 
     def on(e):
         if e.kind == "start":
-            start.update({k: p.detach().clone() for k, p in tr.trainable().items()})
+            start.update({k: p.detach().clone() for k, p in tr.method.params(tr).items()})
         elif e.kind == "step":
             losses.append(e.data["loss"])
     tr = Trainer(trainer_config(folder, batch_size), listeners=[on])
     tr.run()
-    return losses, {k: p.detach().clone() for k, p in tr.trainable().items()}, start
+    return losses, {k: p.detach().clone() for k, p in tr.method.params(tr).items()}, start
 
 
 def _trainer_worker(rank, world, port, folder, out):

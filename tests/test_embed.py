@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-import ueo_core.trainer as trainer_mod
+import ueo_core.train.features as trainer_mod
 from ueo_core.data import load_folder, load_preset
 from ueo_core.embed import image_features, params_digest, umap_2d
 from ueo_core.runs import load_checkpoint
-from ueo_core.trainer import apply_state
+from ueo_core.train import apply_state
 
 from conftest import SHARED_DATA
 
@@ -47,7 +47,7 @@ def test_umap_2d_and_cache(tmp_path):
 def test_after_adaptation_features_differ(tiny, folder, tmp_path):
     from ueo_core.config import RunConfig
     from ueo_core.models import load_model
-    from ueo_core.trainer import Trainer
+    from ueo_core.train import Trainer
     cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None, epochs=1,
                     batch_size=8, lr_visual=0.5,
                     run_dir=str(tmp_path / "run"))
@@ -65,7 +65,7 @@ def test_after_adaptation_features_differ(tiny, folder, tmp_path):
 @pytest.mark.skipif(not (SHARED_DATA / "PACS").is_dir(), reason="../shared/data/PACS not present")
 def test_pacs_open_set_split_and_a_short_run(tmp_path):
     from ueo_core.config import RunConfig
-    from ueo_core.trainer import Trainer
+    from ueo_core.train import Trainer
     ims = load_preset(SHARED_DATA / "PACS" / "sketch", "pacs", "ODA")
     assert len(ims) == 860 and ims.classes == ["dog", "elephant", "giraffe", "guitar", "horse"]
     assert (ims.labels == -1).sum() == 130 + 80  # house (80 sketches) and person are unknown

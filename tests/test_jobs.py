@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ueo_core import cluster as ueo_cluster  # (the fixture below is named cluster)
 from ueo_core import jobs
 from ueo_core.config import RunConfig
 from ueo_core.runs import load_checkpoint
@@ -56,7 +57,7 @@ def wait_for(pred, timeout=120, what="condition"):
 
 def test_two_workspaces_start_runs_together_and_both_finish(cluster, world):
     data, ws = world
-    epochs = 30 if jobs.cluster_slots() >= 2 else 2  # long enough to overlap when they can (a worker starts in s)
+    epochs = 30 if ueo_cluster.cluster_slots() >= 2 else 2  # long enough to overlap when they can (a worker starts in s)
     a = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000000-ueo-aaaaaa", epochs=epochs))
     b = jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / "20260101-000000-ueo-bbbbbb", epochs=epochs))
     for run in (a, b):
@@ -67,7 +68,7 @@ def test_two_workspaces_start_runs_together_and_both_finish(cluster, world):
     wa, wb = json.loads((a / "worker.json").read_text()), json.loads((b / "worker.json").read_text())
     assert wa["pid"] != wb["pid"] and wa["pid"] != os.getpid()  # each in a worker process of its own
     ended_a = json.loads((a / "ended.json").read_text())["at"]
-    if jobs.cluster_slots() >= 2:
+    if ueo_cluster.cluster_slots() >= 2:
         assert wb["started"] < ended_a  # two slots: they trained at the same time
     else:
         assert wb["started"] >= ended_a - 0.5  # one slot: b after a
@@ -78,7 +79,7 @@ def test_a_queued_run_is_shown_as_queued_and_can_be_stopped(cluster, world):
     first queued one moves the other up and it never trains; stopping a training run hands its slot on."""
     data, ws = world
     busy = [jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / f"20260101-00000{i}-ueo-aaaaaa", epochs=200))
-            for i in range(jobs.cluster_slots())]
+            for i in range(ueo_cluster.cluster_slots())]
     for run in busy:
         wait_for(lambda: (run / "worker.json").exists(), what="every slot's run to start")
     second = jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / "20260101-000010-ueo-bbbbbb"))
@@ -112,11 +113,11 @@ def test_an_exploration_is_a_job_in_the_same_queue_and_writes_pca_before_umap(cl
     done = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000020-ueo-aaaaaa", epochs=1))
     assert jobs.wait(done, timeout=300).words == "done"
     busy = [jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / f"20260101-00003{i}-ueo-bbbbbb", epochs=200))
-            for i in range(jobs.cluster_slots())]
+            for i in range(ueo_cluster.cluster_slots())]
     for run in busy:
         wait_for(lambda: (run / "worker.json").exists(), what="every slot's run to start")
     for run in busy:  # the head of ours starts workers at nice 0, not Ray's 15 (they yield to page redraws)
-        assert os.getpriority(os.PRIO_PROCESS, jobs.read(run, jobs.WORKER)["pid"]) == jobs.WORKER_NICENESS
+        assert os.getpriority(os.PRIO_PROCESS, jobs.read(run, jobs.WORKER)["pid"]) == ueo_cluster.WORKER_NICENESS
     out = jobs.submit_exploration(done)
     assert out == explore.folder(done)
     s = jobs.job_state(out, ws)
@@ -198,9 +199,9 @@ def test_two_node_cluster_on_one_machine_runs_land_on_both_nodes(tmp_path):
     temp_dir = tempfile.mkdtemp(prefix="ueo-ray2-", dir="/tmp")
     ray_bin = str(Path(sys.executable).with_name("ray"))
     try:
-        head = jobs.start_local_head(state_dir=Path(temp_dir) / "state", slots=1, temp_dir=temp_dir)
+        head = ueo_cluster.start_local_head(state_dir=Path(temp_dir) / "state", slots=1, temp_dir=temp_dir)
         joined = subprocess.run([ray_bin, "start", f"--address={head}", "--node-ip-address=127.0.0.1",
-                                 "--num-cpus=1", f"--resources={json.dumps({jobs.SLOT: 1})}",
+                                 "--num-cpus=1", f"--resources={json.dumps({ueo_cluster.SLOT: 1})}",
                                  f"--temp-dir={temp_dir}", "--disable-usage-stats"], capture_output=True, text=True,
                                 timeout=180)
         assert joined.returncode == 0, joined.stderr[-1500:]

@@ -3,7 +3,7 @@ import torch
 
 from ueo_core.models import ModelLoadError, load_model
 from ueo_core.prompts import PromptLearner, split_template
-from ueo_core.trainer import norm_affine_params
+from ueo_core.train import norm_affine_params
 
 CLASSES = ["dog", "tennis_racket", "giraffe", "alarm_clock"]
 

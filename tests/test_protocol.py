@@ -10,7 +10,7 @@ from ueo_core.config import PROTOCOLS, RunConfig
 from ueo_core.methods import confidence_weights
 from ueo_core.methods.ueo import ueo_loss
 from ueo_core.runs import RunFolder
-from ueo_core.trainer import Trainer
+from ueo_core.train import Trainer
 
 
 def cfg_for(folder, tmp_path, **kw):
@@ -30,7 +30,9 @@ def expected(folder, tmp_path, protocol):
     conf = torch.softmax(eval_scale * cos, dim=1).max(dim=1).values.numpy()
     w = confidence_weights(cos, weight_t)
     torch.manual_seed(tr.config.seed * 1000 + 1)  # as the trainer seeds epoch 1
-    images, idx, _ = next(iter(tr.batches(1, math.ceil(len(tr.image_set) / tr.config.batch_size))))
+    b = next(iter(tr.batches.epoch(1)))
+    images, idx = b.images, b.index
+    assert len(tr.batches) == math.ceil(len(tr.image_set) / tr.config.batch_size)
     feats = tr.loaded.model.encode_image(tr.loaded.to_input(images), normalize=True).float()
     probs = torch.softmax(train_scale * feats @ tr.prompt().float().T, dim=1)
     return float(ueo_loss(probs, w[idx], 1.0)[0]), conf

@@ -75,7 +75,7 @@ def test_an_operator_root_that_contains_the_workspaces_still_denies_them(world, 
 @pytest.fixture
 def server_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("studio.state.WORKSPACES", tmp_path / "ws")
+    monkeypatch.setattr("studio.workspace.WORKSPACES", tmp_path / "ws")
     monkeypatch.delenv("UEO_DATA_ROOTS", raising=False)
     other = tmp_path / "ws" / ("c" * 32)
     make_folder(other / "uploads" / "private", classes=("cat", "dog"), per_class=2)
@@ -134,8 +134,8 @@ def test_checkpoint_path_outside_the_roots_answers_the_same_for_any_file(server_
 
 
 def test_a_checkpoint_can_be_uploaded_into_the_workspace(server_dirs, monkeypatch):
-    from studio import state
-    monkeypatch.setattr(state, "workspace", lambda: server_dirs["tmp"] / "ws" / ("d" * 32))
+    from studio import state, workspace
+    monkeypatch.setattr(workspace, "workspace", lambda: server_dirs["tmp"] / "ws" / ("d" * 32))
     out = state.save_checkpoint_upload("../../my model?.safetensors", b"abc")
     assert out.parent == server_dirs["tmp"] / "ws" / ("d" * 32) / "checkpoints"
     assert out.name == "my_model.safetensors" and out.read_bytes() == b"abc"

@@ -67,8 +67,9 @@ def test_pretraining_styles_and_concepts_render():
 def _zero_shot_and_runs(domain, root, methods=("ueo", "im")):
     """The shipped model on the demo folder (60 images per shape, seed 0, as the app's) with the app's quick
     settings, one seed."""
-    from ueo_core.config import RunConfig, suggested_settings
-    from ueo_core.trainer import Trainer
+    from ueo_core.config import RunConfig
+    from studio.advice import suggested_settings
+    from ueo_core.train import Trainer
     ims = load_data(str(shapes_folder(domain, n_per_class=60, root=root)), preset="shapes")
     q = suggested_settings(BUILTIN_MODEL)
     out = {}

@@ -11,7 +11,7 @@ from ueo_core.config import RunConfig
 from ueo_core.data import DataError, load_folder
 from ueo_core.models import load_model
 from ueo_core.runs import RunFolder, load_checkpoint
-from ueo_core.trainer import Trainer, norm_affine_params
+from ueo_core.train import Trainer, norm_affine_params
 
 from conftest import ROOT
 from helpers import assert_close_tree
@@ -211,10 +211,10 @@ def test_baselines_train(folder, tmp_path, method):
 def test_weight_temperature_option(folder, tmp_path):
     tr = Trainer(cfg_for(folder, tmp_path, epochs=1, run_dir=None, weight_temperature=1.0))
     tr.run()
-    assert (tr.weights - 1 / 3).abs().max() < 0.01  # unscaled cosines: near-uniform weights (official code)
+    assert (tr.ctx.weights - 1 / 3).abs().max() < 0.01  # unscaled cosines: near-uniform weights (official code)
     tr2 = Trainer(cfg_for(folder, tmp_path, epochs=1, run_dir=None))
     tr2.run()
-    assert tr2.weights.std() > tr.weights.std()
+    assert tr2.ctx.weights.std() > tr.ctx.weights.std()
 
 
 def test_cli_train_eval_embed(folder, tmp_path):
@@ -261,7 +261,7 @@ def test_decoded_cache_decodes_each_file_once_per_run(folder, tmp_path, monkeypa
 
 
 def test_prompt_only_fast_mode_trains_only_the_context(folder, tmp_path, monkeypatch):
-    import ueo_core.trainer as trainer_mod
+    import ueo_core.train.features as trainer_mod
     loaded = load_model("ueo-tiny", seed=0)
     before = snapshot(loaded.model)
     passes = []
@@ -274,42 +274,74 @@ def test_prompt_only_fast_mode_trains_only_the_context(folder, tmp_path, monkeyp
     after = snapshot(loaded.model)
     assert all(torch.equal(before[k], after[k]) for k in before)  # the image tower is untouched
     assert len(passes) == 1 + 2  # one evaluation pass (features reused every epoch) + one per cached view
-    assert tr.view_feats.shape[:2] == (2, 24)
+    assert tr.features.view_feats.shape[:2] == (2, 24)
     assert sum(e.kind == "step" for e in events) == 9 and any(e.kind == "progress" and e.data["phase"].startswith("caching view") for e in events)
     assert r.metrics["mean_entropy"] != r.metrics_before["mean_entropy"]  # the prompt context did learn
+    # each step reads a random one of the cached views of each image (seeded by the epoch), not always the first
+    views = [torch.cat([b.view for b in tr.batches.epoch(e)]) for e in (1, 2)]
+    assert all(set(v.tolist()) == {0, 1} for v in views) and not torch.equal(views[0], views[1])
     with pytest.raises(ValueError, match="fast_mode.*prompt_only or last_blocks"):
         Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="turbo")).run()
 
 
 def test_fast_mode_is_proposed_only_for_large_image_towers_on_cpu():
-    from ueo_core.config import prefers_fast_mode
+    from studio.advice import prefers_fast_mode
     assert not prefers_fast_mode(load_model("ueo-tiny"))
     big = load_model("ViT-B-32", device="cpu")  # random init: 88 M image-tower parameters
     assert prefers_fast_mode(big)
 
 
 def test_estimate_run_times_a_real_step_and_leaves_the_model_untouched(folder):
-    from ueo_core.trainer import estimate_run
+    from ueo_core.train import estimate_run
     loaded = load_model("ueo-tiny", seed=0)
     before = snapshot(loaded.model)
-    est = estimate_run(loaded, load_folder(folder, prior=["red", "green"]), epochs=3, batch_size=8)
+    cfg = RunConfig(data=str(folder), prior=["red", "green"], model="ueo-tiny", epochs=3, batch_size=8)
+    est = estimate_run(cfg, loaded, load_folder(folder, prior=["red", "green"]))
     assert est["steps"] == 3 * 3 and est["seconds_per_step"] > 0 and est["minutes"] > 0
     after = snapshot(loaded.model)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(not p.requires_grad and p.grad is None for p in loaded.model.parameters())
 
 
+def test_estimate_run_times_the_chosen_methods_own_step(folder, tmp_path, monkeypatch):
+    """The estimate takes the step the loop takes: CLIPood's loss on one batch from each labelled source (not a
+    UEO step on the target), and CLIPood's steps (epochs x iters_per_epoch, not passes over the target)."""
+    from ueo_core.methods import METHODS
+    from ueo_core.train import estimate_run
+    from helpers import make_folder
+    src = make_folder(tmp_path / "src", classes=("red", "green"), per_class=5, seed=1)
+    seen = []
+    for name in ("clipood", "ueo"):
+        real = type(METHODS[name]).loss
+        monkeypatch.setattr(type(METHODS[name]), "loss",
+                            lambda self, batch, real=real, name=name: seen.append((name, len(batch.probs)))
+                            or real(self, batch))
+    loaded = load_model("ueo-tiny", seed=0)
+    before = snapshot(loaded.model)
+    ims = load_folder(folder, prior=["red", "green"])
+    cfg = RunConfig(method="clipood", data=str(folder), prior=ims.classes, source=[str(src), str(src)],
+                    model="ueo-tiny", epochs=2, batch_size=3, iters_per_epoch=7)
+    est = estimate_run(cfg, loaded, ims)
+    assert seen == [("clipood", 2 * 3)]  # one step, one batch of 3 from each of the two sources
+    assert est["method"] == "clipood" and est["steps"] == 2 * 7 and est["seconds_per_step"] > 0
+    assert all(torch.equal(before[k], after) for k, after in snapshot(loaded.model).items())
+    assert all(not p.requires_grad and p.grad is None for p in loaded.model.parameters())
+    seen.clear()
+    est = estimate_run(cfg.replace(method="ueo", batch_size=5), loaded, ims)
+    assert seen == [("ueo", 5)] and est["steps"] == 2 * 5  # UEO: one pass over the 24 target images an epoch
+
+
 def test_out_of_memory_message_suggests_a_smaller_batch(folder, tmp_path):
-    from ueo_core.trainer import explain_error
+    from ueo_core.errors import explain
     cfg = cfg_for(folder, tmp_path, batch_size=64)
     Trainer(cfg.replace(epochs=1)).run()  # leaves a checkpoint in the run folder
-    msg = explain_error(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), cfg,
-                        RunFolder(cfg.run_dir))
+    msg = explain(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"), batch_size=64,
+                  checkpoint=RunFolder(cfg.run_dir).checkpoint_path)
     assert "batch size 64" in msg and "32" in msg and "checkpoint is kept" in msg
     assert msg.startswith("The GPU ran out of memory")
     for err in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
                                             "not enough memory: you tried to allocate 8589934592 bytes.")):
-        msg = explain_error(err, cfg, None)  # the CPU's out-of-memory (MemoryError says nothing by itself)
+        msg = explain(err, batch_size=64)  # the CPU's out-of-memory (MemoryError says nothing by itself)
         assert msg.startswith("The computer ran out of memory at batch size 64") and "32" in msg, msg
 
 
@@ -357,7 +389,7 @@ def test_last_blocks_fast_mode_trains_only_the_last_stage_norms(folder, tmp_path
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("visual.layer4.") and ("bn" in k or "downsample.1" in k) for k in changed)
     assert not any("running_" in k for k in changed)
-    assert tr.view_feats.shape[:2] == (2, 24) and tr.view_feats.dim() == 5  # (views, N, C, H, W) of layer3
+    assert tr.features.view_feats.shape[:2] == (2, 24) and tr.features.view_feats.dim() == 5  # (views, N, C, H, W) of layer3
     tensors, _ = load_checkpoint(tmp_path / "run")
     assert all(k == "prompt.ctx" or k == "ueo_weights" or k.startswith("visual.layer4.") for k in tensors)
     assert r.status == "done"
@@ -385,7 +417,7 @@ def test_epoch_records_carry_class_shares_and_collapse(tmp_path, monkeypatch):
     """Every epoch record (and metrics.json's after) says how predictions spread over classes and whether they
     collapsed: entropy minimisation on the default Shapes domain with the quick settings does, UEO does not."""
     import json
-    from ueo_core.config import suggested_settings
+    from studio.advice import suggested_settings
     from ueo_core.models import BUILTIN_MODEL
     monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
     q = suggested_settings(BUILTIN_MODEL)

@@ -13,14 +13,16 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from .config import PROTOCOLS, RunConfig
-from .data import DataError, load_data
+from . import errors
+from .config import FAST_MODES, PROTOCOLS, SETTINGS, RunConfig
+from .data import load_data
 from .methods import METHODS
 from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
 from .presets import PRESETS
 from .runs import new_run_id
 
 DEFAULTS = RunConfig()
+CLIPOOD = METHODS["clipood"].defaults  # (its help says CLIPood's own defaults, from its registry entry)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +32,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                                    "folders not named here are treated as unknown")
     p.add_argument("--preset", choices=sorted(PRESETS), help="benchmark class list and split (sets the prior and "
                                                               "which class folders are in the target)")
-    p.add_argument("--setting", default=DEFAULTS.setting, choices=["CDA", "PDA", "ODA", "OPDA", "CSDA"],
+    p.add_argument("--setting", default=DEFAULTS.setting, choices=list(SETTINGS),
                    help="with --preset: closed / partial / open / open-partial / all classes (default %(default)s)")
 
 
@@ -51,7 +53,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="prompt template; the words before {} initialise the learnable context (default "
                         "'%(default)s')")
     p.add_argument("--batch-size", type=int,
-                   help=f"images per step (default {DEFAULTS.batch_size}; CLIPood: 12 per source domain)")
+                   help=f"images per step (default {DEFAULTS.batch_size}; CLIPood: {CLIPOOD['batch_size']} per "
+                        "source domain)")
     p.add_argument("--threshold", type=float,
                    help="known/unknown confidence threshold (default: unsupervised 2-means split of confidences)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
@@ -63,23 +66,17 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="DataLoader worker processes (default %(default)s)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m ueo_core", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="adapt a model to an unlabeled folder with UEO or a baseline")
-    _add_data_args(t)
-    _add_model_args(t)
-    _add_run_args(t)
+def _add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS),
                    help="; ".join(f"{k}: {m.description}" for k, m in METHODS.items()) + " (default %(default)s)")
-    t.add_argument("--epochs", type=int, help=f"passes over the folder (default {DEFAULTS.epochs}; CLIPood: 10)")
+    t.add_argument("--epochs", type=int, help=f"passes over the folder (default {DEFAULTS.epochs}; CLIPood: "
+                                                f"{CLIPOOD['epochs']})")
     t.add_argument("--lr-prompt", type=float,
                    help=f"SGD learning rate of the prompt context; 0 freezes it (default {DEFAULTS.lr_prompt})")
     t.add_argument("--lr-visual", type=float,
                    help=f"SGD learning rate of the image tower's norm affine params; 0 freezes them (default "
-                        f"{DEFAULTS.lr_visual}). CLIPood: AdamW learning rate of the whole image tower (default 5e-6)")
+                        f"{DEFAULTS.lr_visual}). CLIPood: AdamW learning rate of the whole image tower (default "
+                        f"{CLIPOOD['lr_visual']:g})")
     t.add_argument("--trade", type=float, default=DEFAULTS.trade,
                    help="lambda, weight of the marginal-entropy term (default %(default)s)")
     t.add_argument("--weight-temperature", type=float,
@@ -88,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
                    help="evaluate every N epochs (default %(default)s; the last epoch always)")
     t.add_argument("--resume", help="run folder (or checkpoint) to continue from")
-    t.add_argument("--fast-mode", choices=["none", "prompt_only", "last_blocks"], default="none",
+    t.add_argument("--fast-mode", choices=["none", *FAST_MODES], default="none",
                    help="APPROXIMATIONS for CPUs. prompt_only: the image tower is frozen, features of a few "
                         "augmented views per image are computed once, only the prompt context trains. last_blocks "
                         "(ResNet towers): only the norm params of the last --fast-blocks stages train, the earlier "
@@ -107,8 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
                    help="CLIPood: AdamW weight decay (default %(default)s)")
     t.add_argument("--iters-per-epoch", type=int,
-                   help="CLIPood: steps per epoch (default 500, the official --iters-per-epoch of thuml/CLIPood; "
-                        "0: one pass over the largest source folder)")
+                   help=f"CLIPood: steps per epoch (default {CLIPOOD['iters_per_epoch']}, the official "
+                        "--iters-per-epoch of thuml/CLIPood; 0: one pass over the largest source folder)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m ueo_core", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="adapt a model to an unlabeled folder with UEO or a baseline")
+    _add_data_args(t)
+    _add_model_args(t)
+    _add_run_args(t)
+    _add_train_args(t)
 
     e = sub.add_parser("eval", help="evaluate zero-shot, or a run's adapted checkpoint, on a folder")
     _add_data_args(e)
@@ -222,14 +231,14 @@ def format_metrics(m: dict) -> str:
 
 
 def cmd_train(args, method: Optional[str] = None) -> int:
-    from .trainer import Trainer
+    from .train import Trainer
 
     method = method or args.method
     given = {k: getattr(args, a) for k, a in (("batch_size", "batch_size"), ("epochs", "epochs"),
                                               ("lr_prompt", "lr_prompt"), ("lr_visual", "lr_visual"))
              if getattr(args, a, None) is not None}
-    cfg = RunConfig.for_method(
-        method, data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
+    cfg = RunConfig(
+        method=method, data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
         model=args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device,
         template=args.template, threshold=args.threshold, seed=args.seed, num_workers=args.workers,
         protocol=args.protocol or DEFAULTS.protocol, run_dir=_run_dir(args, method), **given)
@@ -306,7 +315,7 @@ def cmd_lesson(args) -> int:
 def cmd_embed(args) -> int:
     from .embed import image_features, params_digest, umap_2d
     from .runs import load_checkpoint
-    from .trainer import apply_state
+    from .train import apply_state
 
     ims = load_data(args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting, need_prior=False)
     loaded = load_model(args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device)
@@ -348,11 +357,11 @@ class Reported(Exception):
 
 
 def cmd_cluster(args) -> int:
-    from . import jobs
-    address = jobs.connect()
-    slots = jobs.cluster_slots()
+    from . import cluster, jobs
+    address = cluster.connect()
+    slots = cluster.cluster_slots()
     print(f"Ray at {address}: {slots} run slot{'s' if slots != 1 else ''}"
-          + (" (its GPUs)" if jobs.cluster_gpus() else " (UEO_SLOTS on a CPU-only head)"))
+          + (" (its GPUs)" if cluster.cluster_gpus() else " (UEO_SLOTS on a CPU-only head)"))
     root = Path(args.workspaces) if args.workspaces else jobs.WORKSPACES
     if args.action == "up":
         back = jobs.recover(root)
@@ -382,11 +391,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return cmd_models()
     except Reported:
         return 2
-    except ModelLoadError as err:
-        print(f"error: {err.for_audience('cli')}", file=sys.stderr)
-        return 2
-    except (DataError, ValueError, FileNotFoundError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ModelLoadError, ValueError, OSError) as err:  # (DataError is a ValueError) in words; others: traceback
+        print(f"error: {errors.explain(err, 'cli')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -2,21 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Optional
 
 from .models import BUILTIN_MODEL, BUILTIN_TAG
 from .prompts import DEFAULT_TEMPLATE
-
-
-def cache_root() -> Path:
-    """Where generated and cached files go (Shapes images, image features, UMAPs): $UEO_CACHE, read at call time,
-    else ~/.cache/ueo_studio."""
-    return Path(os.environ.get("UEO_CACHE", Path.home() / ".cache" / "ueo_studio"))
 
 
 # The scales of the three places a softmax is taken (None: the model's own logit scale). "official" is what the
@@ -29,21 +20,19 @@ FAST_BLOCKS_MAX = 3
 PROTOCOLS = {"studio": {"train": None, "weights": None, "eval": None},
              "official": {"train": 100.0, "weights": 1.0, "eval": 1.0}}
 
-# The defaults that depend on the method, each method's official ones: every field here that is left unset (None)
-# is filled from the table in __post_init__, so that RunConfig(method="clipood"), RunConfig.for_method, from_dict,
-# replace(method=...), the CLI and the app all get the same values. "*" is every method without its own row (UEO
-# and its baselines: tim-learn/UEO demo.py --epochs 50 --bs 64 --plr/--vlr 1e-4; they take one pass over the data
-# per epoch). CLIPood (thuml/CLIPood): main.py's --iters-per-epoch 500 and scripts.sh's PACS line "-b 12 --lr 5e-6
-# --epochs 10" (batch_size is per source domain; the prompt is not trained).
-METHOD_DEFAULTS = {"*": {"epochs": 50, "batch_size": 64, "lr_prompt": 1e-4, "lr_visual": 1e-4,
-                         "iters_per_epoch": None},
-                   "clipood": {"epochs": 10, "batch_size": 12, "lr_prompt": 0.0, "lr_visual": 5e-6,
-                               "iters_per_epoch": 500}}
+# The settings a preset can split its classes by (presets.py), and the fast modes (trainer: train/features.py)
+SETTINGS = ("CDA", "PDA", "ODA", "OPDA", "CSDA")
+FAST_MODES = ("prompt_only", "last_blocks")
 
 
 def method_defaults(method: str) -> dict:
-    """The method-dependent defaults of ``method`` (METHOD_DEFAULTS)."""
-    return dict(METHOD_DEFAULTS.get(method, METHOD_DEFAULTS["*"]))
+    """The method-dependent defaults of ``method``: its registry entry's ``defaults`` (each method's official ones;
+    an unknown name gets UEO's, and validate() then refuses the name). Every field here that is left unset (None)
+    is filled from them in __post_init__, so that RunConfig(method="clipood"), from_dict, replace(method=...), the
+    CLI and the app all get the same values."""
+    from .methods import METHODS
+    from .methods.base import UEO_DEFAULTS
+    return dict(METHODS[method].defaults if method in METHODS else UEO_DEFAULTS)
 
 
 @dataclass
@@ -68,7 +57,7 @@ class RunConfig:
     weight_temperature: Optional[float] = None  # UEO weights = max softmax(T * cos). None: the model's logit scale
     #   (the paper); 1.0 reproduces the official code, whose weights come from unscaled cosines (near-uniform).
     # --- optimisation (official: SGD, no momentum, cosine decay per step). None: the method's default
-    #   (METHOD_DEFAULTS: UEO 50 / 64 / 1e-4 / 1e-4 as demo.py; CLIPood 10 / 12 / 0 / 5e-6)
+    #   (each method's ``defaults``: UEO 50 / 64 / 1e-4 / 1e-4 as demo.py; CLIPood 10 / 12 / 0 / 5e-6)
     epochs: Optional[int] = None            # official --epochs
     batch_size: Optional[int] = None        # official --bs
     lr_prompt: Optional[float] = None       # official --plr; 0 freezes the prompt context
@@ -100,7 +89,6 @@ class RunConfig:
     # --- bookkeeping
     run_dir: Optional[str] = None           # where the run folder is written; None: nothing written
     resume: Optional[str] = None            # a run folder or checkpoint to continue from
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         # fields left unset get the method's default; remembered, so that replace(method=...) can re-default them
@@ -109,12 +97,6 @@ class RunConfig:
             if getattr(self, k) is None and v is not None:
                 setattr(self, k, v)
                 self._method_defaulted.add(k)
-
-    @classmethod
-    def for_method(cls, method: str, **kw) -> "RunConfig":
-        """A config with the method's own official defaults (CLIPood: AdamW lr 5e-6, 10 epochs of 500 steps,
-        batch 12). The same as ``RunConfig(method=method, **kw)``."""
-        return cls(method=method, **kw)
 
     def validate(self) -> "RunConfig":
         """Check every option up front; a ``ValueError`` names the option and its allowed range. Returns self."""
@@ -145,8 +127,8 @@ class RunConfig:
 
         if self.method not in METHODS:
             bad("method", "one of " + ", ".join(METHODS), self.method)
-        if self.setting not in ("CDA", "PDA", "ODA", "OPDA", "CSDA"):
-            bad("setting", "one of CDA, PDA, ODA, OPDA, CSDA", self.setting)
+        if self.setting not in SETTINGS:
+            bad("setting", "one of " + ", ".join(SETTINGS), self.setting)
         split_template(self.template)
         for name in method_defaults(self.method):
             if getattr(self, name) is None and name != "iters_per_epoch":
@@ -174,17 +156,14 @@ class RunConfig:
             bad("crop_scale", "two numbers 0 < low <= high <= 1", self.crop_scale)
         if self.protocol not in PROTOCOLS:
             bad("protocol", " or ".join(PROTOCOLS), self.protocol)
-        if self.fast_mode not in (None, "prompt_only", "last_blocks"):
-            bad("fast_mode", "unset, prompt_only or last_blocks", self.fast_mode)
+        if self.fast_mode is not None and self.fast_mode not in FAST_MODES:
+            bad("fast_mode", "unset, " + " or ".join(FAST_MODES), self.fast_mode)
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:[0-9]{1,2})?", str(self.device)):
             bad("device", "cpu, cuda, cuda:N or mps (or unset: CUDA when present)", self.device)
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -208,44 +187,3 @@ class RunConfig:
         new = dataclasses.replace(self, **kw)
         new._method_defaulted |= kept
         return new
-
-
-def suggested_settings(model: str, pretrained: Optional[str] = None, method: str = "ueo") -> dict:
-    """Defaults the app proposes. The official ones (SGD lr 1e-4, 50 epochs) are tuned for ViT-B/RN50 CLIP on a
-    GPU; the built-in small CLIP on a CPU needs a larger step and fewer epochs to move in a minute."""
-    from .models import BUILTIN_MODEL
-    if method == "clipood":
-        d = RunConfig(method="clipood")
-        return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": d.lr_prompt, "lr_visual": d.lr_visual,
-                "iters_per_epoch": d.iters_per_epoch,
-                "note": f"CLIPood's official settings for PACS-like shifts (thuml/CLIPood): AdamW lr {d.lr_visual:g}, "
-                        f"weight decay {d.weight_decay:g}, batch {d.batch_size} per source domain, {d.epochs} epochs "
-                        f"of {d.iters_per_epoch} steps, lambda {d.margin:g}, Beta({d.bma_beta:g}, {d.bma_beta:g}) "
-                        f"moving average. {d.epochs * d.iters_per_epoch:,} steps of the whole image tower take a "
-                        "while on a CPU: fewer steps per epoch make a quick (non-official) run."}
-    if model == BUILTIN_MODEL:
-        return {"epochs": 5, "batch_size": 64, "lr_prompt": 5e-2, "lr_visual": 5e-2,
-                "note": "Quick settings for the built-in model (5 epochs, SGD lr 0.05): chosen on Shapes from "
-                        "lr 0.05/0.1/0.2 x 5/10 epochs (bench/world_table.py has the measured table). The paper's "
-                        "defaults are 50 epochs at lr 1e-4, tuned for ViT-B/16 on a GPU."}
-    d = RunConfig()
-    return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": d.lr_prompt, "lr_visual": d.lr_visual,
-            "note": "The paper's defaults (official code): SGD lr 1e-4 for prompt and norm params, 50 epochs, "
-                    "batch 64. On a CPU, fewer epochs keep a run short: see the Model page for the cost."}
-
-
-FAST_MODE_MIN_PARAMS = 20_000_000
-
-
-def prefers_fast_mode(loaded) -> bool:
-    """Whether the app should propose the prompt-only approximation: on a CPU with a large image tower (e.g.
-    ViT-B-32, ~7 images/s per training step here). The built-in model trains a Shapes folder in well under a
-    minute in full, where the fast mode costs accuracy on the photo domain (bench/fast_modes.py), so full it is."""
-    n = sum(p.numel() for p in loaded.model.visual.parameters())
-    return loaded.device.type == "cpu" and n >= FAST_MODE_MIN_PARAMS
-
-
-def is_resnet_tower(loaded) -> bool:
-    """Whether the last_blocks fast mode applies (open_clip's ModifiedResNet image towers)."""
-    from open_clip.modified_resnet import ModifiedResNet
-    return isinstance(loaded.model.visual, ModifiedResNet)

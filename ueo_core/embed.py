@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .config import cache_root
+from .paths import cache_root
 from .data import ImageDataset
 from .models import LoadedModel
 
@@ -61,7 +61,7 @@ def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "",
     ``variant`` names the state of the image tower (e.g. a digest of adapted norm parameters); the model's current
     weights are what is encoded, so pass a different variant whenever they differ.
     """
-    from .trainer import encode_images  # the same encoder the trainer evaluates with
+    from .train.features import encode_images  # the same encoder the trainer evaluates with
 
     path = Path(cache_dir or cache_root()) / "features" / f"{feature_key(loaded, files, variant)}.npy"
     return _cached(path, lambda: encode_images(loaded, ImageDataset(files, loaded.preprocess), batch_size,

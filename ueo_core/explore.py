@@ -37,7 +37,7 @@ def run_features(run_dir: str | Path, cache_dir=None,
     from .analysis import read_predictions
     from .embed import image_features, params_digest
     from .models import load_model
-    from .trainer import apply_state
+    from .train import apply_state
 
     run = RunFolder(run_dir)
     cfg = run.config

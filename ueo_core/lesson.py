@@ -16,7 +16,8 @@ from .config import RunConfig
 from .data import ImageSet
 from .methods import get_method
 from .runs import RunFolder, new_run_id, write_json_atomic
-from .trainer import Event, Trainer, explain_error
+from . import errors
+from .train import Event, Trainer
 
 LESSON_METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
 LABEL_FREE = ("entropy", "im", "ueo")  # the methods that adapt without any label
@@ -116,11 +117,11 @@ class Lesson:
             cfg = cfg.replace(run_dir=str(self.root / rid))
             self._emit(Event("lesson", {"index": i, "method": cfg.method, "run_id": rid}))
             try:
-                self._trainer = Trainer(cfg, listeners=(self._emit,), image_set=self.image_set)
-                self._trainer.audience = self.audience
+                self._trainer = Trainer(cfg, listeners=(self._emit,), image_set=self.image_set,
+                                        audience=self.audience)
                 result = self._trainer.run()
             except Exception as err:  # the trainer has emitted its 'error' event; the lesson stops here
-                why = explain_error(err, cfg, None, self.audience)
+                why = errors.explain(err, self.audience)  # (the trainer's own words)
                 self.state, self.error = "error", f"{PLAIN_NAMES[cfg.method]}: {why}"
                 self._write()
                 raise

@@ -24,8 +24,7 @@ BUILTIN_MODEL = "ueo-shapes"
 BUILTIN_TAG = "builtin"
 BUILTIN_CHECKPOINT = ASSETS / "ueo-shapes-clip.safetensors"
 # Tiny, randomly initialised CLIPs for tests: whole training runs take seconds on a CPU.
-TINY_MODEL = "ueo-tiny"          # ViT image tower (LayerNorm)
-TINY_RESNET_MODEL = "ueo-tiny-rn"  # ResNet image tower (BatchNorm)
+TINY_MODEL = "ueo-tiny"  # ViT image tower (LayerNorm); ueo-tiny-rn has a ResNet one (BatchNorm)
 
 _registered = False
 

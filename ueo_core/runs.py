@@ -15,6 +15,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Optional
@@ -34,6 +35,10 @@ def new_run_id(method: str) -> str:
     import secrets
     import time
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{method}-{secrets.token_hex(3)}"
+
+
+RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z_]{1,20}-[0-9a-f]{6}$")  # what new_run_id makes (a lesson's too)
+LESSON_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-lesson-[0-9a-f]{6}$")     # new_run_id("lesson")
 
 # Text files that hold file names: a name that is not valid UTF-8 (Linux allows any bytes) round-trips exactly
 # (Python's surrogateescape), so predictions.csv and skipped.txt are never cut off and still point at the file.

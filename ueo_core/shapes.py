@@ -174,62 +174,68 @@ def render(shape: str, domain: str, rng: np.random.Generator, color: Optional[st
         return _finish(img), color
 
     if domain == "sketch":
-        # v2: lighter, jittery strokes where the pencil sometimes lifts, stray marks on the page, hatching inside
-        paper = np.array([245, 240, 228], dtype=np.float64) + rng.normal(0, 3, 3)
-        arr = np.tile(paper, (size, size, 1)) + rng.normal(0, 6, (size, size, 1))
-        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-        hatch = Image.new("L", (size, size), 0)
-        hd = ImageDraw.Draw(hatch)
-        step = int(rng.integers(6, 11))
-        ang = rng.uniform(0.5, 1.1)
-        for k in range(-size, 2 * size, step):
-            hd.line([(k, 0), (k + size * math.tan(ang), size)], fill=int(rng.integers(90, 150)), width=2)
-        hatch = ImageChops.multiply(hatch, _mask(pts, size))
-        img = Image.composite(Image.new("RGB", (size, size), (70, 70, 75)), img, hatch)
-        draw = ImageDraw.Draw(img)
-        for _ in range(3):  # stray pencil marks
-            x0, y0 = rng.uniform(0, size, 2)
-            g = int(rng.integers(80, 170))
-            draw.line([(x0, y0), (x0 + rng.normal(0, 18), y0 + rng.normal(0, 18))], fill=(g, g, g), width=2)
-        for _ in range(2):  # two jittered outline strokes
-            jit = [(x + rng.normal(0, 2.0), y + rng.normal(0, 2.0)) for x, y in pts]
-            seg = jit + [jit[0]]
-            g = int(rng.integers(50, 120))
-            for a, b in zip(seg[:-1], seg[1:]):
-                if rng.random() > 0.15:  # the pencil lifts now and then
-                    draw.line([a, b], fill=(g, g, g + 5), width=int(rng.integers(2, 5)))
-        return _finish(img), color
-
+        return _sketch(pts, size, rng), color
     if domain == "photo":
-        # v2: a sensor-like shift: textured tinted shape on a gradient with a little clutter, blur and strong noise
-        c1, c2 = rng.uniform(60, 220, 3), rng.uniform(60, 220, 3)
-        t = np.linspace(0, 1, size)[:, None, None]
-        if rng.random() < 0.5:
-            t = t.transpose(1, 0, 2)
-        bg = np.broadcast_to(c1 * (1 - t) + c2 * t, (size, size, 3)).copy()
-        img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
-        draw = ImageDraw.Draw(img)
-        for _ in range(int(rng.integers(1, 4))):
-            x0, y0 = rng.uniform(0, size, 2)
-            col = tuple(int(v) for v in rng.uniform(40, 230, 3))
-            if rng.random() < 0.5:
-                draw.line([(x0, y0), tuple(rng.uniform(0, size, 2))], fill=col, width=int(rng.integers(2, 6)))
-            else:
-                rr = rng.uniform(3, 12)
-                draw.ellipse([x0 - rr, y0 - rr, x0 + rr, y0 + rr], fill=col)
-        tint = np.clip(rgb * rng.uniform(0.6, 1.0) + rng.uniform(-40, 40, 3), 0, 255)
-        tex = rng.normal(0, 1, (size // 8, size // 8))
-        tex = np.asarray(Image.fromarray(((tex - tex.min()) / (np.ptp(tex) + 1e-9) * 255).astype(np.uint8))
-                         .resize((size, size), Image.BICUBIC), dtype=np.float64) / 255.0
-        shape_img = Image.fromarray(np.clip(tint[None, None, :] * (0.65 + 0.5 * tex[..., None]), 0, 255)
-                                    .astype(np.uint8))
-        img = Image.composite(shape_img, img, _mask(pts, size))
-        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 1.8)))
-        arr = np.asarray(img, dtype=np.float64)
-        arr = arr + rng.normal(0, rng.uniform(15, 25), (size, size, 3)) + rng.normal(0, 12, 3)
-        return _finish(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))), color
-
+        return _photo(pts, rgb, size, rng), color
     raise ValueError(f"Unknown Shapes domain '{domain}'. Choose one of: {', '.join(DOMAINS)}")
+
+
+def _sketch(pts: list, size: int, rng: np.random.Generator) -> Image.Image:
+    # v2: lighter, jittery strokes where the pencil sometimes lifts, stray marks on the page, hatching inside
+    paper = np.array([245, 240, 228], dtype=np.float64) + rng.normal(0, 3, 3)
+    arr = np.tile(paper, (size, size, 1)) + rng.normal(0, 6, (size, size, 1))
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    hatch = Image.new("L", (size, size), 0)
+    hd = ImageDraw.Draw(hatch)
+    step = int(rng.integers(6, 11))
+    ang = rng.uniform(0.5, 1.1)
+    for k in range(-size, 2 * size, step):
+        hd.line([(k, 0), (k + size * math.tan(ang), size)], fill=int(rng.integers(90, 150)), width=2)
+    hatch = ImageChops.multiply(hatch, _mask(pts, size))
+    img = Image.composite(Image.new("RGB", (size, size), (70, 70, 75)), img, hatch)
+    draw = ImageDraw.Draw(img)
+    for _ in range(3):  # stray pencil marks
+        x0, y0 = rng.uniform(0, size, 2)
+        g = int(rng.integers(80, 170))
+        draw.line([(x0, y0), (x0 + rng.normal(0, 18), y0 + rng.normal(0, 18))], fill=(g, g, g), width=2)
+    for _ in range(2):  # two jittered outline strokes
+        jit = [(x + rng.normal(0, 2.0), y + rng.normal(0, 2.0)) for x, y in pts]
+        seg = jit + [jit[0]]
+        g = int(rng.integers(50, 120))
+        for a, b in zip(seg[:-1], seg[1:]):
+            if rng.random() > 0.15:  # the pencil lifts now and then
+                draw.line([a, b], fill=(g, g, g + 5), width=int(rng.integers(2, 5)))
+    return _finish(img)
+
+
+def _photo(pts: list, rgb: np.ndarray, size: int, rng: np.random.Generator) -> Image.Image:
+    # v2: a sensor-like shift: textured tinted shape on a gradient with a little clutter, blur and strong noise
+    c1, c2 = rng.uniform(60, 220, 3), rng.uniform(60, 220, 3)
+    t = np.linspace(0, 1, size)[:, None, None]
+    if rng.random() < 0.5:
+        t = t.transpose(1, 0, 2)
+    bg = np.broadcast_to(c1 * (1 - t) + c2 * t, (size, size, 3)).copy()
+    img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(1, 4))):
+        x0, y0 = rng.uniform(0, size, 2)
+        col = tuple(int(v) for v in rng.uniform(40, 230, 3))
+        if rng.random() < 0.5:
+            draw.line([(x0, y0), tuple(rng.uniform(0, size, 2))], fill=col, width=int(rng.integers(2, 6)))
+        else:
+            rr = rng.uniform(3, 12)
+            draw.ellipse([x0 - rr, y0 - rr, x0 + rr, y0 + rr], fill=col)
+    tint = np.clip(rgb * rng.uniform(0.6, 1.0) + rng.uniform(-40, 40, 3), 0, 255)
+    tex = rng.normal(0, 1, (size // 8, size // 8))
+    tex = np.asarray(Image.fromarray(((tex - tex.min()) / (np.ptp(tex) + 1e-9) * 255).astype(np.uint8))
+                     .resize((size, size), Image.BICUBIC), dtype=np.float64) / 255.0
+    shape_img = Image.fromarray(np.clip(tint[None, None, :] * (0.65 + 0.5 * tex[..., None]), 0, 255)
+                                .astype(np.uint8))
+    img = Image.composite(shape_img, img, _mask(pts, size))
+    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 1.8)))
+    arr = np.asarray(img, dtype=np.float64)
+    arr = arr + rng.normal(0, rng.uniform(15, 25), (size, size, 3)) + rng.normal(0, 12, 3)
+    return _finish(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -316,7 +322,7 @@ def render_pretrain(concept: str, style: str, rng: np.random.Generator) -> tuple
 
 
 def default_root() -> Path:
-    from .config import cache_root
+    from .paths import cache_root
     return cache_root() / "shapes"
 
 

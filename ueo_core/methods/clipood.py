@@ -13,12 +13,18 @@ training), snapshot t weighted by Beta(beta, beta).pdf((t + 0.5) / (T + 1)); the
 """
 from __future__ import annotations
 
+import math
+from typing import Iterator
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.stats import beta as beta_dist
 
+from ..data import DataError, ImageDataset, load_data
+from ..models import autocast, check_training_memory
 from . import register
-from .base import Batch, Method
+from .base import Batch, Context, Method, TrainBatch, epoch_generator
 
 
 def mms_logits(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: float,
@@ -29,6 +35,8 @@ def mms_logits(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
 
 @register
 class CLIPood(Method):
+    """Differs from UEO in every hook: labelled source batches, the whole tower, AdamW, fixed text over the seen
+    classes, a moving average after each step, and one checkpoint (of the average) at the end."""
     name = "clipood"
     label = "CLIPood (supervised, labelled source)"
     description = ("Fine-tune the whole image tower on labelled source folders with margin metric softmax, "
@@ -36,8 +44,10 @@ class CLIPood(Method):
     supervised = True          # trains on labelled source images, evaluates on the target folder
     trains_prompt = False      # text features stay fixed (the class prompts)
     trains_visual = "all"      # every image-tower parameter (the model stays in eval mode: norm statistics frozen)
-    optimizer = "adamw"
     uses = ("margin",)         # (and the moving average's beta, the weight decay, steps per epoch: CLI options)
+    # thuml/CLIPood: main.py's --iters-per-epoch 500 and scripts.sh's PACS line "-b 12 --lr 5e-6 --epochs 10"
+    # (batch_size is per source domain; the prompt is not trained)
+    defaults = {"epochs": 10, "batch_size": 12, "lr_prompt": 0.0, "lr_visual": 5e-6, "iters_per_epoch": 500}
 
     def loss(self, batch: Batch):
         logits = mms_logits(batch.features, batch.text, batch.labels, batch.scale, batch.margin)
@@ -45,6 +55,41 @@ class CLIPood(Method):
         with torch.no_grad():
             acc = (batch.probs.argmax(1) == batch.labels).float().mean()
         return loss, {"train_acc": acc}
+
+    def optimizer(self, groups, tr):
+        return torch.optim.AdamW(groups, weight_decay=tr.config.weight_decay)  # official CLIPood
+
+    def batches(self, tr):
+        if not tr.config.source:
+            raise DataError(f"{self.label} trains on labelled source folders: give at least one "
+                            f"(class-per-folder, e.g. --source shapes:flat).")
+        return SourceBatches.load(tr)
+
+    def describe(self, tr):
+        return {"source_images": tr.batches.sizes, "seen_classes": [tr.image_set.classes[k] for k in tr.seen]}
+
+    def prepare(self, tr, zero_shot_cos, resumed) -> Context:
+        """Training logits range over the seen classes (prior classes with source images), on fixed text."""
+        dev, seen = tr.loaded.device, torch.as_tensor(tr.seen)
+        with torch.no_grad(), autocast(dev):
+            text = tr.prompt().float()[seen.to(dev)]
+        index = torch.full((len(tr.image_set.classes),), -1, dtype=torch.long)
+        index[seen] = torch.arange(len(seen))
+        average = BetaMovingAverage(dict(tr.visual_params), tr.total_steps, tr.config.bma_beta)
+        return Context(text=lambda: text, label_index=index, averager=average)
+
+    def after_step(self, ctx):
+        ctx.averager.update()
+
+    def end_epoch(self, tr, ctx, epoch):
+        pass  # (only the final moving-average tower is saved, at the end)
+
+    def end_run(self, tr, ctx):
+        """The result is the Beta moving average; the last model is reported beside it."""
+        tr.outcome["last"] = tr.latest.metrics
+        ctx.averager.swap()
+        tr.evaluate(tr.config.epochs, kind="bma")
+        tr.save_checkpoint(ctx, tr.config.epochs)
 
 
 class BetaMovingAverage:
@@ -81,3 +126,50 @@ class BetaMovingAverage:
             tmp = p.detach().clone()
             p.copy_(self.avg[k])
             self.avg[k].copy_(tmp)
+
+
+class SourceBatches:
+    """One batch from each labelled source domain per step (official CLIPood), cycling each as needed; ``seen``
+    lists the prior classes with training images (training logits range over these only)."""
+
+    def __init__(self, sets: list[ImageDataset], labels: list[torch.Tensor], cfg, device: torch.device):
+        self.sets, self.labels, self.cfg, self.device = sets, labels, cfg, device
+        self.sizes = [len(d) for d in sets]
+        self.seen = sorted(set(torch.cat(labels).tolist()))
+
+    @classmethod
+    def load(cls, tr) -> "SourceBatches":
+        """Images of prior classes from each ``config.source`` folder, labels from the folder names."""
+        cfg, transform, sets, labels = tr.config, tr.train_set.transform, [], []
+        for spec in cfg.source:
+            src = load_data(spec, prior=tr.image_set.classes)
+            if not src.has_truth:
+                raise DataError(f"Source folder {spec} has no class sub-folders, so it has no labels to train on.")
+            keep = np.where(src.labels >= 0)[0]
+            if not len(keep):
+                raise DataError(f"Source folder {spec} holds none of the known classes {tr.image_set.classes}.")
+            sets.append(ImageDataset([src.files[i] for i in keep], transform, tr.train_set.cache))
+            labels.append(torch.as_tensor(src.labels[keep]))
+        check_training_memory(tr.loaded, cfg.batch_size * len(sets))
+        return cls(sets, labels, cfg, tr.loaded.device)
+
+    def __len__(self) -> int:
+        return self.cfg.iters_per_epoch or math.ceil(max(self.sizes) / self.cfg.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[TrainBatch]:
+        cfg, gen = self.cfg, epoch_generator(self.cfg, epoch)
+        loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731
+            ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda")
+        iters = [iter(loader(ds)) for ds in self.sets]
+        for _ in range(len(self)):
+            images, labels = [], []
+            for d, ds in enumerate(self.sets):
+                try:
+                    x, idx = next(iters[d])
+                except StopIteration:
+                    iters[d] = iter(loader(ds))
+                    x, idx = next(iters[d])
+                images.append(x)
+                labels.append(self.labels[d][idx])
+            yield TrainBatch(images=torch.cat(images), labels=torch.cat(labels))

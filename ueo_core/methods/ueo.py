@@ -9,7 +9,8 @@ whose entropy is maximised, which keeps them spread out (low confidence) instead
 import torch
 
 from . import register
-from .base import Batch, Method, entropy, weighted_marginal, weighted_mean
+from ..data import DataError
+from .base import Batch, Context, Method, confidence_weights, entropy, weighted_marginal, weighted_mean
 
 ORACLE_EPS = 1e-3  # the official code's oracle weight: 1 for known, 0 for unknown, plus 1e-3
 
@@ -31,6 +32,17 @@ class UEO(Method):
 
     def loss(self, batch: Batch):
         return ueo_loss(batch.probs, batch.weights, batch.trade)
+
+    def prepare(self, tr, zero_shot_cos: torch.Tensor, resumed) -> Context:
+        """The weights: each image's zero-shot confidence, fixed for the whole run (a resumed run keeps its own)."""
+        weights = resumed.weights
+        if weights is None and resumed.epoch > 0:
+            raise DataError("This checkpoint holds no UEO weights (the zero-shot confidences), so UEO cannot "
+                            "resume from it. Start a new run instead.")
+        if weights is None:
+            t = tr.config.weight_temperature
+            weights = confidence_weights(zero_shot_cos, tr.scale("weights") if t is None else t)
+        return Context(text=tr.prompt, known=tr.known, weights=weights)
 
 
 @register

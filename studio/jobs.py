@@ -1,0 +1,223 @@
+"""This session's runs, lessons and explorations: jobs on Ray (``ueo_core.jobs``), looked up in its own workspace
+only. This process holds no trainer, model copy or event queue for them: it submits, and reads their folders."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import streamlit as st
+
+from ueo_core import explore
+from ueo_core import jobs as engine
+from ueo_core.cluster import ClusterError
+from ueo_core.config import RunConfig
+from ueo_core.data import ImageSet
+from ueo_core.lesson import PLAIN_NAMES, lesson_state, read_lesson, submit_lesson
+from ueo_core.runs import LESSON_ID, RUN_ID, RunFolder, new_run_id
+
+from . import workspace
+from .workspace import check_path, redact, remember, run_path, runs_dir
+
+
+def start_run(cfg: RunConfig, ims: Optional[ImageSet] = None) -> str:
+    """Queue ``cfg`` as a job on Ray (``ueo_core.jobs``) in this workspace. Every path in it is checked against the
+    roots first (``PathRefused``), whichever page set it. ``ims`` (the page's image set) is not sent: the worker
+    reads the same data from the config."""
+    if cfg.checkpoint:
+        cfg = cfg.replace(checkpoint=str(check_path(cfg.checkpoint, what="checkpoint file")))
+    if cfg.source:
+        cfg = cfg.replace(source=[s if s.startswith("shapes:") else str(check_path(s, what="source folder"))
+                                  for s in cfg.source])
+    if not cfg.data.startswith("shapes:"):
+        cfg = cfg.replace(data=str(check_path(cfg.data)))
+    run_id = new_run_id(cfg.method)
+    engine.submit(cfg.replace(run_dir=str(runs_dir() / run_id)))
+    st.session_state["active_run"] = run_id
+    st.query_params["run"] = run_id
+    remember()
+    return run_id
+
+
+def active_run_id() -> Optional[str]:
+    """This session's current run: validated as a run id and looked up in its own workspace only (a ``?run=``
+    with a path, ``..`` or another workspace's id is ignored)."""
+    rid = st.session_state.get("active_run") or st.query_params.get("run")
+    if run_path(rid) is not None:
+        st.session_state["active_run"] = rid
+        return rid
+    return None
+
+
+def job(run_id: Optional[str]) -> engine.JobState:
+    """Where a run of this workspace stands (queued with its place, training, ended, lost)."""
+    p = run_path(run_id)
+    if p is None:
+        return engine.JobState("none", "")
+    try:
+        s = engine.job_state(p, workspace.WORKSPACES)
+    except ClusterError as err:  # Ray is down or unreachable: say so where the run's state would be
+        return engine.JobState("unreachable", str(err))
+    if s.kind == "running":  # its metrics are written: the result is final, the worker is only closing the run
+        m = engine.read(p, "metrics.json")
+        if m:
+            return engine.JobState("ended", "cancelled" if m.get("stopped_at_epoch") is not None else "done")
+    return s
+
+
+def is_running(run_id: Optional[str]) -> bool:
+    """Queued or training (a lesson id: any of its runs)."""
+    if run_id and LESSON_ID.match(str(run_id)):
+        m = active_lesson()
+        return bool(m and m["id"] == run_id and lesson_status(m)["live"])
+    return job(run_id).kind in ("queued", "running")
+
+
+def run_error(run_id: Optional[str]) -> Optional[str]:
+    """The run's failure in plain words (its error.json, or why its worker is gone), else None."""
+    p = run_path(run_id)
+    if p is None:
+        return None
+    s = job(run_id)
+    if s.kind in ("lost", "unreachable"):
+        return s.words
+    if s.kind == "ended" and s.words == "error":
+        err = engine.read(p, "error.json") or engine.read(p, engine.ENDED) or {}
+        return redact(err.get("message") or "The run failed.")
+    return None
+
+
+def stop_run(run_id: Optional[str], wait_s: float = 30.0) -> None:
+    """Stop a run of this workspace (queued: leaves the queue; training: after its current step) and wait up to
+    ``wait_s`` for it to end, so that the page redrawn next shows it stopped."""
+    p = run_path(run_id)
+    if p is None:
+        return
+    engine.stop(p)
+    engine.wait(p, timeout=wait_s, poll=0.2)
+
+
+def resume_run(run_id: Optional[str]) -> None:
+    """Queue a lost run again from its last checkpoint."""
+    p = run_path(run_id)
+    if p is not None and engine.job_state(p, workspace.WORKSPACES).kind == "lost":
+        engine.resume(p)
+
+
+def start_lesson(base: RunConfig, ims: ImageSet, methods: Optional[list[str]] = None) -> str:
+    """Queue the lesson's runs (each method on ``ims``' data; default every one) as jobs in this workspace."""
+    if base.checkpoint:
+        base = base.replace(checkpoint=str(check_path(base.checkpoint, what="checkpoint file")))
+    if not base.data.startswith("shapes:"):
+        base = base.replace(data=str(check_path(base.data)))
+    manifest = submit_lesson(base, ims.has_truth, runs_dir(), engine.submit, methods=methods)
+    st.session_state["lesson"] = manifest["id"]
+    st.query_params["lesson"] = manifest["id"]
+    remember()
+    return manifest["id"]
+
+
+def active_lesson() -> Optional[dict]:
+    """This session's latest lesson manifest (from the session or ``?lesson=``, in its own workspace only)."""
+    lid = st.session_state.get("lesson") or st.query_params.get("lesson")
+    if not lid or not LESSON_ID.match(str(lid)):
+        return None
+    manifest = read_lesson(runs_dir() / "lessons" / f"{lid}.json")
+    if manifest:
+        st.session_state["lesson"] = lid
+    return manifest
+
+
+def lesson_status(manifest: dict) -> dict:
+    """The lesson's state from its runs' jobs (``ueo_core.lesson.lesson_state``), with the first error in words
+    and the place in line of its first queued run."""
+    states = {m: job(rid) for m, rid in manifest.get("runs", {}).items()}
+    out = lesson_state(manifest, {m: (s.kind, s.words) for m, s in states.items()})
+    out["error"] = next((f"{PLAIN_NAMES[m]}: {run_error(manifest['runs'][m])}" for m in out["failed"]), None)
+    queued = [s for s in states.values() if s.kind == "queued"]
+    out["queue"] = min(queued, key=lambda s: s.position).words if queued and not any(
+        s.kind == "running" for s in states.values()) else None
+    return out
+
+
+def live_in_workspace() -> list[str]:
+    """Ids of the runs and lessons of this workspace that are queued or training (whatever the session
+    remembers): read from the run folders, asking Ray only about runs that have not ended."""
+    out = []
+    root = runs_dir()
+    for d in sorted(root.glob("*")) if root.is_dir() else []:
+        if (d / engine.JOB).exists() and not (d / engine.ENDED).exists() and RUN_ID.match(d.name) \
+                and not LESSON_ID.match(d.name) and job(d.name).kind in ("queued", "running"):
+            out.append(d.name)
+    m = active_lesson()
+    if m and any(r in out for r in m.get("runs", {}).values()):
+        out.append(m["id"])
+    return out
+
+
+def anything_running() -> bool:
+    """A run or a lesson of this workspace is queued or training: one at a time per browser session."""
+    return bool(live_in_workspace())
+
+
+def stop_everything() -> None:
+    """Stop every queued or training run (and so lesson) of this workspace."""
+    runs = [runs_dir() / r for r in live_in_workspace() if not LESSON_ID.match(r)]
+    for p in runs:
+        engine.stop(p)
+    t0 = time.time()
+    for p in runs:  # one 30 s budget for them all
+        engine.wait(p, timeout=max(0.0, 30 - (time.time() - t0)), poll=0.2)
+
+
+@dataclass
+class Exploration:
+    """What the Explore page shows of a run's exploration job (ueo_core.explore): ``kind`` is done, working,
+    queued or failed; ``words`` the queue place or the failure in words; ``landed`` what the job has written."""
+    kind: str
+    words: str
+    landed: dict
+
+
+def exploration(run_dir: str, retry: bool = False) -> Exploration:
+    """A run's exploration, submitted to Ray on the first visit (and again on ``retry`` after a failure); the
+    features and maps are cached on disk, so a second one is quick. The web server only reads its files."""
+    landed = explore.read(run_dir)
+    if "umap" in landed:
+        return Exploration("done", "", landed)
+    out = explore.folder(run_dir)
+    try:
+        s = engine.job_state(out, workspace.WORKSPACES)
+        if s.kind == "none" or retry and s.kind in ("ended", "lost"):
+            engine.submit_exploration(run_dir)
+            s = engine.job_state(out, workspace.WORKSPACES)
+    except ClusterError as err:
+        return Exploration("failed", redact(str(err)), landed)
+    if s.kind == "queued":
+        return Exploration("queued", s.words, landed)
+    if s.kind == "running":
+        return Exploration("working", s.words, landed)
+    if s.kind == "lost":
+        return Exploration("failed", "The process computing them stopped (for example, out of memory, or it was "
+                                     "killed).", landed)
+    ended = engine.read(out, engine.ENDED) or {}
+    landed = explore.read(run_dir)  # it may have ended between the two reads
+    if "umap" in landed:
+        return Exploration("done", "", landed)
+    return Exploration("failed", redact(ended.get("message") or "It ended without its maps."), landed)
+
+
+def run_label(rid: str) -> str:
+    """A run's method and its own data in words (not the current data choice): "ueo on Shapes · sketch"."""
+    cfg = run_config(rid)
+    data = str(cfg.get("data", ""))
+    where = (f"Shapes · {data.split(':', 1)[1]}" if data.startswith("shapes:")
+             else redact(Path(data).name if data else "?"))
+    return f"{cfg.get('method', '?')} on {where}"
+
+
+def run_config(rid: str) -> dict:
+    """A run's settings: its config.json once its worker has started, else those it was queued with."""
+    d = runs_dir() / rid
+    return RunFolder(d).config or (engine.read(d, engine.JOB) or {}).get("config") or {}

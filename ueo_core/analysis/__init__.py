@@ -1,0 +1,18 @@
+"""What the app shows, computed here (pages only lay it out), one module a kind of question:
+
+- ``predictions``: a run's predictions at a threshold, galleries of rejections, per-class accuracy;
+- ``comparison``: runs side by side;
+- ``verdicts``: sentences about a run, each computed from its numbers;
+- ``teaching``: the Learn page's toy maths, with the engine's own losses.
+
+(A run's embeddings are ``ueo_core.explore``.)
+"""
+from .comparison import COMPARE_KEYS, compare_summary, compare_table, list_runs, run_curves, shares_note
+from .predictions import Predictions, acceptance_summary, read_predictions, rejection_summary
+from .teaching import entropy_of, softmax, toy_descent, toy_descent_note, ueo_batch_terms
+from .verdicts import builtin_model_warning, chance_note, entropy_note, run_verdict
+
+__all__ = ["COMPARE_KEYS", "compare_summary", "compare_table", "list_runs", "run_curves", "shares_note",
+           "Predictions", "acceptance_summary", "read_predictions", "rejection_summary", "entropy_of", "softmax",
+           "toy_descent", "toy_descent_note", "ueo_batch_terms", "builtin_model_warning", "chance_note",
+           "entropy_note", "run_verdict"]

@@ -1,0 +1,86 @@
+"""The training loop, one straight path for every method (read it like nanoGPT's train.py).
+
+Where a method differs, it says so through its hooks (``methods/base.py``): which parameters learn, its
+optimizer, its context, its batches, and what follows each step, epoch and run. Where the image tower runs
+differently (fast modes, several processes), the feature source says so (``features.py``).
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import torch
+
+from ..methods.base import Batch
+from ..models import autocast
+from . import checkpoint
+from .batches import TrainBatch
+from .events import StepLog
+
+
+def step_loss(tr, ctx, b: TrainBatch):
+    """One training step's forward pass: (loss, the objective's statistics, the batch's softmax). Under torchrun
+    the predictions, weights and truth are those of the global batch, gathered from every process."""
+    from ..distributed import gather
+    cfg = tr.config
+    with autocast(tr.loaded.device):
+        feats, text = tr.features(b, ctx.text)
+        logits = tr.scale("train") * feats @ text.float().T
+    probs = gather(torch.softmax(logits, dim=1))
+    idx = b.index.to(tr.loaded.device) if b.index is not None else None
+    per_image = lambda t: gather(t[idx], False) if t is not None and idx is not None else None  # noqa: E731
+    labels = ctx.label_index[b.labels].to(tr.loaded.device) if b.labels is not None else None
+    batch = Batch(probs=probs, weights=per_image(ctx.weights), known=per_image(ctx.known), trade=cfg.trade,
+                  features=feats, text=text.float(), labels=labels, scale=tr.scale("train"), margin=cfg.margin)
+    loss, stats = tr.method.loss(batch)
+    return loss, stats, probs
+
+
+@contextmanager
+def learning(params: dict):
+    for p in params.values():
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p in params.values():
+            p.requires_grad_(False)
+
+
+def train(tr) -> None:
+    cfg, method = tr.config, tr.method
+    resumed = checkpoint.resume(tr)
+    first = tr.begin(resumed)  # evaluate where the run starts: zero-shot, or the resumed epoch
+    tr.ctx = ctx = method.prepare(tr, first.cos, resumed)
+    params = method.params(tr) if method.trains else {}
+    if not params or resumed.epoch >= cfg.epochs:
+        if resumed.epoch == 0:
+            tr.save_checkpoint(ctx, 0)
+        return
+    groups = [{"params": [p for n, p in params.items() if n.startswith(part)], "lr": lr}
+              for part, lr in (("prompt.", cfg.lr_prompt), ("visual.", cfg.lr_visual))]
+    optimizer = method.optimizer([g for g in groups if g["params"]], tr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tr.total_steps)
+    checkpoint.fast_forward(optimizer, schedule, resumed.epoch * len(tr.batches))
+    sync_every = cfg.sync_every or (10 if tr.loaded.device.type == "cuda" else 1)
+    with learning(params), StepLog(tr.emit, resumed.epoch * len(tr.batches), tr.total_steps, sync_every) as log:
+        tr.features.begin_training(params)
+        for epoch in range(resumed.epoch + 1, cfg.epochs + 1):
+            torch.manual_seed(cfg.seed * 1000 + epoch)  # a resumed run repeats an uninterrupted one exactly (CPU)
+            for b in tr.batches.epoch(epoch):
+                tr.stop.check()
+                t_step = time.time()
+                loss, stats, probs = step_loss(tr, ctx, b)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                schedule.step()
+                method.after_step(ctx)
+                log.record(epoch, time.time() - t_step, loss=loss.detach(), lr=lr, batch=len(probs),
+                           **method.monitor(probs.detach()), **stats)
+            log.flush()
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                tr.evaluate(epoch)
+            method.end_epoch(tr, ctx, epoch)
+    method.end_run(tr, ctx)

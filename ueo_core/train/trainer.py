@@ -1,0 +1,236 @@
+"""The ``Trainer``: one run of any method, around the loop. Setup, evaluation, events and the end of a run live
+here; the training loop itself is ``loop.py``.
+
+With ``config.run_dir`` set the run writes its folder (see ``runs.py``): the contract between a run and the app.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .. import errors
+from ..config import PROTOCOLS, RunConfig
+from ..data import DataError, DecodedCache, ImageDataset, ImageSet, load_data
+from ..distributed import is_distributed
+from ..distributed import rank as dist_rank
+from ..methods import get_method
+from ..metrics import compute_metrics, confidence_histogram, predictions_table
+from ..models import LoadedModel, autocast, load_model
+from ..prompts import PromptLearner
+from ..runs import ZERO_SHOT_PREDICTIONS, RunFolder, write_report
+from . import checkpoint
+from .check import check
+from .events import Cancelled, Emitter, Event, Stop
+from .features import feature_source
+from .loop import train
+
+
+@dataclass
+class Evaluation:
+    epoch: int
+    kind: str            # "epoch" (0: zero-shot) or "bma" (CLIPood's moving average)
+    metrics: dict
+    probs: np.ndarray    # (N, K) softmax under the protocol's evaluation scale
+    cos: torch.Tensor    # (N, K) cosine logits
+
+
+@dataclass
+class RunResult:
+    status: str                       # done / cancelled / error
+    metrics_before: dict
+    metrics: dict
+    probs: Optional[np.ndarray] = None
+    run_dir: Optional[Path] = None
+    error: Optional[str] = None
+    seconds: float = 0.0
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, listeners: tuple = (), loaded: Optional[LoadedModel] = None,
+                 image_set: Optional[ImageSet] = None, audience: str = "cli"):
+        self.config, self.loaded, self.image_set = config, loaded, image_set
+        self.audience = audience  # who reads the error messages: "cli" (flags) or "app" (where to click)
+        self.rank = dist_rank()  # under torchrun only rank 0 writes the run folder and talks to listeners
+        # the folder is locked for this run (released when run() ends); a folder holding another run is refused
+        self.folder: Optional[RunFolder] = (RunFolder(config.run_dir).create(resume=config.resume)
+                                            if config.run_dir and self.rank == 0 else None)
+        self.emit = Emitter(self.folder, self.rank, listeners)
+        self.stop = Stop()
+        # set by setup()
+        self.method = self.prompt = self.features = self.batches = None
+        self.visual_params: list = []        # the image-tower parameters the method adapts (checkpoint keys)
+        self.train_set = self.eval_set = None
+        self.truth: Optional[np.ndarray] = None   # ground-truth labels (-1: unknown), with class sub-folders
+        self.known: Optional[torch.Tensor] = None  # (N,) truth known/unknown on the device
+        self.seen: Optional[list[int]] = None     # labelled sources: the prior classes trained on
+        self.total_steps = 0
+        # set as the run goes
+        self.ctx = None                           # the method's context (its prepare hook)
+        self.latest: Optional[Evaluation] = None  # the latest evaluation
+        self.metrics_before: dict = {}            # zero-shot metrics
+        self.outcome: dict = {}                   # extra entries of metrics.json (CLIPood: its last model's)
+        self.checkpoint_epoch: Optional[int] = None
+
+    # ---------------------------------------------------------------- plumbing
+    @property
+    def listeners(self) -> list[Callable[[Event], None]]:
+        return self.emit.listeners
+
+    def add_listener(self, fn: Callable[[Event], None]) -> None:
+        self.emit.listeners.append(fn)
+
+    def cancel(self) -> None:
+        """Stop after the current step (the last epoch's checkpoint is kept)."""
+        self.stop.request()
+
+    def scale(self, where: str) -> float:
+        """The logit scale of a softmax taken in ``where`` ("train", "weights", "eval") under the run's protocol
+        (config.PROTOCOLS): the model's own, or the official code's fixed one."""
+        fixed = PROTOCOLS[self.config.protocol][where]
+        return float(self.loaded.logit_scale if fixed is None else fixed)
+
+    def progress_reporter(self, phase: str) -> Callable[[int, int], None]:
+        """A callback for long passes that are not steps (evaluation, caching): 'progress' events."""
+        return lambda done, total: self.emit("progress", phase=phase, done=done, total=total)
+
+    # ---------------------------------------------------------------- setup
+    def setup(self) -> None:
+        cfg = self.config.validate()  # every option checked before anything is loaded or written
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % (2 ** 32))
+        if self.image_set is None:
+            if not cfg.data:
+                raise DataError("No data folder given.")
+            self.image_set = load_data(cfg.data, prior=cfg.prior, preset=cfg.preset, setting=cfg.setting)
+        self.method = get_method(cfg.method)
+        if self.loaded is None:
+            self.loaded = load_model(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
+                                     device=cfg.device, seed=cfg.seed)
+        check(cfg, self.method, self.loaded, self.image_set, is_distributed())
+        model, ims = self.loaded.model, self.image_set
+        model.eval()  # always: BatchNorm statistics stay frozen, as in the official code
+        if self.loaded.channels_last:
+            model.visual.to(memory_format=torch.channels_last)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.prompt = PromptLearner(self.loaded, ims.classes, cfg.template).to(self.loaded.device)
+        cache = DecodedCache(max_side=4 * self.loaded.image_size) if cfg.cache_images else None
+        self.eval_set = ImageDataset(ims.files, self.loaded.preprocess, cache)
+        self.train_set = ImageDataset(ims.files, self.loaded.train_transform(tuple(cfg.crop_scale)), cache)
+        self.truth = ims.labels if ims.has_truth else None
+        self.known = torch.as_tensor(ims.labels >= 0, device=self.loaded.device) if ims.has_truth else None
+        self.features = feature_source(self)
+        self.visual_params = self.features.select(self.method.visual_params(model.visual))
+        self.batches = self.method.batches(self)
+        self.seen = self.batches.seen
+        self.total_steps = cfg.epochs * len(self.batches) if self.method.trains else 0
+
+    def summary(self) -> dict:
+        ims = self.image_set
+        return {"model": self.loaded.describe(), "data": ims.summary(), "classes": ims.classes,
+                "n_images": len(ims), "n_skipped": len(ims.skipped), "has_truth": ims.has_truth,
+                "warnings": list(ims.warnings),
+                "trainable_parameters": sum(p.numel() for p in self.method.params(self).values())
+                if self.method.trains else 0,
+                "steps_per_epoch": len(self.batches), "total_steps": self.total_steps,
+                "prompts": self.prompt.prompts, "truncated_context": self.prompt.length,
+                **self.method.describe(self)}
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def cosine_logits(self, phase: str = "evaluating") -> torch.Tensor:
+        feats = self.features.evaluate(self.progress_reporter(phase))
+        with autocast(self.loaded.device):
+            text = self.prompt().float()
+        return feats @ text.T
+
+    def evaluate(self, epoch: int, kind: str = "epoch") -> Evaluation:
+        what = "zero-shot" if epoch == 0 else ("moving average" if kind == "bma" else f"epoch {epoch}")
+        cos = self.cosine_logits(f"evaluating {what}")
+        probs = torch.softmax(self.scale("eval") * cos, dim=1).cpu().numpy()
+        metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
+        hist = confidence_histogram(probs.max(axis=1), self.truth)
+        self.latest = Evaluation(epoch, kind, metrics, probs, cos)
+        self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs,
+                  class_shares=metrics["class_shares"], collapsed=metrics["collapsed"])
+        return self.latest
+
+    def begin(self, resumed: checkpoint.Resumed) -> Evaluation:
+        """Evaluate where the run starts; a new run keeps that as its zero-shot ("before") metrics and
+        predictions, a resumed one the zero-shot metrics of the run it continues."""
+        first = self.evaluate(resumed.epoch)
+        self.metrics_before = first.metrics if resumed.epoch == 0 else resumed.zero_shot
+        if resumed.epoch == 0 and self.folder is not None:  # the zero-shot predictions, for "before" views
+            self.folder.write_predictions(self._predictions(first), ZERO_SHOT_PREDICTIONS)
+        return first
+
+    def save_checkpoint(self, ctx, epoch: int) -> None:
+        path = checkpoint.save(self, ctx, epoch)
+        if path is not None:
+            self.checkpoint_epoch = epoch
+            self.emit("checkpoint", epoch=epoch, path=str(path))
+
+    # ---------------------------------------------------------------- the run
+    def run(self) -> RunResult:
+        t0 = time.time()
+        try:
+            self.setup()
+            summary = self.summary()
+            if self.folder is not None:
+                self.folder.write_json("config.json", {**self.config.to_dict(), "summary": summary})
+                self.folder.write_skipped(self.image_set.skipped)
+            self.emit("start", config=self.config.to_dict(), **summary)
+            train(self)
+            return self._done(t0, summary)
+        except Cancelled:
+            self._finish_stopped(t0)
+            self.emit("cancelled", seconds=time.time() - t0)
+            return RunResult("cancelled", self.metrics_before, self.latest.metrics if self.latest else {},
+                             run_dir=self.folder and self.folder.path, seconds=time.time() - t0)
+        except Exception as err:
+            message = errors.remember(err, errors.explain(
+                err, self.audience, self.config.batch_size, self.folder and self.folder.checkpoint_path,
+                unknown="The run failed: "))
+            self.emit("error", message=message, traceback=traceback.format_exc())
+            raise
+        finally:
+            if self.folder is not None:
+                self.folder.close()
+
+    def _done(self, t0: float, summary: dict) -> RunResult:
+        """The end: metrics.json, predictions.csv and the report, from the last evaluation."""
+        seconds, final = time.time() - t0, self.latest
+        if self.folder is not None:
+            self._write_outcome(final, seconds, **self.outcome)
+            write_report(self.folder, self.config.to_dict(), self.metrics_before, final.metrics,
+                         {**summary, "seconds": seconds})
+        self.emit("done", metrics=final.metrics, metrics_before=self.metrics_before, seconds=seconds,
+                  run_dir=str(self.folder.path) if self.folder else None)
+        return RunResult("done", self.metrics_before, final.metrics, probs=final.probs,
+                         run_dir=self.folder and self.folder.path, seconds=seconds)
+
+    def _finish_stopped(self, t0: float) -> None:
+        """A stopped run keeps what its last checkpoint holds: when the last evaluation is of the same epoch, its
+        metrics (with ``stopped_at_epoch``) and predictions are written, so the run can be explored and inspected
+        like a finished one. Stopped before its first epoch ended, there is nothing adapted to keep."""
+        ck, last = self.checkpoint_epoch, self.latest
+        if self.folder is None or not ck or last is None or last.epoch != ck or last.kind != "epoch":
+            return
+        self._write_outcome(last, time.time() - t0, stopped_at_epoch=ck, epochs_planned=self.config.epochs)
+
+    def _predictions(self, ev: Evaluation) -> list[dict]:
+        ims = self.image_set
+        return predictions_table(ims.files, ev.probs, ims.classes, ims.folder_names, ev.metrics["threshold"])
+
+    def _write_outcome(self, ev: Evaluation, seconds: float, **extra) -> None:
+        """metrics.json (before, after, seconds, protocol and ``extra``) and predictions.csv at the threshold of
+        ``ev``: what Explore, Inspect and Compare read, for a finished run and a stopped one alike."""
+        self.folder.write_json("metrics.json", {"before": self.metrics_before, "after": ev.metrics,
+                                                "seconds": seconds, "protocol": self.config.protocol, **extra})
+        self.folder.write_predictions(self._predictions(ev))

@@ -1,0 +1,83 @@
+"""What runs inside a Ray worker process: one job holding one slot (``ueo_core.jobs`` submits them).
+
+A ``RunWorker`` trains one run with the same ``Trainer`` as the CLI; an ``ExploreWorker`` computes a run's
+exploration (``ueo_core.explore``). Each writes ``worker.json`` when it starts and ``ended.json`` when it ends.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import explain
+from .runs import write_json_atomic
+
+# a job's files in its folder (a run's, or ``<run>/explore`` for its exploration)
+JOB, WORKER, ENDED, STOP = "job.json", "worker.json", "ended.json", "stop.request"
+EXPLORE = "explore"                 # a run's exploration is a job too, in <run>/explore (ueo_core.explore)
+
+
+class SlotWorker:
+    """One job in a Ray worker process holding one slot: writes ``worker.json``, does ``work()``, writes
+    ``ended.json``, then ends itself. The work starts in ``__init__`` on a thread, because the actor's creation
+    (unlike a method call) belongs to the cluster: it happens even when the process that submitted it has gone."""
+
+    def __init__(self, job_dir: str, payload: dict, threads: int = 0):
+        self.job_dir, self.payload, self.threads = Path(job_dir), payload, threads
+        threading.Thread(target=self._go, daemon=True, name="ueo-job").start()
+
+    def work(self) -> str:  # returns the status written to ended.json
+        raise NotImplementedError
+
+    def _go(self) -> None:
+        import ray
+        status, message = "error", None
+        try:
+            write_json_atomic(self.job_dir / WORKER, {"pid": os.getpid(), "node": socket.gethostname(),
+                                                      "node_id": ray.get_runtime_context().get_node_id(),
+                                                      "started": time.time()})
+            if (self.job_dir / STOP).exists():
+                status = "stopped-queued"
+                return
+            import torch
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            status = self.work()
+        except Exception as err:  # in words, for the page
+            status, message = "error", explain(err, "app")  # a failed run's words are kept on its error
+        finally:
+            write_json_atomic(self.job_dir / ENDED, {"status": status, "message": message, "at": time.time()})
+            ray.get_runtime_context().current_actor.exit.remote()  # the actor ends itself (a method may)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def exit(self) -> None:
+        import ray
+        ray.actor.exit_actor()
+
+
+class RunWorker(SlotWorker):
+    """Trains one run (the same ``Trainer`` as the CLI); ``stop.request`` cancels it after the current step."""
+
+    def work(self) -> str:
+        from .train import Trainer
+        self.config = RunConfig.from_dict(self.payload)
+        self.trainer = Trainer(self.config, listeners=[self._watch_stop], audience="app")
+        return self.trainer.run().status
+
+    def _watch_stop(self, ev) -> None:
+        if ev.kind in ("step", "progress", "epoch") and (self.job_dir / STOP).exists():
+            self.trainer.cancel()
+
+
+class ExploreWorker(SlotWorker):
+    """Computes a run's exploration (``ueo_core.explore``) into ``<run>/explore``."""
+
+    def work(self) -> str:
+        from . import explore
+        explore.compute(self.job_dir.parent, seed=int(self.payload.get("seed", 0)))
+        return "done"
