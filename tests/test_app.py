@@ -313,7 +313,15 @@ def test_model_page_measures_the_cost_of_a_run():
     assert any("CPU" in m.value or "GPU" in m.value for m in at.metric)
     at.button[1].click().run()  # Measure one training step
     no_trouble(at)
-    assert any("one step took" in m.value for m in at.markdown)
+    assert any("one step took" in m.value and m.value.startswith("UEO:") for m in at.markdown)
+    # CLIPood: its own step (a batch from a labelled source) and its own steps per epoch (500), not UEO's
+    next(s for s in at.selectbox if s.label == "Method").set_value("clipood").run()
+    at.button[1].click().run()
+    no_trouble(at)
+    said = [m.value for m in at.markdown if "one step took" in m.value]
+    from ueo_core.methods import METHODS
+    d = METHODS["clipood"].defaults
+    assert said and said[0].startswith("CLIPood") and f"{d['epochs'] * d['iters_per_epoch']:,} steps" in said[0], said
 
 
 def test_old_workspaces_are_pruned(tmp_path):

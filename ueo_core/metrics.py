@@ -22,8 +22,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from .data import NO_TRUTH, UNKNOWN
-
-EPS = 1e-12
+from .methods.base import REPORT_EPS, entropy
 
 
 def confidence(probs: np.ndarray) -> np.ndarray:
@@ -31,7 +30,8 @@ def confidence(probs: np.ndarray) -> np.ndarray:
 
 
 def entropy_np(probs: np.ndarray) -> np.ndarray:
-    return -(probs * np.log(probs + EPS)).sum(axis=1)
+    """Each row's Shannon entropy (the project's one ``entropy``, with only a guard against log 0)."""
+    return entropy(probs, REPORT_EPS)
 
 
 def default_threshold(conf: np.ndarray, seed: int = 0) -> float:

@@ -19,17 +19,20 @@ import torch
 import torch.nn as nn
 
 # The official UEO code adds 1e-5 inside the log (loss_entropy / loss_entropy_wei); we keep it so losses match.
-# This is the project's one entropy: the objectives, the metrics and the Learn page all call it.
 EPS = 1e-5
+# What the reports (metrics.json, predictions.csv) use instead: only a guard against log(0), so the numbers they
+# show are Shannon's entropy itself (to 1e-9), not the objective's slightly smaller one.
+REPORT_EPS = 1e-12
 
 
-def entropy(p):
-    """Shannon entropy along the last dim, -sum p log(p + EPS): (N,K) -> (N,), (K,) -> (). A torch tensor gives a
-    tensor (differentiable); anything else is read as a float64 numpy array and gives one."""
+def entropy(p, eps: float = EPS):
+    """Entropy along the last dim, -sum p log(p + eps): (N,K) -> (N,), (K,) -> (). The project's one entropy:
+    the objectives, the metrics (``eps=REPORT_EPS``) and the Learn page all call it. A torch tensor gives a tensor
+    (differentiable); anything else is read as a float64 numpy array and gives one."""
     if isinstance(p, torch.Tensor):
-        return -(p * torch.log(p + EPS)).sum(dim=-1)
+        return -(p * torch.log(p + eps)).sum(dim=-1)
     p = np.asarray(p, dtype=np.float64)
-    return -(p * np.log(p + EPS)).sum(axis=-1)
+    return -(p * np.log(p + eps)).sum(axis=-1)
 
 
 def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
