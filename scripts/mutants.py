@@ -75,6 +75,16 @@ MUTANTS = [
      "loss, _, _ = step_loss(tr, ctx, next(iter(tr.batches.epoch(1))))",
      "loss, _, _ = step_loss(tr, ctx, next(iter(tr.batches.epoch(1)))) if tr.method.name == 'ueo' else "
      "(tr.prompt.ctx.sum(), None, None)"),
+    # the known/unknown scores (issue 21)
+    ("energy with the wrong sign", "ueo_core/scores.py",
+     "return ENERGY_T * logsumexp(logits / ENERGY_T, axis=1)", "return -ENERGY_T * logsumexp(logits / ENERGY_T, axis=1)"),
+    ("MCM at tau = 1 where tau is set", "ueo_core/scores.py",
+     "return softmax(cos / mcm_tau, axis=1).max(axis=1)", "return softmax(cos / 1.0, axis=1).max(axis=1)"),
+    ("GEN over every class instead of the M largest", "ueo_core/scores.py",
+     "[:, -min(GEN_M, cos.shape[1]):]", "[:, :]"),
+    ("AUPR-Out ranked by the score instead of minus the score", "ueo_core/scores.py",
+     '"aupr_out": float(average_precision_score(~known, -values))',
+     '"aupr_out": float(average_precision_score(~known, values))'),
 ]
 
 

@@ -11,17 +11,16 @@ from contextlib import contextmanager
 
 import torch
 
-from ..methods.base import Batch
+from ..distributed import gather
+from ..methods.base import Batch, TrainBatch
 from ..models import autocast
 from . import checkpoint
-from .batches import TrainBatch
 from .events import StepLog
 
 
 def step_loss(tr, ctx, b: TrainBatch):
     """One training step's forward pass: (loss, the objective's statistics, the batch's softmax). Under torchrun
     the predictions, weights and truth are those of the global batch, gathered from every process."""
-    from ..distributed import gather
     cfg = tr.config
     with autocast(tr.loaded.device):
         feats, text = tr.features(b, ctx.text)
@@ -38,6 +37,7 @@ def step_loss(tr, ctx, b: TrainBatch):
 
 @contextmanager
 def learning(params: dict):
+    """The parameters learn inside the block (everything is frozen outside it)."""
     for p in params.values():
         p.requires_grad_(True)
     try:
@@ -48,6 +48,7 @@ def learning(params: dict):
 
 
 def train(tr) -> None:
+    """Train ``tr``'s run from where it starts (zero-shot, or a resumed epoch) to its last epoch."""
     cfg, method = tr.config, tr.method
     resumed = checkpoint.resume(tr)
     first = tr.begin(resumed)  # evaluate where the run starts: zero-shot, or the resumed epoch

@@ -16,7 +16,7 @@ import torch
 
 from .. import errors
 from ..config import PROTOCOLS, RunConfig
-from ..data import DataError, DecodedCache, ImageDataset, ImageSet, load_data
+from ..data import NO_TRUTH, DataError, DecodedCache, ImageDataset, ImageSet, load_data
 from ..distributed import is_distributed
 from ..distributed import rank as dist_rank
 from ..methods import get_method
@@ -24,6 +24,7 @@ from ..metrics import compute_metrics, confidence_histogram, predictions_table
 from ..models import LoadedModel, autocast, load_model
 from ..prompts import PromptLearner
 from ..runs import ZERO_SHOT_PREDICTIONS, RunFolder, write_report
+from ..scores import score_table
 from . import checkpoint
 from .check import check
 from .events import Cancelled, Emitter, Event, Stop
@@ -155,6 +156,10 @@ class Trainer:
         cos = self.cosine_logits(f"evaluating {what}")
         probs = torch.softmax(self.scale("eval") * cos, dim=1).cpu().numpy()
         metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
+        if self.truth is not None:  # every known/unknown score, beside the default (MSP: metrics["auroc"])
+            labelled = self.truth != NO_TRUTH
+            metrics["scores"] = score_table(cos.cpu().numpy()[labelled], self.scale("eval"), self.truth[labelled],
+                                            self.config.mcm_temperature)
         hist = confidence_histogram(probs.max(axis=1), self.truth)
         self.latest = Evaluation(epoch, kind, metrics, probs, cos)
         self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs,

@@ -1,0 +1,100 @@
+"""Each known/unknown score against its formula written out by hand, and its detection figures against direct
+computation (AUROC by counting pairs, AUPR by walking the ranking); a real run's metrics.json carries them all."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ueo_core.scores import SCORES, detection, score, score_table
+
+COS = np.array([[0.30, 0.20, 0.10], [0.25, 0.24, 0.23], [0.05, 0.40, 0.10], [0.12, 0.11, 0.30],
+                [0.20, 0.21, 0.19]])
+TRUTH = np.array([0, -1, 1, 2, -1])
+
+
+def softmax_row(row, t):
+    e = [math.exp(v * t) for v in row]
+    return [x / sum(e) for x in e]
+
+
+@pytest.mark.parametrize("scale", [1.0, 15.0])
+def test_each_score_is_its_formula(scale):
+    for i, row in enumerate(COS):
+        p = softmax_row(row, scale)
+        assert score("msp", COS, scale)[i] == pytest.approx(max(p), abs=1e-12)
+        assert score("maxlogit", COS, scale)[i] == pytest.approx(scale * max(row), abs=1e-12)
+        assert score("energy", COS, scale)[i] == pytest.approx(math.log(sum(math.exp(scale * v) for v in row)),
+                                                               abs=1e-9)
+        assert score("mcm", COS, scale)[i] == pytest.approx(max(softmax_row(row, 1.0)), abs=1e-12)  # tau = 1
+        assert score("mcm", COS, scale, mcm_tau=0.05)[i] == pytest.approx(max(softmax_row(row, 20.0)), abs=1e-9)
+        gen = sum(q ** 0.1 * (1 - q) ** 0.1 for q in p)  # M = 100 > K: every class
+        assert score("gen", COS, scale)[i] == pytest.approx(-gen, abs=1e-12)
+
+
+def test_gen_keeps_only_the_m_largest_probabilities(monkeypatch):
+    import ueo_core.scores as scores
+    monkeypatch.setattr(scores, "GEN_M", 2)
+    p = softmax_row(COS[1], 15.0)
+    top = sorted(p)[-2:]
+    assert score("gen", COS, 15.0)[1] == pytest.approx(-sum(q ** 0.1 * (1 - q) ** 0.1 for q in top), abs=1e-12)
+
+
+def test_a_confident_image_scores_higher_on_every_score():
+    sure, unsure = np.array([[0.4, 0.0, 0.0]]), np.array([[0.2, 0.2, 0.2]])
+    for name in SCORES:
+        assert score(name, sure, 15.0)[0] > score(name, unsure, 15.0)[0], name
+
+
+def aupr(values, positive):
+    """Average precision by walking the ranking (ties broken by order, none here)."""
+    order = np.argsort(-values, kind="stable")
+    hits, total = 0, positive.sum()
+    ap = 0.0
+    for k, i in enumerate(order, start=1):
+        if positive[i]:
+            hits += 1
+            ap += hits / k / total
+    return ap
+
+
+def test_detection_against_direct_computation():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=40)
+    truth = np.where(rng.random(40) < 0.6, 1, -1)
+    values[truth >= 0] += 0.8
+    known = truth >= 0
+    pairs = [(a > b) + 0.5 * (a == b) for a in values[known] for b in values[~known]]
+    d = detection(values, truth)
+    assert d["auroc"] == pytest.approx(np.mean(pairs), abs=1e-12)
+    assert d["aupr_in"] == pytest.approx(aupr(values, known), abs=1e-12)
+    assert d["aupr_out"] == pytest.approx(aupr(-values, ~known), abs=1e-12)
+    # FPR95: the share of unknowns above the highest threshold that still accepts 95 % of the knowns
+    thr = np.sort(values[known])[::-1][math.ceil(0.95 * known.sum()) - 1]
+    assert d["fpr95"] == pytest.approx(np.mean(values[~known] >= thr), abs=1e-12)
+    assert all(math.isnan(v) for v in detection(values, np.ones(40, int)).values())
+
+
+def test_score_table_has_every_score_and_nothing_without_truth():
+    table = score_table(COS, 15.0, TRUTH)
+    assert set(table) == set(SCORES) and all(set(d) == {"auroc", "fpr95", "aupr_in", "aupr_out"}
+                                             for d in table.values())
+    assert score_table(COS, 15.0, None) == {}
+
+
+def test_a_run_reports_every_score_and_msp_is_the_default_auroc(folder, tmp_path):
+    from ueo_core.config import RunConfig
+    from ueo_core.train import Trainer
+    cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None, epochs=1,
+                    batch_size=8, lr_prompt=0.05, lr_visual=0.05, seed=7, run_dir=str(tmp_path / "run"),
+                    mcm_temperature=0.5)
+    tr = Trainer(cfg)
+    r = tr.run()
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for when in ("before", "after"):
+        assert set(m[when]["scores"]) == set(SCORES)
+        assert m[when]["scores"]["msp"]["auroc"] == pytest.approx(m[when]["auroc"], abs=1e-12)
+        assert m[when]["scores"]["msp"]["fpr95"] == pytest.approx(m[when]["fpr95"], abs=1e-12)
+    # the MCM figures are those of the run's own tau, on its final cosines
+    cos = tr.latest.cos.numpy()
+    assert r.metrics["scores"]["mcm"] == pytest.approx(detection(score("mcm", cos, 1.0, mcm_tau=0.5), tr.truth))

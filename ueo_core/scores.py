@@ -1,0 +1,72 @@
+"""Known/unknown scores: how sure a run is that an image belongs to a known class (higher: more likely known).
+
+With s_k the cosine similarity of an image to class k and ``scale`` the protocol's evaluation scale (the logits a
+run reports are ``scale * s``):
+
+- ``msp``: max softmax of the logits (Hendrycks & Gimpel 2017; the papers' and this project's default);
+- ``maxlogit``: max_k of the logits (Hendrycks et al. 2022), i.e. the highest cosine, scaled;
+- ``energy``: T * logsumexp(logits / T), T = 1 (Liu et al. 2020: the negative free energy);
+- ``mcm``: max softmax of s / tau on the *cosines*, tau = 1 by default (Ming et al. 2022, deeplearning-wisc/MCM);
+- ``gen``: minus the generalised entropy of the softmax, sum over the M largest p of p^g (1 - p)^g, with g = 0.1 and
+  M = 100 (at most K) as in Liu et al. 2023 (XixiLiu95/GEN; OpenOOD's GEN postprocessor).
+
+For each, ``detection`` reports what OpenOOD reports: AUROC, FPR at 95 % TPR, AUPR-In (known images positive,
+ranked by the score) and AUPR-Out (unknown images positive, ranked by minus the score), all from scikit-learn.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+from sklearn.metrics import average_precision_score
+
+from .metrics import auroc, fpr_at_tpr
+
+SCORES = ("msp", "maxlogit", "energy", "mcm", "gen")
+LABELS = {"msp": "MSP (max softmax)", "maxlogit": "MaxLogit", "energy": "Energy", "mcm": "MCM",
+          "gen": "GEN (generalised entropy)"}
+DEFAULT = "msp"
+ENERGY_T = 1.0
+MCM_TAU = 1.0
+GEN_GAMMA, GEN_M = 0.1, 100
+
+
+def score(name: str, cos: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> np.ndarray:
+    """(N,) score ``name`` of each image from its (N, K) cosine logits."""
+    cos = np.asarray(cos, dtype=np.float64)
+    logits = scale * cos
+    if name == "msp":
+        return softmax(logits, axis=1).max(axis=1)
+    if name == "maxlogit":
+        return logits.max(axis=1)
+    if name == "energy":
+        return ENERGY_T * logsumexp(logits / ENERGY_T, axis=1)
+    if name == "mcm":
+        return softmax(cos / mcm_tau, axis=1).max(axis=1)
+    if name == "gen":
+        p = np.sort(softmax(logits, axis=1), axis=1)[:, -min(GEN_M, cos.shape[1]):]
+        return -(p ** GEN_GAMMA * (1 - p) ** GEN_GAMMA).sum(axis=1)
+    raise ValueError(f"Unknown score '{name}'. Choose one of: {', '.join(SCORES)}")
+
+
+def all_scores(cos: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> dict[str, np.ndarray]:
+    return {name: score(name, cos, scale, mcm_tau) for name in SCORES}
+
+
+def detection(values: np.ndarray, truth: np.ndarray) -> dict:
+    """AUROC, FPR95, AUPR-In, AUPR-Out of ``values`` separating known images (``truth`` >= 0) from unknown ones
+    (-1); NaN each when only one of the two is present."""
+    known = np.asarray(truth) >= 0
+    if known.all() or not known.any():
+        return {"auroc": float("nan"), "fpr95": float("nan"), "aupr_in": float("nan"), "aupr_out": float("nan")}
+    return {"auroc": auroc(values, truth), "fpr95": fpr_at_tpr(values, truth),
+            "aupr_in": float(average_precision_score(known, values)),
+            "aupr_out": float(average_precision_score(~known, -values))}
+
+
+def score_table(cos: np.ndarray, scale: float, truth: Optional[np.ndarray], mcm_tau: float = MCM_TAU) -> dict:
+    """{score: detection} for every score: what metrics.json keeps under ``scores`` (empty without ground truth)."""
+    if truth is None:
+        return {}
+    return {name: detection(v, truth) for name, v in all_scores(cos, scale, mcm_tau).items()}
