@@ -86,7 +86,7 @@ try:
 except Exception as err:
     st.warning(f"Choose data first: {state.friendly(err)}")
     st.stop()
-names = [m for m in METHODS if METHODS[m].trains and not (METHODS[m].needs_truth and not ims.has_truth)]
+names = [m for m in METHODS if m != "zero_shot" and not (METHODS[m].needs_truth and not ims.has_truth)]
 method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label)
 sugg = suggested_settings(choice["name"], choice.get("pretrained"), method)
 sources = list(state.source_options(state.data_choice()).values())[:1] if METHODS[method].supervised else None
@@ -108,6 +108,12 @@ elif st.button("Measure one training step"):
 est = st.session_state.get("cost")
 if est:
     what = METHODS[est["method"]].label
-    st.write(f"{what}: {est['epochs']} epochs = {est['steps']:,} steps of {est['batch']}; one step took "
-             f"{est['seconds_per_step']:.2f} s here → about **{est['minutes']:.1f} minutes** (with an evaluation "
-             f"pass over the {est['images']} images after each epoch, ~{est['eval_seconds']:.0f} s each).")
+    if est["steps"]:
+        st.write(f"{what}: {est['epochs']} epochs = {est['steps']:,} steps of {est['batch']}; one step took "
+                 f"{est['seconds_per_step']:.2f} s here → about **{est['minutes']:.1f} minutes** (with an "
+                 f"evaluation pass over the {est['images']} images after each epoch, ~{est['eval_seconds']:.0f} s "
+                 "each).")
+    else:
+        st.write(f"{what}: no training; {est['passes']} pass{'es' if est['passes'] != 1 else ''} of the image "
+                 f"tower over the {est['images']} images, one pass took ~{est['eval_seconds']:.1f} s here → about "
+                 f"**{est['minutes']:.1f} minutes** (after the zero-shot pass every run makes).")

@@ -102,6 +102,17 @@ with st.form(f"settings-{method}"):
                            "Studio, 1.0 under Official." + ("" if "weight_temperature" in uses else
                                                            f" Not used by {METHODS[method].label}."))
     seed = c8.number_input("Seed", 0, 2 ** 31 - 1, setting("seed", RunConfig.seed, int))
+    views = RunConfig.zero_views
+    if "zero_views" in uses:  # ZERO: N views an image multiply the cost of inference
+        views = st.number_input("Views per image (ZERO: the image and N-1 random crops)", 2, 512,
+                                setting("zero_views", RunConfig.zero_views, int))
+        cost = st.session_state.get("cost")
+        per_pass = (f" The Model page measured one pass over these images at ~{cost['eval_seconds']:.0f} s here: "
+                    f"about **{views * cost['eval_seconds'] / 60:.1f} minutes** for ZERO."
+                    if cost and cost.get("images") == len(ims) else
+                    " The Model page measures one pass on this device.")
+        st.caption(f"{len(ims)} images × {views} views = {len(ims) * views:,} image-tower passes (a zero-shot run: "
+                   f"{len(ims)})." + per_pass)
     iters = None
     if METHODS[method].supervised:
         iters = st.number_input("Steps per epoch", 0, 100_000, setting("iters_per_epoch", sugg["iters_per_epoch"], int),
@@ -121,7 +132,8 @@ if start:
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
                     lr_visual=float(lr_visual), trade=float(trade), margin=float(margin), seed=int(seed),
                     weight_temperature=None if wt.startswith("by") else 1.0,
-                    fast_mode=fast, protocol=protocol, iters_per_epoch=None if iters is None else int(iters))
+                    fast_mode=fast, protocol=protocol, iters_per_epoch=None if iters is None else int(iters),
+                    zero_views=int(views))
     try:
         cfg.validate()  # every option, with a message naming it
         if state.anything_running():  # a second tab or a double click: still one live run

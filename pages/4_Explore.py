@@ -8,7 +8,9 @@ import streamlit as st
 from studio import charts, pick, state, ui
 from ueo_core.analysis import read_predictions
 from ueo_core.explore import predictions_before
+from ueo_core.methods import METHODS
 from ueo_core.runs import RunFolder
+from ueo_core.scores import DEFAULT, LABELS, SCORES
 
 ui.page("Explore", "🔭")
 rid = pick.finished_run()
@@ -24,19 +26,19 @@ run_cfg = run.config or {}
 ui.explain("Each point is an image; nearby points have similar CLIP image features. The left map is coloured by the "
            "zero-shot predictions and threshold, the right one by the adapted ones. Box- or lasso-select points to "
            "see their images.")
-if run_cfg.get("fast_mode") == "prompt_only" or run_cfg.get("method") == "zero_shot":
-    ui.explain("This run did not change the image tower (prompt-only or zero-shot), so both maps are the same; "
-               "the colours — the predictions — are what changed.")
+if run_cfg.get("fast_mode") == "prompt_only" or not getattr(METHODS.get(run_cfg.get("method")), "trains", True):
+    ui.explain("This run did not change the image tower (prompt-only, zero-shot or training-free), so both maps are "
+               "the same; the colours — the predictions — are what changed.")
 
 
 def colouring(p, thr, colour_by):
     """(colours, continuous?, hover texts, counts line) of one map from its own predictions and threshold."""
     known = np.where(p.confidence >= thr, "known", "unknown")
     names = np.array([p.classes[k] for k in p.pred], dtype=object)
-    hover = [f"{Path(f).name}<br>predicted: {c} ({k})<br>confidence: {conf:.3f}" + (f"<br>true: {t}" if t else "")
-             for f, c, k, conf, t in zip(p.paths, names, known, p.confidence, p.true_class)]
+    hover = [f"{Path(f).name}<br>predicted: {c} ({k})<br>{LABELS[p.score]}: {v:.3g}" + (f"<br>true: {t}" if t else "")
+             for f, c, k, v, t in zip(p.paths, names, known, p.confidence, p.true_class)]
     n_known = int((known == "known").sum())
-    counts = f"{n_known} known · {len(known) - n_known} unknown (threshold {thr:.2f})"
+    counts = f"{n_known} known · {len(known) - n_known} unknown ({LABELS[p.score]} threshold {thr:.3g})"
     if colour_by == "predicted known/unknown":
         return known, False, hover, counts
     if colour_by == "predicted class":
@@ -70,7 +72,7 @@ def maps() -> None:
     projections = ["UMAP", "PCA"] if have_umap else ["PCA"]
     c_proj, c_col = st.columns([1, 3])
     proj = c_proj.radio("Projection", projections, horizontal=True, key=f"proj|{have_umap}")
-    colour_by = c_col.radio("Colour by", ["predicted known/unknown", "predicted class", "true class", "confidence"],
+    colour_by = c_col.radio("Colour by", ["predicted known/unknown", "predicted class", "true class", "score"],
                             horizontal=True, key="colour_by")
     if not have_umap:
         st.progress(status.get("done", 0) / 2,
@@ -83,6 +85,14 @@ def maps() -> None:
         st.warning("This run was made before zero-shot predictions were saved: both maps use the adapted "
                    "predictions.")
         before, thr_before = preds, thr_after
+    names = [n for n in SCORES if n in preds.scores and n in before.scores]
+    score = st.selectbox("Known/unknown score", names, index=names.index(DEFAULT), format_func=LABELS.get,
+                         key="explore_score", help="What colours a point known or unknown: MSP (max softmax) is the "
+                                                   "papers' and the default; another score is split at its own "
+                                                   "2-means threshold, before and after alike.")
+    preds, before = preds.by(score), before.by(score)
+    if score != DEFAULT:
+        thr_before, thr_after = before.default_threshold(), preds.default_threshold()
     c1, c2 = st.columns(2)
     selected = set()
     for col, key, title, p, thr in ((c1, "before", "before adaptation (zero-shot)", before, thr_before),
@@ -99,7 +109,7 @@ def maps() -> None:
     pred_names = np.array([preds.classes[k] for k in preds.pred], dtype=object)
     st.subheader(f"Selected images ({len(selected)})")
     idx = sorted(selected, key=lambda i: -preds.confidence[i])
-    ui.gallery([preds.paths[i] for i in idx], [f"{pred_names[i]} {preds.confidence[i]:.2f}" for i in idx],
+    ui.gallery([preds.paths[i] for i in idx], [f"{pred_names[i]} {preds.confidence[i]:.3g}" for i in idx],
                empty="Select points with the box or lasso tool.", key="explore_sel", own_fragment=False)
     if st.session_state.get("explore_polling") and job.kind not in ("working", "queued"):
         st.session_state["explore_polling"] = False

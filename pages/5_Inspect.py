@@ -5,6 +5,7 @@ from studio import charts, pick, state, ui
 from ueo_core.analysis import read_predictions, rejection_summary
 from ueo_core.metrics import confidence_histogram
 from ueo_core.runs import RunFolder
+from ueo_core.scores import DEFAULT, LABELS, SCORES
 
 ui.page("Inspect", "🔍")
 rid = pick.finished_run()
@@ -16,14 +17,26 @@ try:
 except Exception as err:
     st.error(state.friendly(err))
     st.stop()
-default_thr = (folder.read_json("metrics.json") or {}).get("after", {}).get("threshold", 0.5)
-thr = st.slider("Known/unknown threshold on confidence", 0.0, 1.0, float(round(default_thr, 3)), 0.005)
-ui.explain(f"Images less confident than the threshold are rejected as unknown. The default ({default_thr:.3f}) "
-           f"splits the confidences into two groups without labels (2-means).")
+names = [n for n in SCORES if n in preds.scores]
+score = st.selectbox("Known/unknown score", names, index=names.index(DEFAULT), format_func=LABELS.get,
+                     key=f"score|{rid}", help="What decides known vs unknown. MSP (max softmax) is the papers' and "
+                                              "the default; metrics.json reports AUROC, FPR95 and AUPR for each.")
+preds = preds.by(score)
+label = LABELS[score]
+values = preds.confidence
+span = (0.0, 1.0) if score in ("msp", "mcm") else (float(values.min()), float(values.max()) + 1e-9)
+default_thr = ((folder.read_json("metrics.json") or {}).get("after", {}).get("threshold", 0.5) if score == DEFAULT
+               else preds.default_threshold())
+thr = st.slider(f"Known/unknown threshold on {label}", span[0], span[1],
+                float(min(max(default_thr, span[0]), span[1])), (span[1] - span[0]) / 200, format="%.3f",
+                key=f"thr|{rid}|{score}")
+ui.explain(f"Images scoring below the threshold on {label} are rejected as unknown. The default "
+           f"({default_thr:.3g}) splits this score's values into two groups without labels (2-means)."
+           + (" MSP is the default score, as in the papers." if score == DEFAULT else ""))
 groups = preds.at_threshold(thr)
-st.plotly_chart(charts.threshold_histogram(confidence_histogram(preds.confidence, preds.truth), thr),
+st.plotly_chart(charts.threshold_histogram(confidence_histogram(values, preds.truth, span=span), thr, label),
                 width="stretch")
-cap = lambda i: f"{preds.classes[preds.pred[i]]} {preds.confidence[i]:.2f}"  # noqa: E731
+cap = lambda i: f"{preds.classes[preds.pred[i]]} {preds.confidence[i]:.3g}"  # noqa: E731
 rejected = list(groups["rejected"])
 marks = preds.rejection_marks(rejected)
 st.subheader(f"Rejected as unknown ({len(rejected)} of {len(preds)}), most confident first")
@@ -31,14 +44,14 @@ ui.explain(rejection_summary(marks))
 ui.gallery([preds.paths[i] for i in rejected],
            [(f"{'✓' if m else '✗'} {preds.true_class[i]} · " if m is not None else "") + cap(i)
             for i, m in zip(rejected, marks)], limit=24, key=f"rejected|{rid}")
-ui.explain("Caption: ✓ or ✗, the image's true folder, then the known class it was closest to and its confidence.")
+ui.explain(f"Caption: ✓ or ✗, the image's true folder, then the known class it was closest to and its {label}.")
 if preds.truth is not None:
     c1, c2 = st.columns(2)
     with c1:
         st.subheader(f"False rejections ({len(groups['false_rejections'])})")
         ui.explain("Known-class images the model called unknown.")
         ui.gallery([preds.paths[i] for i in groups["false_rejections"]],
-                   [f"{preds.true_class[i]} {preds.confidence[i]:.2f}" for i in groups["false_rejections"]],
+                   [f"{preds.true_class[i]} {preds.confidence[i]:.3g}" for i in groups["false_rejections"]],
                    limit=12, columns=4, key=f"false_rej|{rid}")
     with c2:
         st.subheader(f"False acceptances ({len(groups['false_acceptances'])})")
@@ -65,7 +78,7 @@ per_class = {name: [i for i in accepted if preds.pred[i] == k] for k, name in en
 def accepted_gallery() -> None:  # choosing a class reruns this part only
     shown = st.radio("Predicted class", list(per_class), horizontal=True, key=f"acc_class|{rid}",
                      format_func=lambda c: f"{c} · {len(per_class[c])}")
-    ui.gallery([preds.paths[i] for i in per_class[shown]], [f"{preds.confidence[i]:.2f}" for i in per_class[shown]],
+    ui.gallery([preds.paths[i] for i in per_class[shown]], [f"{preds.confidence[i]:.3g}" for i in per_class[shown]],
                limit=16, key=f"acc|{rid}|{shown}", empty=f"No image is accepted as {shown} at this threshold.",
                own_fragment=False)  # (already inside this fragment)
 
@@ -76,11 +89,11 @@ st.subheader("Downloads")
 # Each file is made (or read) only when its button is pressed, and pressing one does not rerun the page: a
 # checkpoint of a whole image tower (CLIPood) is hundreds of MB, too much to resend on every threshold change.
 d1, d2, d3 = st.columns(3)
-d1.download_button(f"predictions.csv at threshold {thr:.3f}",
+d1.download_button(f"predictions.csv at threshold {thr:.3f} ({label})",
                    lambda t=thr: preds.csv_at_threshold(t).encode("utf-8", "surrogateescape"),
-                   f"{rid}-predictions-t{thr:.3f}.csv", "text/csv", on_click="ignore")
-ui.explain(f"The predictions file uses the threshold on the slider ({thr:.3f}); its 'predicted_known' column "
-           "changes with it.")
+                   f"{rid}-predictions-{score}-t{thr:.3f}.csv", "text/csv", on_click="ignore")
+ui.explain(f"The predictions file uses the score and threshold chosen above ({label}, {thr:.3f}); its "
+           "'predicted_known' column changes with them.")
 if folder.checkpoint_path.exists():
     d2.download_button("adapted checkpoint (.safetensors)", folder.checkpoint_path.read_bytes,
                        f"{rid}.safetensors", "application/octet-stream", on_click="ignore",

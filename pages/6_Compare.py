@@ -16,7 +16,10 @@ if not chosen:
 paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
 ui.table(rows, columns=["run", "method", "status", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score",
-                        "fpr95", "collapsed", "gacc (zero-shot)", "auroc (zero-shot)", "seconds"])
+                        "fpr95", "best score", "auroc (best score)", "collapsed", "gacc (zero-shot)",
+                        "auroc (zero-shot)", "seconds"])
+ui.explain("AUROC, FPR95 and H-score use MSP (max softmax), the papers' score; 'best score' is the known/unknown "
+           "score (MSP, MaxLogit, energy, MCM, GEN) that separates this run's images best, with its AUROC.")
 ui.explain(compare_summary(rows))
 loss, auroc, gacc, methods = {}, {}, {}, {}
 for row, p in zip(rows, paths):

@@ -5,14 +5,25 @@ import streamlit as st
 from studio import charts, share, state, ui
 from ueo_core.config import RunConfig
 from studio.advice import prefers_fast_mode, suggested_settings
-from ueo_core.lesson import PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
+from ueo_core.lesson import EXTENDED, PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
 from ueo_core.methods import METHODS
 
 ui.page("Lesson", "🎓")  # a teacher's link (?lesson_link=) is opened there, before the sidebar shows the choices
 ims = ui.data_header()
 model = state.model_choice()
 
-offered = lesson_methods(ims.has_truth)
+
+
+def _extend() -> None:  # the toggle adds (or takes away) ZERO and TDA in the selection
+    chosen = [m for m in st.session_state.get("lesson_methods", lesson_methods(ims.has_truth)) if m not in EXTENDED]
+    st.session_state["lesson_methods"] = chosen + (list(EXTENDED) if st.session_state["lesson_extended"] else [])
+
+
+st.toggle("Extended lesson: also ZERO and TDA, training-free methods of the field", key="lesson_extended",
+          on_change=_extend, help="Neither trains anything: ZERO votes over augmented views of each image (it costs "
+                                  "that many passes of the image tower), TDA adjusts CLIP's logits with caches of "
+                                  "the images seen so far.")
+offered = lesson_methods(ims.has_truth, st.session_state.get("lesson_extended", False))
 if st.session_state.get("lesson_from_link"):
     st.success("🔗 Your teacher's lesson: the data, the model, the methods and the settings are set. Press "
                "▶ Run the lesson. Your runs are your own.")

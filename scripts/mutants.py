@@ -85,6 +85,13 @@ MUTANTS = [
     ("AUPR-Out ranked by the score instead of minus the score", "ueo_core/scores.py",
      '"aupr_out": float(average_precision_score(~known, -values))',
      '"aupr_out": float(average_precision_score(~known, values))'),
+    # the training-free methods (issue 21)
+    ("ZERO keeps all views", "ueo_core/methods/zero.py",
+     "[:int(logits.size(0) * keep)]", "[:logits.size(0)]"),
+    ("TDA never evicts from its cache", "ueo_core/methods/tda.py",
+     "elif item[1] < cache[pred][-1][1]:", "elif False:"),
+    ("TDA adds its negative cache instead of subtracting it", "ueo_core/methods/tda.py",
+     "final -= cache_logits(", "final += cache_logits("),
 ]
 
 

@@ -38,7 +38,7 @@ def step_curves(steps: list[dict]) -> go.Figure:
     return fig
 
 
-def confidence_histogram(hist: dict, title: str = "") -> go.Figure:
+def confidence_histogram(hist: dict, title: str = "", xlabel: str = "confidence (max softmax)") -> go.Figure:
     edges = np.asarray(hist["edges"])
     centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure()
@@ -48,16 +48,16 @@ def confidence_histogram(hist: dict, title: str = "") -> go.Figure:
         fig.update_layout(barmode="overlay")
     else:
         fig.add_bar(x=centres, y=hist["all"], name="all images", marker_color=ALL_COLOR)
-    fig.update_xaxes(title_text="confidence (max softmax)", range=[0, 1])
+    fig.update_xaxes(title_text=xlabel, range=[float(edges[0]), float(edges[-1])])
     fig.update_yaxes(title_text="images")
     return _layout(fig, title)
 
 
-def threshold_histogram(hist: dict, threshold: float) -> go.Figure:
-    """The confidence histogram with the known/unknown threshold drawn on it."""
-    fig = confidence_histogram(hist, "confidence of every image; left of the line = rejected as unknown")
+def threshold_histogram(hist: dict, threshold: float, score: str = "confidence (max softmax)") -> go.Figure:
+    """The histogram of a known/unknown score with the threshold drawn on it."""
+    fig = confidence_histogram(hist, f"{score} of every image; left of the line = rejected as unknown", score)
     fig.add_vline(x=threshold, line_dash="dash", line_color="#212529",
-                  annotation_text=f"threshold {threshold:.3f}", annotation_position="top")
+                  annotation_text=f"threshold {threshold:.3g}", annotation_position="top")
     return fig
 
 

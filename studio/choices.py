@@ -10,6 +10,7 @@ import streamlit as st
 from studio import share
 from ueo_core.analysis import builtin_model_warning
 from ueo_core.data import ImageSet, load_data
+from ueo_core.lesson import EXTENDED
 from ueo_core.models import BUILTIN_MODEL, BUILTIN_TAG, LoadedModel, load_model
 
 from .workspace import check_path, remember
@@ -104,6 +105,7 @@ def open_lesson_link(value: str) -> dict:
         st.session_state[LESSON_SETTING_KEYS[k]] = v
     if choice["methods"]:
         st.session_state["lesson_methods"] = choice["methods"]
+        st.session_state["lesson_extended"] = any(m in EXTENDED for m in choice["methods"])
     st.session_state["lesson_from_link"] = True
     del st.query_params[share.PARAM]
     return choice

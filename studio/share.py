@@ -10,7 +10,7 @@ import base64
 import json
 from typing import Optional
 
-from ueo_core.lesson import LESSON_METHODS
+from ueo_core.lesson import EXTENDED, LESSON_METHODS
 
 PARAM = "lesson_link"
 SETTINGS = {"epochs": int, "batch": int, "lr": float, "seed": int, "protocol": str}
@@ -33,7 +33,7 @@ def encode(data: dict, model: dict, methods: list[str], settings: dict, secret: 
         raise ShareError("This lesson's model is a checkpoint uploaded to your workspace, which students cannot "
                          "open: put it on the server (in a data root) and choose it by its path.")
     payload = {"v": 1, "data": {k: data.get(k) for k in DATA_KEYS}, "model": {k: model.get(k) for k in MODEL_KEYS},
-               "methods": [m for m in methods if m in LESSON_METHODS],
+               "methods": [m for m in methods if m in LESSON_METHODS + EXTENDED],
                "settings": {k: SETTINGS[k](settings[k]) for k in SETTINGS if k in settings}}
     text = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
     if secret in text or secret in json.dumps(payload):
@@ -58,7 +58,7 @@ def decode(text: Optional[str]) -> dict:
         model = {k: raw["model"].get(k) for k in MODEL_KEYS}
         if not isinstance(model["name"], str):
             raise ValueError("model")
-        methods = [m for m in raw.get("methods", []) if m in LESSON_METHODS]
+        methods = [m for m in raw.get("methods", []) if m in LESSON_METHODS + EXTENDED]
         settings = {k: SETTINGS[k](v) for k, v in raw.get("settings", {}).items() if k in SETTINGS}
     except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise ShareError(f"This lesson link cannot be read ({err.__class__.__name__}): ask your teacher for it "

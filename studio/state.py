@@ -1,7 +1,8 @@
 """Session glue for the Streamlit pages, in one name the pages use (``state.…``). No maths here: the engine
 (``ueo_core``) does the work; these modules remember what the user chose. Which file holds what:
 
-- ``workspace.py``: the server's workspaces root (``workspace.WORKSPACES``), the per-browser workspace (token, remembered choices, uploads) and what a session may read;
+- ``workspace.py``: the server's workspaces root (``workspace.WORKSPACES``), the per-browser workspace (token,
+  remembered choices, uploads) and what a session may read;
 - ``choices.py``: the chosen data and model, and a teacher's link that carries them;
 - ``jobs.py``: this session's runs, lessons and explorations, as jobs on Ray (``ueo_core.jobs``);
 - ``catalogue.py``: the shared data the server offers, and which source folders fit a target.

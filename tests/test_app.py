@@ -160,8 +160,12 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     assert [r.value for r in ex.radio if r.label == "Projection"] == ["UMAP"]  # UMAP done: shown by default
     counts = [c.value for c in ex.caption if "known ·" in c.value]
     assert len(counts) == 2  # each map says how many points it calls known / unknown, at its own threshold
-    [r for r in ex.radio if r.label == "Colour by"][0].set_value("confidence").run()
+    [r for r in ex.radio if r.label == "Colour by"][0].set_value("score").run()
     no_trouble(ex)
+    next(b for b in ex.selectbox if b.label == "Known/unknown score").set_value("maxlogit").run()
+    no_trouble(ex)
+    counts = [c.value for c in ex.caption if "known ·" in c.value]
+    assert len(counts) == 2 and all("MaxLogit threshold" in c for c in counts), counts
 
     ins = app("pages/5_Inspect.py", ws=ws, active_run=rid)
     ins.run()
@@ -180,6 +184,19 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     assert any(f"{sum(marks)} of {len(marks)} rejections are right" in c.value for c in ins.caption)
     assert any(n.label.startswith("page (of") for n in ins.number_input)
     assert any("threshold 1.000" in b.label for b in ins.get("download_button"))
+    # another known/unknown score: the slider, histogram, galleries and the download follow it
+    next(b for b in ins.selectbox if b.label == "Known/unknown score").set_value("energy").run()
+    no_trouble(ins)
+    slider = ins.slider[0]
+    energy = preds.by("energy")
+    assert slider.label == "Known/unknown threshold on Energy" and slider.min == pytest.approx(energy.confidence.min())
+    assert slider.value == pytest.approx(energy.default_threshold(), abs=(slider.max - slider.min) / 200)
+    rejected = len(energy.at_threshold(slider.value)["rejected"])
+    assert any(f"Rejected as unknown ({rejected} of {len(energy)})" in s.value for s in ins.subheader)
+    assert any("(Energy)" in b.label for b in ins.get("download_button"))
+    csv_text = energy.csv_at_threshold(slider.value)
+    assert csv_text.splitlines()[0].endswith("score,score_value,threshold,predicted_known")
+    assert csv_text.splitlines()[1].split(",")[5] == "energy"
     # a paged gallery is a fragment (its pager reruns it alone; AppTest itself always reruns the whole page, so
     # the wiring is what is checked here), and its next page shows the next rejections
     from unittest import mock

@@ -89,3 +89,19 @@ def test_cli_lesson_prints_the_table_and_the_summary(tmp_path, capsys):
         assert any(line.startswith(m) for line in out.splitlines()), out
     assert "- Zero-shot, before any adaptation" in out and "lessons" in out
     assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 5
+
+
+def test_the_extended_lesson_adds_zero_and_tda_and_says_what_each_did():
+    assert lesson_methods(True, extended=True) == ["zero_shot", "entropy", "im", "ueo", "oracle", "zero", "tda"]
+    base = RunConfig(data="shapes:sketch", epochs=3, lr_prompt=0.05, lr_visual=0.05, seed=7)
+    assert [c.method for c in lesson_configs(base, True, methods=["zero_shot", "ueo", "zero", "tda"])] == \
+        ["zero_shot", "ueo", "zero", "tda"]
+    rows = [row("zero_shot", 0.739, 0.837, 0.60), row("ueo", 0.80, 0.90, 0.70),
+            row("zero", 0.483, 0.485, 0.2), row("tda", 0.778, 0.816, 0.65)]
+    s = lesson_summary(rows)
+    assert ("ZERO, which trains nothing, lowered GACC by 25.6 points (73.9 → 48.3) and lowered AUROC by 35.2 points "
+            "(83.7 → 48.5) against zero-shot.") in s
+    assert ("TDA, which trains nothing, raised GACC by 3.9 points (73.9 → 77.8) but lowered AUROC by 2.1 points "
+            "(83.7 → 81.6) against zero-shot.") in s
+    best = next(x for x in s if x.startswith("Of the methods that use no labels"))
+    assert "UEO separated known from unknown best" in best and "TDA 81.6" in best and "ZERO 48.5" in best

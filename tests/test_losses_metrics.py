@@ -264,8 +264,10 @@ def test_each_method_declares_exactly_the_options_its_objective_reads():
                 features=feats, text=text, labels=torch.arange(8) % 4, scale=10.0)
     for name in list_methods():
         m = get_method(name)
-        if not m.trains:
-            assert m.uses == ()
+        if not m.trains:  # a training-free method offers only what changes its inference (ZERO: its views)
+            from ueo_core.config import RunConfig
+            assert m.uses == (("zero_views",) if name == "zero" else ())
+            assert (m.passes(RunConfig(zero_views=8)) != m.passes(RunConfig(zero_views=16))) == ("zero_views" in m.uses)
             continue
         for option, a, b in (("trade", 1.0, 2.5), ("margin", 0.3, 0.8)):
             la = float(m.loss(Batch(**base, **{option: a}))[0])

@@ -6,11 +6,16 @@ import math
 import numpy as np
 import pytest
 
-from ueo_core.scores import SCORES, detection, score, score_table
+from ueo_core.scores import SCORES, detection, score as score_of, score_table, softmax_of
 
 COS = np.array([[0.30, 0.20, 0.10], [0.25, 0.24, 0.23], [0.05, 0.40, 0.10], [0.12, 0.11, 0.30],
                 [0.20, 0.21, 0.19]])
 TRUTH = np.array([0, -1, 1, 2, -1])
+
+
+def score(name, cos, scale, **kw):
+    """A score of the usual head: the softmax is that of the scaled cosines."""
+    return score_of(name, cos, softmax_of(cos, scale), scale, **kw)
 
 
 def softmax_row(row, t):
@@ -76,10 +81,10 @@ def test_detection_against_direct_computation():
 
 
 def test_score_table_has_every_score_and_nothing_without_truth():
-    table = score_table(COS, 15.0, TRUTH)
+    table = score_table(COS, softmax_of(COS, 15.0), 15.0, TRUTH)
     assert set(table) == set(SCORES) and all(set(d) == {"auroc", "fpr95", "aupr_in", "aupr_out"}
                                              for d in table.values())
-    assert score_table(COS, 15.0, None) == {}
+    assert score_table(COS, softmax_of(COS, 15.0), 15.0, None) == {}
 
 
 def test_a_run_reports_every_score_and_msp_is_the_default_auroc(folder, tmp_path):
@@ -98,3 +103,29 @@ def test_a_run_reports_every_score_and_msp_is_the_default_auroc(folder, tmp_path
     # the MCM figures are those of the run's own tau, on its final cosines
     cos = tr.latest.cos.numpy()
     assert r.metrics["scores"]["mcm"] == pytest.approx(detection(score("mcm", cos, 1.0, mcm_tau=0.5), tr.truth))
+
+
+def test_msp_and_gen_read_the_methods_own_softmax():
+    """A method whose probabilities are not CLIP's softmax (ZERO's votes): MSP and GEN read them, the logit scores
+    the cosines."""
+    votes = np.array([[0.6, 0.4, 0.0], [1.0, 0.0, 0.0]])
+    assert list(score_of("msp", COS[:2], votes, 15.0)) == [0.6, 1.0]
+    assert score_of("gen", COS[:2], votes, 15.0)[1] == pytest.approx(0.0, abs=1e-12)  # a unanimous vote
+    assert list(score_of("maxlogit", COS[:2], votes, 15.0)) == pytest.approx([15 * 0.30, 15 * 0.25])
+
+
+def test_compare_names_each_runs_best_score_and_what_it_would_change():
+    from ueo_core.analysis import compare_summary
+    from ueo_core.analysis.comparison import best_score
+    scores = {"msp": {"auroc": 0.837}, "maxlogit": {"auroc": 0.991}, "energy": {"auroc": 0.993},
+              "mcm": {"auroc": 0.828}, "gen": {"auroc": float("nan")}}
+    assert best_score(scores) == ("energy", 0.993)
+    assert best_score({"msp": {"auroc": 0.8}, "energy": {"auroc": 0.8}}) == ("msp", 0.8)  # a tie: the default
+    assert best_score({}) == (None, None)
+    rows = [{"method": "zero_shot", "gacc": 0.739, "auroc": 0.837, "best score": "energy", "auroc (best score)": 0.993},
+            {"method": "tda", "gacc": 0.778, "auroc": 0.932, "best score": "energy", "auroc (best score)": 0.994}]
+    assert "scored by Energy instead of MSP, zero_shot would separate them at AUROC 99.3 (MSP 83.7)" in \
+        compare_summary(rows)
+    rows[0]["auroc (best score)"] = 0.84  # under a point of gain: nothing to say
+    rows[1]["auroc (best score)"] = 0.935
+    assert "instead of MSP" not in compare_summary(rows)

@@ -20,21 +20,23 @@ from . import errors
 from .train import Event, Trainer
 
 LESSON_METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
+EXTENDED = ("zero", "tda")  # the extended lesson adds the field's training-free methods
 LABEL_FREE = ("entropy", "im", "ueo")  # the methods that adapt without any label
 PLAIN_NAMES = {"zero_shot": "zero-shot", "entropy": "entropy minimisation (TENT)", "im": "IM", "ueo": "UEO",
-               "oracle": "the oracle"}
+               "oracle": "the oracle", "zero": "ZERO", "tda": "TDA"}
 
 
-def lesson_methods(has_truth: bool) -> list[str]:
-    """The lesson's methods for this data: the oracle needs the true known/unknown split."""
-    return [m for m in LESSON_METHODS if has_truth or not get_method(m).needs_truth]
+def lesson_methods(has_truth: bool, extended: bool = False) -> list[str]:
+    """The lesson's methods for this data (the oracle needs the true known/unknown split); ``extended`` adds
+    ZERO and TDA."""
+    return [m for m in LESSON_METHODS + (EXTENDED if extended else ()) if has_truth or not get_method(m).needs_truth]
 
 
 def lesson_configs(base: RunConfig, has_truth: bool, methods: Optional[Sequence[str]] = None) -> list[RunConfig]:
     """One config per method (those of ``methods`` that fit the data; default all): every setting (data, prior,
     model, seed, epochs, batch, learning rates, λ, template, fast mode) is the base's, only the method differs."""
     out = []
-    for m in [m for m in lesson_methods(has_truth) if methods is None or m in methods]:
+    for m in [m for m in lesson_methods(has_truth, extended=methods is not None) if methods is None or m in methods]:
         trains = get_method(m).trains
         out.append(base.replace(method=m, run_dir=None, resume=None, fast_mode=base.fast_mode if trains else None))
     return out
@@ -217,6 +219,23 @@ def _pct(v: Optional[float]) -> str:
     return "–" if v is None else f"{v * 100:.1f}"
 
 
+def training_free_line(method: str, after: dict, zero_shot: dict) -> str:
+    """"TDA, which trains nothing, raised GACC by 3.9 points but lowered AUROC by 2.1 (…)": each direction read
+    from the numbers; "and" when both moved the same way, "but" when they did not."""
+    moves = []
+    for key, name in (("gacc", "GACC"), ("auroc", "AUROC")):
+        if after.get(key) is None or zero_shot.get(key) is None:
+            continue
+        d = (after[key] - zero_shot[key]) * 100
+        word = "raised" if d > 0 else "lowered" if d < 0 else "kept"
+        moves.append((d, f"{word} {name}" + (f" by {abs(d):.1f} points" if d else "") + f" ({_pct(zero_shot[key])} → "
+                      f"{_pct(after[key])})"))
+    if not moves:
+        return f"{PLAIN_NAMES[method]} trains nothing; this data has no truth to score it against."
+    joint = " and " if len(moves) < 2 or (moves[0][0] > 0) == (moves[1][0] > 0) else " but "
+    return f"{PLAIN_NAMES[method]}, which trains nothing, " + joint.join(w for _, w in moves) + " against zero-shot."
+
+
 def lesson_summary(rows: Sequence[dict]) -> list[str]:
     """What the lesson showed, sentence by sentence, computed from its runs' numbers (``lesson_rows``)."""
     if not rows:
@@ -256,7 +275,8 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
         out.append("These images have no class folders, so nobody can say which method is right: compare the class "
                    "shares and the confidences, and look at the rejections on Inspect.")
         return out
-    free = [m for m in LABEL_FREE if m in by and by[m]["after"].get("auroc") is not None]
+    out += [training_free_line(m, by[m]["after"], zs["after"]) for m in EXTENDED if m in by and zs]
+    free = [m for m in LABEL_FREE + EXTENDED if m in by and by[m]["after"].get("auroc") is not None]
     if free:
         best = max(free, key=lambda m: by[m]["after"]["auroc"])
         others = ", ".join(f"{PLAIN_NAMES[m]} {_pct(by[m]['after']['auroc'])}" for m in free if m != best)

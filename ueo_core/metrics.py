@@ -171,9 +171,12 @@ def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: O
     return out
 
 
-def confidence_histogram(conf: np.ndarray, truth: Optional[np.ndarray] = None, bins: int = 20) -> dict:
-    """Counts of max-softmax confidence in equal bins on [0, 1], split by true known/unknown when truth exists."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
+def confidence_histogram(conf: np.ndarray, truth: Optional[np.ndarray] = None, bins: int = 20,
+                         span: Optional[tuple] = None) -> dict:
+    """Counts of max-softmax confidence in equal bins on [0, 1] (or on ``span`` = (low, high): another score's
+    range), split by true known/unknown when truth exists."""
+    lo, hi = span if span is not None else (0.0, 1.0)
+    edges = np.linspace(lo, hi, bins + 1)
     hist = {"edges": edges.tolist(), "all": np.histogram(conf, edges)[0].tolist()}
     if truth is not None and (truth != NO_TRUTH).any():
         hist["known"] = np.histogram(conf[truth >= 0], edges)[0].tolist()
@@ -185,15 +188,22 @@ PREDICTION_FIELDS = ["path", "true_class", "predicted_class", "confidence", "ent
 
 
 def predictions_table(files: Sequence[str], probs: np.ndarray, classes: Sequence[str],
-                      folder_names: Sequence[Optional[str]], threshold: float) -> list[dict]:
+                      folder_names: Sequence[Optional[str]], threshold: float,
+                      scores: Optional[dict] = None) -> list[dict]:
+    """One row per image; with ``scores`` ({name: (N,) values}, ``ueo_core.scores``) a ``score_<name>`` column
+    each, so that Inspect and Explore can threshold by any of them."""
     conf, ent, pred = confidence(probs), entropy_np(probs), probs.argmax(axis=1)
-    return [{"path": f, "true_class": fo if fo is not None else "", "predicted_class": classes[k],
+    rows = [{"path": f, "true_class": fo if fo is not None else "", "predicted_class": classes[k],
              "confidence": round(float(c), 6), "entropy": round(float(e), 6), "predicted_known": bool(c >= threshold)}
             for f, fo, k, c, e in zip(files, folder_names, pred, conf, ent)]
+    for name, values in (scores or {}).items():
+        for row, v in zip(rows, values):
+            row[f"score_{name}"] = round(float(v), 6)
+    return rows
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> None:
     with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
-        w = csv.DictWriter(fh, fieldnames=PREDICTION_FIELDS)
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else PREDICTION_FIELDS)
         w.writeheader()
         w.writerows(rows)

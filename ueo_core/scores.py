@@ -1,13 +1,14 @@
 """Known/unknown scores: how sure a run is that an image belongs to a known class (higher: more likely known).
 
-With s_k the cosine similarity of an image to class k and ``scale`` the protocol's evaluation scale (the logits a
-run reports are ``scale * s``):
+With s_k the cosine similarity of an image to class k, ``scale`` the protocol's evaluation scale (the logits a run
+reports are ``scale * s``) and p the run's softmax (softmax(scale * s) for every method that keeps CLIP's head;
+ZERO's vote shares, TDA's cache-adapted softmax for those two):
 
-- ``msp``: max softmax of the logits (Hendrycks & Gimpel 2017; the papers' and this project's default);
+- ``msp``: max_k p_k (Hendrycks & Gimpel 2017; the papers' and this project's default);
 - ``maxlogit``: max_k of the logits (Hendrycks et al. 2022), i.e. the highest cosine, scaled;
 - ``energy``: T * logsumexp(logits / T), T = 1 (Liu et al. 2020: the negative free energy);
 - ``mcm``: max softmax of s / tau on the *cosines*, tau = 1 by default (Ming et al. 2022, deeplearning-wisc/MCM);
-- ``gen``: minus the generalised entropy of the softmax, sum over the M largest p of p^g (1 - p)^g, with g = 0.1 and
+- ``gen``: minus the generalised entropy of p, sum over the M largest p of p^g (1 - p)^g, with g = 0.1 and
   M = 100 (at most K) as in Liu et al. 2023 (XixiLiu95/GEN; OpenOOD's GEN postprocessor).
 
 For each, ``detection`` reports what OpenOOD reports: AUROC, FPR at 95 % TPR, AUPR-In (known images positive,
@@ -32,12 +33,16 @@ MCM_TAU = 1.0
 GEN_GAMMA, GEN_M = 0.1, 100
 
 
-def score(name: str, cos: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> np.ndarray:
-    """(N,) score ``name`` of each image from its (N, K) cosine logits."""
-    cos = np.asarray(cos, dtype=np.float64)
+def softmax_of(cos: np.ndarray, scale: float) -> np.ndarray:
+    return softmax(scale * np.asarray(cos, dtype=np.float64), axis=1)
+
+
+def score(name: str, cos: np.ndarray, probs: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> np.ndarray:
+    """(N,) score ``name`` of each image from its (N, K) cosine logits and softmax."""
+    cos, probs = np.asarray(cos, dtype=np.float64), np.asarray(probs, dtype=np.float64)
     logits = scale * cos
     if name == "msp":
-        return softmax(logits, axis=1).max(axis=1)
+        return probs.max(axis=1)
     if name == "maxlogit":
         return logits.max(axis=1)
     if name == "energy":
@@ -45,13 +50,13 @@ def score(name: str, cos: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) ->
     if name == "mcm":
         return softmax(cos / mcm_tau, axis=1).max(axis=1)
     if name == "gen":
-        p = np.sort(softmax(logits, axis=1), axis=1)[:, -min(GEN_M, cos.shape[1]):]
+        p = np.sort(probs, axis=1)[:, -min(GEN_M, cos.shape[1]):]
         return -(p ** GEN_GAMMA * (1 - p) ** GEN_GAMMA).sum(axis=1)
     raise ValueError(f"Unknown score '{name}'. Choose one of: {', '.join(SCORES)}")
 
 
-def all_scores(cos: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> dict[str, np.ndarray]:
-    return {name: score(name, cos, scale, mcm_tau) for name in SCORES}
+def all_scores(cos: np.ndarray, probs: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> dict[str, np.ndarray]:
+    return {name: score(name, cos, probs, scale, mcm_tau) for name in SCORES}
 
 
 def detection(values: np.ndarray, truth: np.ndarray) -> dict:
@@ -65,8 +70,9 @@ def detection(values: np.ndarray, truth: np.ndarray) -> dict:
             "aupr_out": float(average_precision_score(~known, -values))}
 
 
-def score_table(cos: np.ndarray, scale: float, truth: Optional[np.ndarray], mcm_tau: float = MCM_TAU) -> dict:
+def score_table(cos: np.ndarray, probs: np.ndarray, scale: float, truth: Optional[np.ndarray],
+                mcm_tau: float = MCM_TAU) -> dict:
     """{score: detection} for every score: what metrics.json keeps under ``scores`` (empty without ground truth)."""
     if truth is None:
         return {}
-    return {name: detection(v, truth) for name, v in all_scores(cos, scale, mcm_tau).items()}
+    return {name: detection(v, truth) for name, v in all_scores(cos, probs, scale, mcm_tau).items()}

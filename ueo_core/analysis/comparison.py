@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ..runs import RunFolder
+from ..scores import DEFAULT, LABELS
 
 
 def list_runs(root: str | Path) -> list[Path]:
@@ -34,10 +35,21 @@ def compare_table(run_dirs: Sequence[str | Path]) -> list[dict]:
             row[f"{k} (zero-shot)"] = (m.get("before") or {}).get(k)
             row[k] = (m.get("after") or {}).get(k)
         row["collapsed"] = (m.get("after") or {}).get("collapsed")
+        row["best score"], row["auroc (best score)"] = best_score((m.get("after") or {}).get("scores") or {})
         row["status"] = (f"stopped at epoch {m['stopped_at_epoch']}" if m.get("stopped_at_epoch") is not None
                          else "finished")
         rows.append(row)
     return rows
+
+
+def best_score(scores: dict) -> tuple:
+    """(name, AUROC) of the known/unknown score that separates best in ``scores`` (metrics' ``scores``); (None,
+    None) when there is none to compare."""
+    have = {k: v["auroc"] for k, v in scores.items() if v.get("auroc") is not None and not np.isnan(v["auroc"])}
+    if not have:
+        return None, None
+    k = max(have, key=lambda n: (have[n], n == DEFAULT))  # a tie goes to the default
+    return k, have[k]
 
 
 def compare_summary(rows: list[dict]) -> str:
@@ -56,6 +68,12 @@ def compare_summary(rows: list[dict]) -> str:
             zs = best.get(f"{key} (zero-shot)")
             parts.append(f"{best['method']} {what} ({key.upper()} {best[key] * 100:.1f}"
                          + (f", zero-shot {zs * 100:.1f})" if zs is not None else ")"))
+    gains = [r for r in done if r.get("best score") not in (None, DEFAULT) and r.get("auroc") is not None
+             and r["auroc (best score)"] - r["auroc"] > 0.01]
+    if gains:
+        r = max(gains, key=lambda r: r["auroc (best score)"] - r["auroc"])
+        parts.append(f"scored by {LABELS[r['best score']]} instead of MSP, {r['method']} would separate them at AUROC "
+                     f"{r['auroc (best score)'] * 100:.1f} (MSP {r['auroc'] * 100:.1f})")
     return "; ".join(parts) + "."
 
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..data import normalize_name
-from ..metrics import open_confusion
+from ..metrics import default_threshold, open_confusion
 from ..runs import RunFolder
+from ..scores import DEFAULT
 
 
 @dataclass
@@ -24,9 +25,22 @@ class Predictions:
     entropy: np.ndarray
     classes: list[str]             # the prior
     truth: Optional[np.ndarray]    # index into classes, -1 unknown; None without ground truth
+    scores: dict = field(default_factory=dict)  # {score name: (N,) values} (ueo_core.scores; msp = confidence)
+    score: str = DEFAULT           # which score ``confidence`` holds: the galleries and threshold follow it
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def by(self, score: str) -> "Predictions":
+        """The same predictions judged known/unknown by ``score``: ``confidence`` holds its values (a run written
+        before the scores were has only MSP)."""
+        if score not in self.scores:
+            raise ValueError(f"This run's predictions have no '{score}' score (it has: {', '.join(self.scores)}).")
+        return replace(self, confidence=self.scores[score], score=score)
+
+    def default_threshold(self) -> float:
+        """The label-free known/unknown split of this score's values: 2-means, as for MSP."""
+        return default_threshold(self.confidence)
 
     def at_threshold(self, threshold: float) -> dict:
         """Index lists for the galleries, most confident first; truth-based lists only when truth exists."""
@@ -65,16 +79,18 @@ class Predictions:
         return [bool(self.truth[i] < 0) for i in idx]
 
     def csv_at_threshold(self, threshold: float) -> str:
-        """predictions.csv as it would be at ``threshold`` (the Inspect slider): a 'threshold' column and
-        'predicted_known' recomputed."""
+        """predictions.csv as it would be at ``threshold`` on this score (the Inspect slider): the score's name and
+        value, a 'threshold' column and 'predicted_known' recomputed ('confidence' stays the max softmax)."""
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["path", "true_class", "predicted_class", "confidence", "entropy", "threshold", "predicted_known"])
+        msp = self.scores.get(DEFAULT, self.confidence)
+        w.writerow(["path", "true_class", "predicted_class", "confidence", "entropy", "score", "score_value",
+                    "threshold", "predicted_known"])
         for i in range(len(self)):
             w.writerow([self.paths[i], self.true_class[i],
                         self.classes[self.pred[i]] if 0 <= self.pred[i] < len(self.classes) else "",
-                        f"{self.confidence[i]:.6f}", f"{self.entropy[i]:.6f}", f"{threshold:.6f}",
-                        bool(self.confidence[i] >= threshold)])
+                        f"{msp[i]:.6f}", f"{self.entropy[i]:.6f}", self.score, f"{self.confidence[i]:.6f}",
+                        f"{threshold:.6f}", bool(self.confidence[i] >= threshold)])
         return buf.getvalue()
 
 
@@ -112,9 +128,13 @@ def read_predictions(run_dir: str | Path, name: str = "predictions.csv") -> Pred
     norm_index = {normalize_name(c): i for c, i in index.items()}
     has_truth = bool(rows) and all(r["true_class"] for r in rows)
     truth = np.array([norm_index.get(normalize_name(r["true_class"]), -1) for r in rows]) if has_truth else None
+    confidence = np.array([float(r["confidence"]) for r in rows])
+    scores = {DEFAULT: confidence}
+    scores.update({k[len("score_"):]: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})
+                   if k.startswith("score_")})
     return Predictions(paths=[r["path"] for r in rows], true_class=[r["true_class"] for r in rows],
                        pred=np.array([index.get(r["predicted_class"], -1) for r in rows], dtype=int),
-                       confidence=np.array([float(r["confidence"]) for r in rows]),
-                       entropy=np.array([float(r["entropy"]) for r in rows]), classes=classes, truth=truth)
+                       confidence=confidence, entropy=np.array([float(r["entropy"]) for r in rows]),
+                       classes=classes, truth=truth, scores=scores)
 
 

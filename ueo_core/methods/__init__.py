@@ -22,6 +22,6 @@ def list_methods() -> list[str]:
     return list(METHODS)
 
 
-from . import zero_shot, tent, im, ueo, clipood  # noqa: E402,F401  (each registers itself)
+from . import zero_shot, tent, im, ueo, clipood, zero, tda  # noqa: E402,F401  (each registers itself)
 
 __all__ = ["Batch", "Method", "METHODS", "register", "get_method", "list_methods", "confidence_weights", "entropy"]

@@ -171,6 +171,14 @@ class Method:
         """What the run summary (config.json, the start event) says besides the common fields."""
         return {}
 
+    def passes(self, cfg) -> int:
+        """Image-tower passes over the target images after the zero-shot one (the cost estimate's): one
+        evaluation per epoch for a training method, none for zero-shot."""
+        return cfg.epochs if self.trains else 0
+
+    def infer(self, tr, ctx: Context) -> None:
+        """A training-free method's predictions (``tr.evaluate(1, outputs=...)``); the default has none."""
+
     def after_step(self, ctx: Context) -> None:
         pass
 

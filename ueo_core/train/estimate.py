@@ -17,8 +17,9 @@ from .trainer import Trainer
 def estimate_run(config: RunConfig, loaded: LoadedModel, image_set: ImageSet) -> dict:
     """Time one training step of ``config``'s method as the loop takes it (its batches: decode + augment; its
     forward, loss and backward; no update) and one evaluation batch, and extrapolate to the whole run (the
-    method's own steps per epoch: one pass over the target, or CLIPood's iters_per_epoch). The model's weights
-    are left untouched. A fast mode is timed as the full step it approximates: an upper bound."""
+    method's own steps per epoch: one pass over the target, or CLIPood's iters_per_epoch) and its passes over the
+    images (an evaluation per epoch; ZERO: one per view). The model's weights are left untouched. A fast mode is
+    timed as the full step it approximates: an upper bound."""
     cfg = config.replace(run_dir=None, resume=None, fast_mode=None)
     tr = Trainer(cfg, loaded=loaded, image_set=image_set)
     tr.setup()
@@ -46,4 +47,4 @@ def estimate_run(config: RunConfig, loaded: LoadedModel, image_set: ImageSet) ->
     steps = tr.total_steps
     return {"method": cfg.method, "images": len(image_set), "epochs": cfg.epochs, "batch": cfg.batch_size,
             "steps": steps, "seconds_per_step": step, "eval_seconds": eval_seconds,
-            "minutes": (steps * step + cfg.epochs * eval_seconds) / 60}
+            "passes": tr.method.passes(cfg), "minutes": (steps * step + tr.method.passes(cfg) * eval_seconds) / 60}

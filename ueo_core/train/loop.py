@@ -55,6 +55,7 @@ def train(tr) -> None:
     tr.ctx = ctx = method.prepare(tr, first.cos, resumed)
     params = method.params(tr) if method.trains else {}
     if not params or resumed.epoch >= cfg.epochs:
+        method.infer(tr, ctx)  # a training-free method's own predictions (zero-shot: none beyond the first)
         if resumed.epoch == 0:
             tr.save_checkpoint(ctx, 0)
         return

@@ -24,7 +24,7 @@ from ..metrics import compute_metrics, confidence_histogram, predictions_table
 from ..models import LoadedModel, autocast, load_model
 from ..prompts import PromptLearner
 from ..runs import ZERO_SHOT_PREDICTIONS, RunFolder, write_report
-from ..scores import score_table
+from ..scores import all_scores, score_table
 from . import checkpoint
 from .check import check
 from .events import Cancelled, Emitter, Event, Stop
@@ -74,6 +74,7 @@ class Trainer:
         # set as the run goes
         self.ctx = None                           # the method's context (its prepare hook)
         self.latest: Optional[Evaluation] = None  # the latest evaluation
+        self.last_features: Optional[torch.Tensor] = None  # (N, D) image features of the latest evaluation pass
         self.metrics_before: dict = {}            # zero-shot metrics
         self.outcome: dict = {}                   # extra entries of metrics.json (CLIPood: its last model's)
         self.checkpoint_epoch: Optional[int] = None
@@ -146,20 +147,25 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def cosine_logits(self, phase: str = "evaluating") -> torch.Tensor:
-        feats = self.features.evaluate(self.progress_reporter(phase))
+        feats = self.last_features = self.features.evaluate(self.progress_reporter(phase))
         with autocast(self.loaded.device):
             text = self.prompt().float()
         return feats @ text.T
 
-    def evaluate(self, epoch: int, kind: str = "epoch") -> Evaluation:
+    def evaluate(self, epoch: int, kind: str = "epoch", outputs: Optional[tuple] = None) -> Evaluation:
+        """Metrics, histogram and an event of the model as it is now, or of ``outputs`` = (cosine logits, softmax):
+        a training-free method's own predictions (ZERO's votes, TDA's cache-adapted logits)."""
         what = "zero-shot" if epoch == 0 else ("moving average" if kind == "bma" else f"epoch {epoch}")
-        cos = self.cosine_logits(f"evaluating {what}")
-        probs = torch.softmax(self.scale("eval") * cos, dim=1).cpu().numpy()
+        if outputs is None:
+            cos = self.cosine_logits(f"evaluating {what}")
+            probs = torch.softmax(self.scale("eval") * cos, dim=1).cpu().numpy()
+        else:
+            cos, probs = outputs
         metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
         if self.truth is not None:  # every known/unknown score, beside the default (MSP: metrics["auroc"])
             labelled = self.truth != NO_TRUTH
-            metrics["scores"] = score_table(cos.cpu().numpy()[labelled], self.scale("eval"), self.truth[labelled],
-                                            self.config.mcm_temperature)
+            metrics["scores"] = score_table(cos.cpu().numpy()[labelled], probs[labelled], self.scale("eval"),
+                                            self.truth[labelled], self.config.mcm_temperature)
         hist = confidence_histogram(probs.max(axis=1), self.truth)
         self.latest = Evaluation(epoch, kind, metrics, probs, cos)
         self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs,
@@ -231,7 +237,8 @@ class Trainer:
 
     def _predictions(self, ev: Evaluation) -> list[dict]:
         ims = self.image_set
-        return predictions_table(ims.files, ev.probs, ims.classes, ims.folder_names, ev.metrics["threshold"])
+        scores = all_scores(ev.cos.cpu().numpy(), ev.probs, self.scale("eval"), self.config.mcm_temperature)
+        return predictions_table(ims.files, ev.probs, ims.classes, ims.folder_names, ev.metrics["threshold"], scores)
 
     def _write_outcome(self, ev: Evaluation, seconds: float, **extra) -> None:
         """metrics.json (before, after, seconds, protocol and ``extra``) and predictions.csv at the threshold of
