@@ -5,10 +5,12 @@
 
 Every cell is a real run of the trainer on the unlabeled demo folder (``shapes:<domain>``: the default prior names
 6 shapes, the other demo shapes are the unknowns), with the built-in model and the quick settings the app proposes
-for it (``studio.advice.suggested_settings``). GACC, AUROC and H-score are measured against the folder names,
+for it (``studio.advice.suggested_settings``; ZERO and TDA train nothing, at their official settings). GACC,
+AUROC and H-score are measured against the folder names,
 which no method sees (except the oracle). For zero-shot it also reports the share of images above 0.99
 max-softmax at the model's logit scale; for every method the largest share of images predicted as one class
-(entropy minimisation's collapse shows there). It ends with the issue's targets, each checked on these numbers.
+(entropy minimisation's collapse shows there); for the shifted domains, the AUROC of every known/unknown score
+(``ueo_core.scores``). It ends with the issue's targets, each checked on these numbers.
 """
 from __future__ import annotations
 
@@ -25,10 +27,11 @@ from studio.advice import suggested_settings  # noqa: E402
 from ueo_core.data import load_data  # noqa: E402
 from ueo_core.models import BUILTIN_MODEL, load_model  # noqa: E402
 from ueo_core.shapes import DOMAINS, SOURCE_DOMAIN  # noqa: E402
+from ueo_core.scores import LABELS, SCORES  # noqa: E402
 from ueo_core.train import Trainer  # noqa: E402
 
-METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
-KEYS = ("gacc", "auroc", "h_score", "saturated", "top_share", "seconds")
+METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle", "zero", "tda")
+KEYS = ("gacc", "auroc", "h_score", "saturated", "top_share", "seconds") + tuple(f"auroc_{s}" for s in SCORES)
 
 
 def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None, protocol: str = "studio") -> dict:
@@ -43,7 +46,7 @@ def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None, 
         raise RuntimeError(f"{domain}/{method}/{seed}: {r.status} {r.error}")
     return {"gacc": r.metrics["gacc"], "auroc": r.metrics["auroc"], "h_score": r.metrics["h_score"],
             "saturated": float((r.probs.max(1) > 0.99).mean()), "top_share": r.metrics["top_share"],
-            "seconds": time.time() - t0}
+            "seconds": time.time() - t0, **{f"auroc_{k}": v["auroc"] for k, v in r.metrics["scores"].items()}}
 
 
 def check_targets(table: dict, domains: list[str]) -> list[tuple[str, bool, str]]:
@@ -103,6 +106,14 @@ def main(argv=None) -> int:
     for (dom, method), m in table.items():
         print(f"| {dom} | {method} | {m['gacc']*100:.1f} | {m['auroc']*100:.1f} | {m['h_score']*100:.1f} | "
               f"{m['top_share']*100:.0f} % | {m['saturated']*100:.0f} % | {m['seconds']:.1f} |")
+    shifted = [d for d in args.domains if d != SOURCE_DOMAIN]
+    if shifted:
+        print("\nAUROC by known/unknown score on the shifted domains (MSP is the column above):\n")
+        print("| domain | method | " + " | ".join(LABELS[k] for k in SCORES) + " |")
+        print("|---|---|" + "---|" * len(SCORES))
+        for (dom, method), m in table.items():
+            if dom in shifted:
+                print(f"| {dom} | {method} | " + " | ".join(f"{m[f'auroc_{k}'] * 100:.1f}" for k in SCORES) + " |")
     print(f"\nmean of {len(args.seeds)} seed(s) {args.seeds}; quick settings: epochs {quick['epochs']}, batch "
           f"{quick['batch_size']}, lr {quick['lr_visual']} (prompt {quick['lr_prompt']}); {time.time() - t0:.0f} s "
           "in all\n")

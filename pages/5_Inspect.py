@@ -3,7 +3,7 @@ import streamlit as st
 
 from studio import charts, pick, state, ui
 from ueo_core.analysis import read_predictions, rejection_summary
-from ueo_core.metrics import confidence_histogram
+from ueo_core.metrics import SPLITS, confidence_histogram
 from ueo_core.runs import RunFolder
 from ueo_core.scores import DEFAULT, LABELS, SCORES
 
@@ -25,13 +25,18 @@ preds = preds.by(score)
 label = LABELS[score]
 values = preds.confidence
 span = (0.0, 1.0) if score in ("msp", "mcm") else (float(values.min()), float(values.max()) + 1e-9)
-default_thr = ((folder.read_json("metrics.json") or {}).get("after", {}).get("threshold", 0.5) if score == DEFAULT
-               else preds.default_threshold())
+run_split = (folder.config or {}).get("split", "2means")
+split = st.radio("Default threshold, found without labels", list(SPLITS), index=list(SPLITS).index(run_split),
+                 format_func=SPLITS.get, horizontal=True, key=f"split|{rid}",
+                 help="2-means: the midpoint between the two groups' centres; Otsu: the cut that makes the two "
+                      "groups' values most different (Otsu 1979, the CLIPTTA suite's open-set choice).")
+default_thr = ((folder.read_json("metrics.json") or {}).get("after", {}).get("threshold", 0.5)
+               if score == DEFAULT and split == run_split else preds.default_threshold(split))
 thr = st.slider(f"Known/unknown threshold on {label}", span[0], span[1],
                 float(min(max(default_thr, span[0]), span[1])), (span[1] - span[0]) / 200, format="%.3f",
-                key=f"thr|{rid}|{score}")
+                key=f"thr|{rid}|{score}|{split}")
 ui.explain(f"Images scoring below the threshold on {label} are rejected as unknown. The default "
-           f"({default_thr:.3g}) splits this score's values into two groups without labels (2-means)."
+           f"({default_thr:.3g}) splits this score's values into two groups without labels ({SPLITS[split]})."
            + (" MSP is the default score, as in the papers." if score == DEFAULT else ""))
 groups = preds.at_threshold(thr)
 st.plotly_chart(charts.threshold_histogram(confidence_histogram(values, preds.truth, span=span), thr, label),

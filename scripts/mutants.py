@@ -92,6 +92,8 @@ MUTANTS = [
      "elif item[1] < cache[pred][-1][1]:", "elif False:"),
     ("TDA adds its negative cache instead of subtracting it", "ueo_core/methods/tda.py",
      "final -= cache_logits(", "final += cache_logits("),
+    ("Otsu takes the least between-class variance", "ueo_core/metrics.py",
+     "return float(edges[1:-1][np.argmax(between)])", "return float(edges[1:-1][np.argmin(between)])"),
 ]
 
 

@@ -129,3 +129,26 @@ def test_compare_names_each_runs_best_score_and_what_it_would_change():
     rows[0]["auroc (best score)"] = 0.84  # under a point of gain: nothing to say
     rows[1]["auroc (best score)"] = 0.935
     assert "instead of MSP" not in compare_summary(rows)
+
+
+def test_otsu_maximises_the_between_class_variance_and_splits_two_groups():
+    from ueo_core.metrics import default_threshold, otsu_threshold
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(0.3, 0.05, 300), rng.normal(0.8, 0.08, 120)])
+    t = otsu_threshold(values)
+    counts, edges = np.histogram(values, bins=256)
+    centres = (edges[:-1] + edges[1:]) / 2
+
+    def between(k):  # the two sides of edge k, by the bins' centres
+        w0, w1 = counts[:k].sum(), counts[k:].sum()
+        if not w0 or not w1:
+            return -1.0
+        mu0 = (counts[:k] * centres[:k]).sum() / w0
+        mu1 = (counts[k:] * centres[k:]).sum() / w1
+        return w0 * w1 * (mu0 - mu1) ** 2
+    best = max(range(1, 256), key=between)
+    assert t == pytest.approx(edges[best], abs=1e-12)
+    assert 0.4 < t < 0.7 and default_threshold(values, split="otsu") == t
+    assert 0.4 < default_threshold(values) < 0.7  # 2-means splits the same two groups
+    with pytest.raises(ValueError, match="otsu"):
+        default_threshold(values, split="median")

@@ -4,7 +4,6 @@ The CLI is one more listener of the same trainer the app uses; it shows a tqdm p
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -14,146 +13,11 @@ from typing import Optional
 from tqdm import tqdm
 
 from . import errors
-from .config import FAST_MODES, PROTOCOLS, SETTINGS, RunConfig
+from .cli_parser import DEFAULTS, build_parser
+from .config import RunConfig
 from .data import load_data
-from .methods import METHODS
 from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
-from .presets import PRESETS
 from .runs import new_run_id
-
-DEFAULTS = RunConfig()
-CLIPOOD = METHODS["clipood"].defaults  # (its help says CLIPood's own defaults, from its registry entry)
-
-
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="image folder: one sub-folder per class (truth from folder names), or a flat folder "
-                                "of unlabeled images; or shapes:flat|sketch|photo for the built-in Shapes world")
-    p.add_argument("--prior", help="known class names, comma-separated (default: every class sub-folder). Class "
-                                   "folders not named here are treated as unknown")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="benchmark class list and split (sets the prior and "
-                                                              "which class folders are in the target)")
-    p.add_argument("--setting", default=DEFAULTS.setting, choices=list(SETTINGS),
-                   help="with --preset: closed / partial / open / open-partial / all classes (default %(default)s)")
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULTS.model,
-                   help="open_clip architecture, e.g. ViT-B-32, RN50 (default %(default)s: the built-in small CLIP "
-                        "trained on Shapes, works offline)")
-    p.add_argument("--pretrained", default=DEFAULTS.pretrained,
-                   help="open_clip pretrained tag, e.g. openai (downloads weights; see `models`); 'builtin' for "
-                        "ueo-shapes; 'none' for random init (default %(default)s)")
-    p.add_argument("--checkpoint", help="local open_clip checkpoint file for --model (offline use)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present, else CPU)")
-
-
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", help="run folder to write (default runs/<time>-<method>)")
-    p.add_argument("--template", default=DEFAULTS.template,
-                   help="prompt template; the words before {} initialise the learnable context (default "
-                        "'%(default)s')")
-    p.add_argument("--batch-size", type=int,
-                   help=f"images per step (default {DEFAULTS.batch_size}; CLIPood: {CLIPOOD['batch_size']} per "
-                        "source domain)")
-    p.add_argument("--threshold", type=float,
-                   help="known/unknown confidence threshold (default: unsupervised 2-means split of confidences)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
-    p.add_argument("--protocol", choices=list(PROTOCOLS),
-                   help="logit scales: studio (default) uses the model's logit scale for training, the zero-shot "
-                        "weights and every score; official reproduces tim-learn/UEO demo.py, as in the paper's tables "
-                        "(training x100, weights and scores from the softmax of unscaled cosines)")
-    p.add_argument("--workers", type=int, default=DEFAULTS.num_workers,
-                   help="DataLoader worker processes (default %(default)s)")
-
-
-def _add_train_args(t: argparse.ArgumentParser) -> None:
-    t.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS),
-                   help="; ".join(f"{k}: {m.description}" for k, m in METHODS.items()) + " (default %(default)s)")
-    t.add_argument("--epochs", type=int, help=f"passes over the folder (default {DEFAULTS.epochs}; CLIPood: "
-                                                f"{CLIPOOD['epochs']})")
-    t.add_argument("--lr-prompt", type=float,
-                   help=f"SGD learning rate of the prompt context; 0 freezes it (default {DEFAULTS.lr_prompt})")
-    t.add_argument("--lr-visual", type=float,
-                   help=f"SGD learning rate of the image tower's norm affine params; 0 freezes them (default "
-                        f"{DEFAULTS.lr_visual}). CLIPood: AdamW learning rate of the whole image tower (default "
-                        f"{CLIPOOD['lr_visual']:g})")
-    t.add_argument("--trade", type=float, default=DEFAULTS.trade,
-                   help="lambda, weight of the marginal-entropy term (default %(default)s)")
-    t.add_argument("--weight-temperature", type=float,
-                   help="UEO weights = max softmax(T * cosine). Default: the model's logit scale (the paper); "
-                        "1.0 reproduces the official code (unscaled cosines, near-uniform weights)")
-    t.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
-                   help="evaluate every N epochs (default %(default)s; the last epoch always)")
-    t.add_argument("--resume", help="run folder (or checkpoint) to continue from")
-    t.add_argument("--fast-mode", choices=["none", *FAST_MODES], default="none",
-                   help="APPROXIMATIONS for CPUs. prompt_only: the image tower is frozen, features of a few "
-                        "augmented views per image are computed once, only the prompt context trains. last_blocks "
-                        "(ResNet towers): only the norm params of the last --fast-blocks stages train, the earlier "
-                        "stages' outputs are cached. (default: none, the full method)")
-    t.add_argument("--fast-blocks", type=int, default=DEFAULTS.fast_blocks,
-                   help="--fast-mode last_blocks: ResNet stages trained, counted from the last (default %(default)s)")
-    t.add_argument("--fast-views", type=int, default=DEFAULTS.fast_views,
-                   help="augmented views per image cached by the fast modes (default %(default)s)")
-    t.add_argument("--source", action="append",
-                   help="CLIPood: a labelled source folder (class-per-folder; repeat for several domains, one batch "
-                        "from each per step); the positional DATA folder is the target it is evaluated on")
-    t.add_argument("--margin", type=float, default=DEFAULTS.margin,
-                   help="CLIPood: lambda of the margin metric softmax (default %(default)s)")
-    t.add_argument("--bma-beta", type=float, default=DEFAULTS.bma_beta,
-                   help="CLIPood: Beta(beta, beta) weights of the moving average (default %(default)s)")
-    t.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
-                   help="CLIPood: AdamW weight decay (default %(default)s)")
-    t.add_argument("--iters-per-epoch", type=int,
-                   help=f"CLIPood: steps per epoch (default {CLIPOOD['iters_per_epoch']}, the official "
-                        "--iters-per-epoch of thuml/CLIPood; 0: one pass over the largest source folder)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m ueo_core", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="adapt a model to an unlabeled folder with UEO or a baseline")
-    _add_data_args(t)
-    _add_model_args(t)
-    _add_run_args(t)
-    _add_train_args(t)
-
-    e = sub.add_parser("eval", help="evaluate zero-shot, or a run's adapted checkpoint, on a folder")
-    _add_data_args(e)
-    _add_model_args(e)
-    _add_run_args(e)
-    e.add_argument("--run", help="run folder whose adapted parameters (and model, prompt, prior) to evaluate")
-
-    m = sub.add_parser("embed", help="image features and a 2-D UMAP of a folder, before (and after) adaptation")
-    _add_data_args(m)
-    _add_model_args(m)
-    m.add_argument("--run", help="also embed with this run's adapted image tower")
-    m.add_argument("--output", default="embedding.csv", help="CSV to write: path, class, x, y (default %(default)s)")
-    m.add_argument("--seed", type=int, default=0, help="UMAP random state (default %(default)s)")
-
-    les = sub.add_parser("lesson", help="zero-shot, entropy minimisation, IM, UEO (and the oracle with ground "
-                                        "truth) on one folder with the same settings, then what happened in words")
-    _add_data_args(les)
-    _add_model_args(les)
-    les.add_argument("--out", default="runs", help="folder for the lesson's run folders (default %(default)s)")
-    les.add_argument("--epochs", type=int, default=5, help="epochs of each training run (default %(default)s)")
-    les.add_argument("--batch-size", type=int, default=64, help="images per step (default %(default)s)")
-    les.add_argument("--lr", type=float, default=0.05,
-                     help="SGD learning rate of the prompt context and norm params (default %(default)s: the app's "
-                          "quick setting for the built-in model; the paper uses 1e-4 for 50 epochs)")
-    les.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
-    les.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULTS.protocol,
-                     help="logit scales (see `train --help`; default %(default)s)")
-
-    sub.add_parser("models", help="list the open_clip architectures and pretrained tags")
-    c = sub.add_parser("cluster", help="the Ray that the app's runs queue on: 'up' connects to UEO_RAY_ADDRESS / "
-                                       "RAY_ADDRESS, or starts a local one (UEO_SLOTS run slots) if none is running; "
-                                       "'status' says its slots and what is queued and training")
-    c.add_argument("action", choices=["up", "status"])
-    c.add_argument("--workspaces", help="the app's workspaces folder (default: the app's, UEO_WORKSPACES); 'up' "
-                                        "submits again the jobs that a restarted local Ray lost")
-    return ap
 
 
 def _pretrained(args) -> Optional[str]:
@@ -240,14 +104,15 @@ def cmd_train(args, method: Optional[str] = None) -> int:
     cfg = RunConfig(
         method=method, data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
         model=args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device,
-        template=args.template, threshold=args.threshold, seed=args.seed, num_workers=args.workers,
+        template=args.template, threshold=args.threshold, split=args.split, mcm_temperature=args.mcm_temperature,
+        seed=args.seed, num_workers=args.workers,
         protocol=args.protocol or DEFAULTS.protocol, run_dir=_run_dir(args, method), **given)
     if args.command == "train":
         cfg = cfg.replace(trade=args.trade, weight_temperature=args.weight_temperature, eval_every=args.eval_every,
                           resume=args.resume, source=args.source, margin=args.margin, bma_beta=args.bma_beta,
                           weight_decay=args.weight_decay, iters_per_epoch=args.iters_per_epoch,
                           fast_mode=None if args.fast_mode == "none" else args.fast_mode, fast_views=args.fast_views,
-                          fast_blocks=args.fast_blocks)
+                          fast_blocks=args.fast_blocks, zero_views=args.zero_views)
     if getattr(args, "run", None):  # eval of an adapted run: its model, prompt and prior, its parameters
         src = json.loads((Path(args.run) / "config.json").read_text())
         src.pop("summary", None)

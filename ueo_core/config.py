@@ -77,6 +77,7 @@ class RunConfig:
     #   None: every step on CPU (free there), every 10 steps on CUDA. Every step is still logged.
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
     threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
+    split: str = "2means"                   # how the unset threshold is found without labels: 2means or otsu
     zero_views: int = 64                    # ZERO: views per image (the image and N-1 random crops; official 64)
     mcm_temperature: float = 1.0            # tau of the MCM known/unknown score (ueo_core/scores.py): max softmax of
     #   cosine / tau; 1, as Ming et al. 2022 (metrics.json reports every score beside the default MSP)
@@ -159,6 +160,8 @@ class RunConfig:
         if not (cs and len(cs) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in cs)
                 and 0 < cs[0] <= cs[1] <= 1):
             bad("crop_scale", "two numbers 0 < low <= high <= 1", self.crop_scale)
+        if self.split not in ("2means", "otsu"):
+            bad("split", "2means or otsu", self.split)
         if self.protocol not in PROTOCOLS:
             bad("protocol", " or ".join(PROTOCOLS), self.protocol)
         if self.fast_mode is not None and self.fast_mode not in FAST_MODES:

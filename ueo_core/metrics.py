@@ -34,13 +34,35 @@ def entropy_np(probs: np.ndarray) -> np.ndarray:
     return entropy(probs, REPORT_EPS)
 
 
-def default_threshold(conf: np.ndarray, seed: int = 0) -> float:
-    """Unsupervised known/unknown threshold: midpoint between the 2-means cluster centres of the confidences."""
+SPLITS = {"2means": "2-means", "otsu": "Otsu"}  # the label-free known/unknown splits, by name
+
+
+def default_threshold(conf: np.ndarray, seed: int = 0, split: str = "2means") -> float:
+    """Unsupervised known/unknown threshold of a score's values: ``2means`` the midpoint between the 2-means
+    cluster centres (the default), ``otsu`` Otsu's threshold (the CLIPTTA suite's open-set choice)."""
     conf = np.asarray(conf, dtype=np.float64).reshape(-1, 1)
     if len(conf) < 2 or np.ptp(conf) < 1e-9:
         return float(conf.mean()) if len(conf) else 0.5
+    if split == "otsu":
+        return otsu_threshold(conf.ravel())
+    if split != "2means":
+        raise ValueError(f"Unknown split '{split}'. Choose one of: {', '.join(SPLITS)}")
     centres = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(conf).cluster_centers_.ravel()
     return float(centres.mean())
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu (1979): of the histogram's bin edges, the one that maximises the between-class variance
+    w0 w1 (mu0 - mu1)^2 of the two sides. (Written here rather than taking scikit-image for one function; it is
+    tested against a brute-force search over the edges.)"""
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(counts)[:-1].astype(np.float64)
+    w1 = counts.sum() - w0
+    m0 = np.cumsum(counts * centres)[:-1]
+    mu0, mu1 = m0 / np.maximum(w0, 1), ((counts * centres).sum() - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(edges[1:-1][np.argmax(between)])
 
 
 def gacc(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -144,12 +166,12 @@ def collapse_stats(probs: np.ndarray) -> dict:
 
 
 def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: Optional[float] = None,
-                    seen: Optional[Sequence[int]] = None) -> dict:
+                    seen: Optional[Sequence[int]] = None, split: str = "2means") -> dict:
     """Every metric that the truth allows. Without truth, only label-free statistics."""
     probs = np.asarray(probs, dtype=np.float64)
     conf = confidence(probs)
     pred = probs.argmax(axis=1)
-    thr = default_threshold(conf) if threshold is None else float(threshold)
+    thr = default_threshold(conf, split=split) if threshold is None else float(threshold)
     out = {"n": int(len(probs)), "threshold": thr, "mean_confidence": float(conf.mean()),
            "mean_entropy": float(entropy_np(probs).mean()),
            "predicted_unknown_rate": float((conf < thr).mean()), **collapse_stats(probs)}

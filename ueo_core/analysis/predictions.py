@@ -38,9 +38,9 @@ class Predictions:
             raise ValueError(f"This run's predictions have no '{score}' score (it has: {', '.join(self.scores)}).")
         return replace(self, confidence=self.scores[score], score=score)
 
-    def default_threshold(self) -> float:
-        """The label-free known/unknown split of this score's values: 2-means, as for MSP."""
-        return default_threshold(self.confidence)
+    def default_threshold(self, split: str = "2means") -> float:
+        """The label-free known/unknown split of this score's values (``metrics.SPLITS``: 2-means or Otsu)."""
+        return default_threshold(self.confidence, split=split)
 
     def at_threshold(self, threshold: float) -> dict:
         """Index lists for the galleries, most confident first; truth-based lists only when truth exists."""

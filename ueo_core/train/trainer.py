@@ -161,7 +161,7 @@ class Trainer:
             probs = torch.softmax(self.scale("eval") * cos, dim=1).cpu().numpy()
         else:
             cos, probs = outputs
-        metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen)
+        metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen, split=self.config.split)
         if self.truth is not None:  # every known/unknown score, beside the default (MSP: metrics["auroc"])
             labelled = self.truth != NO_TRUTH
             metrics["scores"] = score_table(cos.cpu().numpy()[labelled], probs[labelled], self.scale("eval"),
