@@ -70,16 +70,30 @@ def setting(key: str, default, kind=float):
     return kind(own[key]) if own.get(key) is not None else kind(default)
 
 
+views = RunConfig.zero_views
+if "zero_views" in METHODS[method].uses:  # ZERO: N views an image multiply the cost of inference
+    views = st.number_input("Views per image (ZERO: the image and N-1 random crops)", 4, 512,
+                            setting("zero_views", RunConfig.zero_views, int),
+                            key=f"zero_views|{method}")
+    cost = st.session_state.get("cost")
+    per_pass = (f" The Model page measured one pass over these images at ~{cost['eval_seconds']:.0f} s here: "
+                f"about **{views * cost['eval_seconds'] / 60:.1f} minutes** for ZERO."
+                if cost and cost.get("images") == len(ims) else
+                " The Model page measures one pass on this device.")
+    st.caption(f"{len(ims)} images × {views} views = {len(ims) * views:,} image-tower passes (a zero-shot run: "
+               f"{len(ims)})." + per_pass)
+
 with st.form(f"settings-{method}"):
     template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
                              "context)", value=setting("template", RunConfig.template, str))
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("Epochs", 1, 500, setting("epochs", sugg["epochs"], int))
+    trains = METHODS[method].trains  # a training-free method has no epochs or learning rates
+    epochs = c1.number_input("Epochs", 1, 500, setting("epochs", sugg["epochs"], int), disabled=not trains)
     batch = c2.number_input("Batch size", 1, 1024, setting("batch_size", sugg["batch_size"], int))
     lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, setting("lr_prompt", sugg["lr_prompt"]), format="%.0e",
-                                disabled=not METHODS[method].trains_prompt)
+                                disabled=not (trains and METHODS[method].trains_prompt))
     lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
-                                0.0, 10.0, setting("lr_visual", sugg["lr_visual"]), format="%.0e")
+                                0.0, 10.0, setting("lr_visual", sugg["lr_visual"]), format="%.0e", disabled=not trains)
     c5, c6, c7, c8 = st.columns(4)
     uses = METHODS[method].uses  # only what this method's objective reads is offered
     margin, trade = RunConfig.margin, RunConfig.trade
@@ -102,17 +116,6 @@ with st.form(f"settings-{method}"):
                            "Studio, 1.0 under Official." + ("" if "weight_temperature" in uses else
                                                            f" Not used by {METHODS[method].label}."))
     seed = c8.number_input("Seed", 0, 2 ** 31 - 1, setting("seed", RunConfig.seed, int))
-    views = RunConfig.zero_views
-    if "zero_views" in uses:  # ZERO: N views an image multiply the cost of inference
-        views = st.number_input("Views per image (ZERO: the image and N-1 random crops)", 2, 512,
-                                setting("zero_views", RunConfig.zero_views, int))
-        cost = st.session_state.get("cost")
-        per_pass = (f" The Model page measured one pass over these images at ~{cost['eval_seconds']:.0f} s here: "
-                    f"about **{views * cost['eval_seconds'] / 60:.1f} minutes** for ZERO."
-                    if cost and cost.get("images") == len(ims) else
-                    " The Model page measures one pass on this device.")
-        st.caption(f"{len(ims)} images × {views} views = {len(ims) * views:,} image-tower passes (a zero-shot run: "
-                   f"{len(ims)})." + per_pass)
     iters = None
     if METHODS[method].supervised:
         iters = st.number_input("Steps per epoch", 0, 100_000, setting("iters_per_epoch", sugg["iters_per_epoch"], int),

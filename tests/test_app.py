@@ -299,6 +299,31 @@ def test_learn_gradient_steps_collapse_tent_but_not_ueo():
     assert '"frames"' in fig.proto.spec
 
 
+def test_adapt_runs_zero_with_its_views_and_states_their_cost_before_start():
+    """ZERO trains nothing (no epochs, no learning rates to set) and costs a pass of the image tower per view:
+    the page says how many before Start; the run is an ordinary run folder, scored by every score."""
+    import json
+    at = app("pages/3_Adapt.py")
+    at.run()
+    at.selectbox[0].set_value("zero").run()
+    no_trouble(at)
+    assert next(n for n in at.number_input if n.label == "Epochs").disabled
+    views = next(n for n in at.number_input if n.label.startswith("Views per image"))
+    assert views.value == 64  # the official count
+    views.set_value(4).run()
+    said = [c.value for c in at.caption if "image-tower passes" in c.value]
+    n = int(said[0].split(" images")[0]) if said else 0
+    assert said and f"{n} images × 4 views = {4 * n:,} image-tower passes" in said[0], said
+    at.button[0].click().run()  # Start (the form's submit)
+    no_trouble(at)
+    rid, bg = wait_for_run(at)
+    assert bg.status == "done" and bg.error is None, bg
+    run = workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid
+    assert json.loads((run / "config.json").read_text())["zero_views"] == 4
+    assert set(json.loads((run / "metrics.json").read_text())["after"]["scores"]) == {"msp", "maxlogit", "energy",
+                                                                                   "mcm", "gen"}
+
+
 def test_adapt_clipood_from_labelled_shapes_source():
     at = app("pages/3_Adapt.py")
     at.run()

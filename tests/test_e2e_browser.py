@@ -152,11 +152,11 @@ def test_ueo_on_shapes_end_to_end(page, server):
     shot(page, "5_inspect")
     # the files are made when a button is pressed (not on every rerun): the CSV arrives, at the slider's threshold
     button = page.get_by_role("button", name="predictions.csv at threshold")
-    thr = button.inner_text().split("threshold ")[1].strip()
+    thr = button.inner_text().split("threshold ")[1].split(" (")[0].strip()
     with page.expect_download() as dl:
         button.click()
     csv = Path(dl.value.path()).read_text().splitlines()
-    assert dl.value.suggested_filename.endswith(f"-predictions-t{thr}.csv")
+    assert dl.value.suggested_filename.endswith(f"-predictions-msp-t{thr}.csv")
     n_images = int(page.get_by_text("Rejected as unknown (").first.inner_text().split(" of ")[1].split(")")[0])
     assert "predicted_known" in csv[0] and len(csv) == 1 + n_images, (csv[0], len(csv), n_images)
     with page.expect_download() as dl:
@@ -175,8 +175,16 @@ def test_ueo_on_shapes_end_to_end(page, server):
     assert n_shown == min(int(count), 16) or (int(count) == 0 and f"No image is accepted as {name}" in
                                               section.inner_text()), (name, count, n_shown)
 
+    # another known/unknown score: the slider, histogram and galleries follow it (issue 21's screenshot)
+    choose(page, "Known/unknown score", "Energy")
+    page.get_by_text("Known/unknown threshold on Energy").wait_for()
+    page.locator(".js-plotly-plot", has_text="Energy of every image").wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shot(page, "issue21_inspect_energy")
+
     goto(page, "Compare")
     page.locator('[data-testid="stTable"]').first.wait_for()
+    assert "best score" in page.locator('[data-testid="stTable"]').first.inner_text()
     shot(page, "6_compare")
 
     goto(page, "Learn")

@@ -169,3 +169,9 @@ def test_a_training_free_run_stops_like_any_other(folder, tmp_path, method):
     tr.add_listener(lambda e: tr.cancel() if e.kind == "progress" and e.data["phase"].startswith(("ZERO", "TDA"))
                     else None)
     assert tr.run().status == "cancelled"
+
+
+def test_zero_needs_views_enough_for_its_confident_share():
+    with pytest.raises(ValueError, match="zero_views"):
+        RunConfig(method="zero", zero_views=3).validate()  # 30 % of 3 views is none
+    assert len(keep_confident(torch.randn(4, 3))) == 1

@@ -78,7 +78,8 @@ class RunConfig:
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
     threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
     split: str = "2means"                   # how the unset threshold is found without labels: 2means or otsu
-    zero_views: int = 64                    # ZERO: views per image (the image and N-1 random crops; official 64)
+    zero_views: int = 64                    # ZERO: views per image (the image and N-1 random crops; official 64;
+    #   at least 4, so that its 30 % of confident views is one or more)
     mcm_temperature: float = 1.0            # tau of the MCM known/unknown score (ueo_core/scores.py): max softmax of
     #   cosine / tau; 1, as Ming et al. 2022 (metrics.json reports every score beside the default MSP)
     protocol: str = "studio"                # how logits are scaled (PROTOCOLS below): "studio" uses the model's
@@ -152,7 +153,7 @@ class RunConfig:
         number("weight_temperature", 0.0, 1e4, lo_open=True, optional=True)
         number("threshold", 0.0, 1.0, optional=True)
         number("mcm_temperature", 0.0, 1e4, lo_open=True)
-        integer("zero_views", 2, 512)
+        integer("zero_views", 4, 512)  # (ZERO keeps 30 % of the views: at least one)
         number("margin", 0.0, 100.0)
         number("bma_beta", 0.0, 1000.0, lo_open=True)
         number("weight_decay", 0.0, 100.0)
