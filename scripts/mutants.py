@@ -98,7 +98,8 @@ MUTANTS = [
 
 
 # the engine's own tests first: a killed mutant usually dies in the first minute; then every other fast test
-FIRST = ["tests/test_losses_metrics.py", "tests/test_protocol.py", "tests/test_trainer.py", "tests/test_clipood.py"]
+FIRST = ["tests/test_losses_metrics.py", "tests/test_scores.py", "tests/test_training_free.py", "tests/test_protocol.py",
+         "tests/test_trainer.py", "tests/test_clipood.py"]
 
 
 def test_order() -> list[str]:
