@@ -144,7 +144,7 @@ def test_ueo_on_shapes_end_to_end(page, server):
     settle(page, 1500)
     sel = page.get_by_text("Selected images (").inner_text()
     assert int(sel.split("(")[1].split(")")[0]) > 0, sel
-    assert page.locator('[data-testid="stImage"]').count() > 0
+    page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)  # (on a loaded CPU they come later)
     shot(page, "4_explore")
 
     goto(page, "Inspect")
