@@ -88,10 +88,22 @@ def wait_umap(page, timeout_ms: int):
     settle(page, 1500)
 
 
-def choose(page, label: str, option_text: str):
-    """Pick the option containing ``option_text`` in the Streamlit selectbox labelled ``label``."""
-    page.get_by_role("combobox", name=label).first.click()
-    page.get_by_role("option").filter(has_text=option_text).first.click()
+def choose(page, label: str, option_text: str, attempts: int = 3):
+    """Pick the option containing ``option_text`` in the Streamlit selectbox labelled ``label``. (On a loaded CPU a
+    rerun still arriving can close the list just opened: then it is opened again.)"""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    for _ in range(attempts):
+        page.get_by_role("combobox", name=label).first.click()
+        option = page.get_by_role("option").filter(has_text=option_text).first
+        try:
+            option.wait_for(timeout=15_000)
+            option.click()
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            settle(page)
+    else:
+        raise AssertionError(f"the option {option_text!r} of {label!r} never showed")
     settle(page)
 
 
