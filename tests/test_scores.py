@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from ueo_core.scores import SCORES, detection, score as score_of, score_table, softmax_of
+from ueo_core.scores import SCORES, all_scores, detection, score as score_of, score_table, softmax_of
 
 COS = np.array([[0.30, 0.20, 0.10], [0.25, 0.24, 0.23], [0.05, 0.40, 0.10], [0.12, 0.11, 0.30],
                 [0.20, 0.21, 0.19]])
@@ -81,10 +81,10 @@ def test_detection_against_direct_computation():
 
 
 def test_score_table_has_every_score_and_nothing_without_truth():
-    table = score_table(COS, softmax_of(COS, 15.0), 15.0, TRUTH)
+    table = score_table(all_scores(COS, softmax_of(COS, 15.0), 15.0), TRUTH)
     assert set(table) == set(SCORES) and all(set(d) == {"auroc", "fpr95", "aupr_in", "aupr_out"}
                                              for d in table.values())
-    assert score_table(COS, softmax_of(COS, 15.0), 15.0, None) == {}
+    assert score_table(all_scores(COS, softmax_of(COS, 15.0), 15.0), None) == {}
 
 
 def test_a_run_reports_every_score_and_msp_is_the_default_auroc(folder, tmp_path):

@@ -70,9 +70,9 @@ def detection(values: np.ndarray, truth: np.ndarray) -> dict:
             "aupr_out": float(average_precision_score(~known, -values))}
 
 
-def score_table(cos: np.ndarray, probs: np.ndarray, scale: float, truth: Optional[np.ndarray],
-                mcm_tau: float = MCM_TAU) -> dict:
-    """{score: detection} for every score: what metrics.json keeps under ``scores`` (empty without ground truth)."""
+def score_table(values: dict[str, np.ndarray], truth: Optional[np.ndarray]) -> dict:
+    """{score: detection} of every score's values (``all_scores``): what metrics.json keeps under ``scores``
+    (empty without ground truth)."""
     if truth is None:
         return {}
-    return {name: detection(v, truth) for name, v in all_scores(cos, probs, scale, mcm_tau).items()}
+    return {name: detection(v, truth) for name, v in values.items()}

@@ -39,6 +39,7 @@ class Evaluation:
     metrics: dict
     probs: np.ndarray    # (N, K) softmax under the protocol's evaluation scale
     cos: torch.Tensor    # (N, K) cosine logits
+    scores: dict         # {score name: (N,) values} (ueo_core.scores)
 
 
 @dataclass
@@ -162,12 +163,14 @@ class Trainer:
         else:
             cos, probs = outputs
         metrics = compute_metrics(probs, self.truth, self.config.threshold, seen=self.seen, split=self.config.split)
-        if self.truth is not None:  # every known/unknown score, beside the default (MSP: metrics["auroc"])
+        # every known/unknown score, once: for metrics.json (beside the default: MSP is metrics["auroc"]) and for
+        # the predictions' score columns
+        scores = all_scores(cos.cpu().numpy(), probs, self.scale("eval"), self.config.mcm_temperature)
+        if self.truth is not None:
             labelled = self.truth != NO_TRUTH
-            metrics["scores"] = score_table(cos.cpu().numpy()[labelled], probs[labelled], self.scale("eval"),
-                                            self.truth[labelled], self.config.mcm_temperature)
+            metrics["scores"] = score_table({k: v[labelled] for k, v in scores.items()}, self.truth[labelled])
         hist = confidence_histogram(probs.max(axis=1), self.truth)
-        self.latest = Evaluation(epoch, kind, metrics, probs, cos)
+        self.latest = Evaluation(epoch, kind, metrics, probs, cos, scores)
         self.emit(kind, epoch=epoch, metrics=metrics, histogram=hist, probs=probs,
                   class_shares=metrics["class_shares"], collapsed=metrics["collapsed"])
         return self.latest
@@ -237,8 +240,8 @@ class Trainer:
 
     def _predictions(self, ev: Evaluation) -> list[dict]:
         ims = self.image_set
-        scores = all_scores(ev.cos.cpu().numpy(), ev.probs, self.scale("eval"), self.config.mcm_temperature)
-        return predictions_table(ims.files, ev.probs, ims.classes, ims.folder_names, ev.metrics["threshold"], scores)
+        return predictions_table(ims.files, ev.probs, ims.classes, ims.folder_names, ev.metrics["threshold"],
+                                 ev.scores)
 
     def _write_outcome(self, ev: Evaluation, seconds: float, **extra) -> None:
         """metrics.json (before, after, seconds, protocol and ``extra``) and predictions.csv at the threshold of
