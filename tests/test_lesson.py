@@ -105,3 +105,16 @@ def test_the_extended_lesson_adds_zero_and_tda_and_says_what_each_did():
             "(83.7 → 81.6) against zero-shot.") in s
     best = next(x for x in s if x.startswith("Of the methods that use no labels"))
     assert "UEO separated known from unknown best" in best and "TDA 81.6" in best and "ZERO 48.5" in best
+
+
+def test_cli_extended_lesson_runs_zero_and_tda_too(tmp_path, capsys):
+    from ueo_core.cli import main
+    folder = make_folder(tmp_path / "imgs", classes=("red", "green", "blue"), per_class=4)
+    rc = main(["lesson", str(folder), "--prior", "red,green", "--model", "ueo-tiny", "--pretrained", "none",
+               "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / "runs"), "--extended"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for m in ("zero", "tda"):
+        assert any(line.startswith(m + " ") for line in out.splitlines()), out
+    assert "- ZERO, which trains nothing," in out and "- TDA, which trains nothing," in out
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 7

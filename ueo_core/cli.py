@@ -157,7 +157,7 @@ def cmd_lesson(args) -> int:
         elif ev.kind != "lesson":
             bar(ev)
 
-    lesson = Lesson(base, ims, args.out, listeners=(listener,))
+    lesson = Lesson(base, ims, args.out, listeners=(listener,), extended=args.extended)
     try:
         lesson.run()
     except Exception as err:
