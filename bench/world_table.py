@@ -97,14 +97,17 @@ def main(argv=None) -> int:
         for method in args.methods:
             cells = [run_cell(dom, method, s, quick, args.checkpoint, args.protocol) for s in args.seeds]
             table[dom, method] = {k: float(np.mean([c[k] for c in cells])) for k in KEYS}
+            table[dom, method].update({f"sd_{k}": float(np.std([c[k] for c in cells])) for k in ("gacc", "auroc")})
             m = table[dom, method]
             print(f"{dom:7s} {method:10s} GACC {m['gacc']*100:5.1f}  AUROC {m['auroc']*100:5.1f}  "
                   f"H {m['h_score']*100:5.1f}  top class {m['top_share']*100:3.0f} %  run {m['seconds']:4.1f} s"
                   f"   ({time.time() - t0:.0f} s)", flush=True)
+    sd = lambda m, k: f" ± {m[f'sd_{k}']*100:.1f}" if len(args.seeds) > 1 else ""  # noqa: E731
     print("\n| domain | method | GACC | AUROC | H-score | top class share | > 0.99 conf. | run s |")
     print("|---|---|---|---|---|---|---|---|")
     for (dom, method), m in table.items():
-        print(f"| {dom} | {method} | {m['gacc']*100:.1f} | {m['auroc']*100:.1f} | {m['h_score']*100:.1f} | "
+        print(f"| {dom} | {method} | {m['gacc']*100:.1f}{sd(m, 'gacc')} | {m['auroc']*100:.1f}{sd(m, 'auroc')} | "
+              f"{m['h_score']*100:.1f} | "
               f"{m['top_share']*100:.0f} % | {m['saturated']*100:.0f} % | {m['seconds']:.1f} |")
     shifted = [d for d in args.domains if d != SOURCE_DOMAIN]
     if shifted:
@@ -114,9 +117,10 @@ def main(argv=None) -> int:
         for (dom, method), m in table.items():
             if dom in shifted:
                 print(f"| {dom} | {method} | " + " | ".join(f"{m[f'auroc_{k}'] * 100:.1f}" for k in SCORES) + " |")
-    print(f"\nmean of {len(args.seeds)} seed(s) {args.seeds}; quick settings: epochs {quick['epochs']}, batch "
-          f"{quick['batch_size']}, lr {quick['lr_visual']} (prompt {quick['lr_prompt']}); {time.time() - t0:.0f} s "
-          "in all\n")
+    print(f"\nmean of {len(args.seeds)} seed(s) {args.seeds} (± the standard deviation over seeds); quick settings: "
+          f"epochs {quick['epochs']}, batch {quick['batch_size']}, lr {quick['lr_visual']} "
+          f"(prompt {quick['lr_prompt']}); "
+          f"{time.time() - t0:.0f} s in all\n")
     for target, ok, numbers in check_targets(table, args.domains):
         print(f"{'met ' if ok else 'MISSED'} {target}: {numbers}")
     return 0

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="UMAP random state (default %(default)s)")
 
     les = sub.add_parser("lesson", help="zero-shot, entropy minimisation, IM, UEO (and the oracle with ground "
-                                        "truth; with --extended ZERO and TDA) on one folder with the same settings, then what happened in words")
+                                        "truth; with --extended ZERO and TDA) on one folder with the same "
+                                        "settings, then what happened in words")
     _add_data_args(les)
     _add_model_args(les)
     les.add_argument("--out", default="runs", help="folder for the lesson's run folders (default %(default)s)")

@@ -45,9 +45,10 @@ def lesson_configs(base: RunConfig, has_truth: bool, methods: Optional[Sequence[
 class Lesson:
     """The lesson's runs, one after another, under one progress fraction.
 
-    ``extended`` adds ZERO and TDA after the five. ``run()`` writes the manifest before each run and after the last, emits every trainer event to the listeners
-    (with ``lesson_index`` and ``lesson_method`` added) plus ``lesson`` events, and stops at the first error or at
-    ``cancel()``. ``progress()`` is the whole lesson's fraction done and a line saying where it is.
+    ``extended`` adds ZERO and TDA after the five. ``run()`` writes the manifest before each run and after the last,
+    emits every trainer event to the listeners (with ``lesson_index`` and ``lesson_method`` added) plus ``lesson``
+    events, and stops at the first error or at ``cancel()``. ``progress()`` is the whole lesson's fraction done and
+    a line saying where it is.
     """
 
     def __init__(self, base: RunConfig, image_set: ImageSet, runs_root: str | Path, lesson_id: Optional[str] = None,
