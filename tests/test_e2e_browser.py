@@ -4,6 +4,7 @@ go to ``artifacts/screenshots/`` (override with UEO_SCREENSHOTS)."""
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -364,6 +365,20 @@ def test_state_survives_refresh_one_live_run_stop_anywhere_and_stopped_runs_open
     assert page.get_by_role("button", name="▶ Start").is_enabled()
 
 
+def shared_link(page, epochs: int, timeout_s: float = 60) -> str:
+    """The link in the Share expander once it carries ``epochs``: on a loaded CPU the rerun that follows the
+    Epochs box can land after the page looked quiet, and until then the expander shows the previous link."""
+    from studio.share import PARAM, decode
+    from urllib.parse import parse_qs, urlparse
+    deadline = time.time() + timeout_s
+    while True:
+        link = page.locator('[data-testid="stCode"]').first.inner_text().strip()
+        value = parse_qs(urlparse(link).query).get(PARAM, [""])[0]
+        if value and decode(value)["settings"].get("epochs") == epochs or time.time() > deadline:
+            return link
+        page.wait_for_timeout(500)
+
+
 def test_a_teachers_link_opens_in_a_fresh_browser_session_with_the_same_choices(page, server, browser_page):
     """The teacher chooses the photo domain and 2 epochs on Lesson and copies the link; a student's fresh browser
     session (its own cookies and storage) opens it: same data and settings, a workspace of its own, and the
@@ -384,7 +399,7 @@ def test_a_teachers_link_opens_in_a_fresh_browser_session_with_the_same_choices(
     settle(page)
     page.get_by_text("Share this lesson").click()
     settle(page)
-    link = page.locator('[data-testid="stCode"]').first.inner_text().strip()
+    link = shared_link(page, epochs=2)  # (the student's page below checks that it carries 2 epochs)
     shot(page, "issue19_teacher_share_link")
     assert link.startswith(server) and "lesson_link=" in link and teacher_ws not in link and "ws=" not in link
 
