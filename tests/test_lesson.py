@@ -42,6 +42,17 @@ def test_summary_names_the_collapse_and_the_best_separation():
     assert "oracle" in s[5] and "AUROC 90.0" in s[5]
 
 
+def test_every_difference_in_the_summary_is_the_difference_of_the_figures_beside_it():
+    """84.54 and 83.66 are shown as 84.5 and 83.7: the sentence says +0.8 (what a student computes from them),
+    not the unrounded +0.9."""
+    rows = [row("zero_shot", 0.6136, 0.7064, 0.50), row("im", 0.8366, 0.8366, 0.686),
+            row("ueo", 0.8334, 0.8454, 0.701), row("tda", 0.6674, 0.8104, 0.57)]
+    s = " ".join(lesson_summary(rows))
+    assert "(UEO minus IM: AUROC +0.8, H-score +1.5, GACC -0.4 points)" in s
+    assert "AUROC 84.5 (IM 83.7, TDA 81.0; zero-shot 70.6, so +13.9 points)" in s
+    assert "raised GACC by 5.3 points (61.4 → 66.7) and raised AUROC by 10.4 points (70.6 → 81.0)" in s
+
+
 def test_summary_says_so_when_im_wins():
     rows = [row("zero_shot", 0.70, 0.80, 0.60), row("entropy", 0.72, 0.70, 0.5),
             row("im", 0.85, 0.86, 0.70), row("ueo", 0.84, 0.83, 0.66)]

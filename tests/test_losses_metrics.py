@@ -190,6 +190,10 @@ def test_run_verdict_is_computed_from_the_numbers():
     assert level == "warning" and "GACC -10.0" in text and "AUROC" not in text
     level, text = run_verdict(before, {"gacc": 0.8, "auroc": 0.9, "collapsed": False}, ["a", "b"], 5)
     assert level == "success" and "GACC +10.0" in text and "AUROC +10.0" in text
+    # the gain is the difference of the figures the page shows (83.7 -> 84.5: +0.8), not of the unrounded rates
+    level, text = run_verdict({"gacc": 0.9, "auroc": 0.8366}, {"gacc": 0.9, "auroc": 0.8454, "collapsed": False},
+                              ["a", "b"], 5)
+    assert "AUROC +0.8" in text and "GACC +0.0" in text
     # near chance (the 40 real photos of issue 11: 3 known classes, GACC 43 %, AUROC 53 %): said plainly
     level, text = run_verdict({"gacc": 0.43, "auroc": 0.53}, {"gacc": 0.43, "auroc": 0.53}, ["dog", "elephant",
                                                                                           "horse"], 20)

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .analysis import chance_note
+from .analysis import chance_note, shown_gain
 from .config import RunConfig
 from .data import ImageSet
 from .methods import get_method
@@ -228,7 +228,7 @@ def training_free_line(method: str, after: dict, zero_shot: dict) -> str:
     for key, name in (("gacc", "GACC"), ("auroc", "AUROC")):
         if after.get(key) is None or zero_shot.get(key) is None:
             continue
-        d = (after[key] - zero_shot[key]) * 100
+        d = shown_gain(after[key], zero_shot[key])
         word = "raised" if d > 0 else "lowered" if d < 0 else "kept"
         moves.append((d, f"{word} {name}" + (f" by {abs(d):.1f} points" if d else "") + f" ({_pct(zero_shot[key])} → "
                       f"{_pct(after[key])})"))
@@ -282,7 +282,7 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
     if free:
         best = max(free, key=lambda m: by[m]["after"]["auroc"])
         others = ", ".join(f"{PLAIN_NAMES[m]} {_pct(by[m]['after']['auroc'])}" for m in free if m != best)
-        gain = (by[best]["after"]["auroc"] - zs["after"]["auroc"]) * 100 if zs and zs["after"].get("auroc") \
+        gain = shown_gain(by[best]["after"]["auroc"], zs["after"]["auroc"]) if zs and zs["after"].get("auroc") \
             is not None else None
         out.append(f"Of the methods that use no labels, {PLAIN_NAMES[best]} separated known from unknown best: AUROC "
                    f"{_pct(by[best]['after']['auroc'])} ({others}"
@@ -290,7 +290,7 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
                       else "") + ").")
     if "ueo" in by and "im" in by:
         u, i = by["ueo"]["after"], by["im"]["after"]
-        diffs = {k: (u[k] - i[k]) * 100 for k in ("auroc", "h_score", "gacc")
+        diffs = {k: shown_gain(u[k], i[k]) for k in ("auroc", "h_score", "gacc")
                  if u.get(k) is not None and i.get(k) is not None}
         if diffs:
             name = lambda k: k.upper().replace("_SCORE", "-score")  # noqa: E731

@@ -44,12 +44,19 @@ def chance_note(after: dict, n_classes: int) -> Optional[str]:
             "apart, so nothing on the other pages should be read as a finding.")
 
 
+def shown_gain(a: float, b: float) -> float:
+    """a − b in points between two rates, taken between the figures as shown (one decimal): a sentence's
+    difference is then the one a reader computes from the numbers beside it (84.5 − 83.7 = +0.8, where the
+    unrounded 0.8454 − 0.8366 gives +0.9)."""
+    return round(round(a * 100, 1) - round(b * 100, 1), 1)
+
+
 def run_verdict(before: dict, after: dict, classes: Sequence[str], seconds: float,
                 method: Optional[str] = None) -> tuple[str, str]:
     """("success" | "warning", sentence) for a finished run, computed from its numbers: a collapse, a result
     worse than zero-shot, or one near chance is a warning, never a plain "done". The explanation of a collapse
     depends on the ``method`` (entropy minimisation has no term against it; IM and UEO have one that lost)."""
-    pts = lambda k: (after.get(k) - before.get(k)) * 100 if after.get(k) is not None and before.get(k) is not None \
+    pts = lambda k: shown_gain(after[k], before[k]) if after.get(k) is not None and before.get(k) is not None \
         else None  # noqa: E731
     chance = chance_note(after, len(classes))
     if after.get("collapsed"):
