@@ -4,6 +4,7 @@ import streamlit as st
 from studio import charts, state, ui
 from ueo_core.analysis import compare_summary, compare_table, list_runs, run_curves
 
+RATES = ("gacc", "pacc", "auroc", "h_score", "fpr95", "auroc (best score)", "gacc (zero-shot)", "auroc (zero-shot)")
 ui.page("Compare", "⚖️")
 runs = list_runs(state.runs_dir())
 if not runs:
@@ -17,9 +18,10 @@ paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
 ui.table(rows, columns=["run", "method", "status", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score",
                         "fpr95", "best score", "auroc (best score)", "collapsed", "gacc (zero-shot)",
-                        "auroc (zero-shot)", "seconds"])
-ui.explain("AUROC, FPR95 and H-score use MSP (max softmax), the papers' score; 'best score' is the known/unknown "
-           "score (MSP, MaxLogit, energy, MCM, GEN) that separates this run's images best, with its AUROC.")
+                        "auroc (zero-shot)", "seconds"], percent=RATES)
+ui.explain("Rates in % (points). AUROC, FPR95 and H-score use MSP (max softmax), the papers' score; 'best score' is "
+           "the known/unknown score (MSP, MaxLogit, energy, MCM, GEN) that separates this run's images best, with "
+           "its AUROC.")
 ui.explain(compare_summary(rows))
 loss, auroc, gacc, methods = {}, {}, {}, {}
 for row, p in zip(rows, paths):

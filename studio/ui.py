@@ -130,13 +130,18 @@ def _gallery(paths, captions, limit, columns, empty, key) -> None:
         st.caption(f"… and {len(paths) - limit} more")
 
 
-def table(rows: Sequence[dict], columns: Optional[Sequence[str]] = None, digits: int = 4) -> None:
-    """A small table as static HTML (``st.table``), floats to ``digits`` significant digits, "–" where empty.
+def table(rows: Sequence[dict], columns: Optional[Sequence[str]] = None, digits: int = 4,
+          percent: Sequence[str] = ()) -> None:
+    """A small table as static HTML (``st.table``), floats to ``digits`` significant digits, "–" where empty; the
+    rates named in ``percent`` as points with one decimal (0.8667 → 86.7), as the metric cards and every sentence
+    print them, so that a figure in a caption can be found in the table as written.
     ``bench/ui_elements.py`` measured a 6-row ``st.dataframe`` (a canvas grid) at ~340 ms to mount on a page switch
     in Chromium on 2 cores, the same rows as ``st.table`` at ~13 ms: the grid is kept for long lists only."""
     import pandas as pd
     cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
     frame = pd.DataFrame(list(rows), columns=cols)
+    for c in (c for c in percent if c in cols):
+        frame[c] = frame[c].map(lambda v: "–" if v is None or pd.isna(v) else f"{v * 100:.1f}")
     floats = [c for c in cols if pd.api.types.is_float_dtype(frame[c])]
     shown = frame.style.format({c: f"{{:.{digits}g}}" for c in floats}, na_rep="–")
     st.table(shown, hide_index=True, height="content" if len(frame) <= 12 else 460)  # long ones scroll

@@ -212,7 +212,12 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     cmp_ = app("pages/6_Compare.py", ws=ws)
     cmp_.run()
     no_trouble(cmp_)
-    assert cmp_.table
+    # the table's rates are printed as the caption prints them: the run's GACC and AUROC, in points, in both
+    after = json.loads((workspace.WORKSPACES / ws / "runs" / rid / "metrics.json").read_text())["after"]
+    row = cmp_.table[0].value.iloc[0]
+    caption = " ".join(c.value for c in cmp_.caption)
+    for key in ("gacc", "auroc"):
+        assert row[key] == f"{after[key] * 100:.1f}" and f"{key.upper()} {row[key]}" in caption, (row, caption)
 
 
 def test_bad_template_and_failed_run_show_plain_errors(tmp_path):
