@@ -3,7 +3,7 @@ import streamlit as st
 
 from studio import charts, state, ui
 from ueo_core.analysis import (acceptance_summary, entropy_note, read_predictions, run_curves, run_verdict,
-                               shares_note, shown_gain)
+                               shares_note, shown_gain, shown_rate)
 from ueo_core.config import RunConfig
 from studio.advice import is_resnet_tower, prefers_fast_mode, suggested_settings
 from ueo_core.data import DataError
@@ -161,7 +161,7 @@ def metric_row(b: dict, a: dict) -> None:
     cols = st.columns(4)
     for col, k in zip(cols, ("gacc", "pacc", "auroc", "h_score")):
         if a.get(k) is not None:
-            col.metric(k.upper(), f"{a[k] * 100:.1f}", f"{shown_gain(a[k], b.get(k) or 0):+.1f} vs zero-shot")
+            col.metric(k.upper(), shown_rate(a[k]), f"{shown_gain(a[k], b.get(k) or 0):+.1f} vs zero-shot")
 
 
 @st.fragment(run_every=1.0 if running else None)

@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 import streamlit as st
 from PIL import Image
 
+from ueo_core.analysis import shown_rate
 from ueo_core.data import DataError, load_rgb
 
 from . import share, state
@@ -141,7 +142,7 @@ def table(rows: Sequence[dict], columns: Optional[Sequence[str]] = None, digits:
     cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
     frame = pd.DataFrame(list(rows), columns=cols)
     for c in (c for c in percent if c in cols):
-        frame[c] = frame[c].map(lambda v: "–" if v is None or pd.isna(v) else f"{v * 100:.1f}")
+        frame[c] = frame[c].map(lambda v: "–" if pd.isna(v) else shown_rate(v))
     floats = [c for c in cols if pd.api.types.is_float_dtype(frame[c])]
     shown = frame.style.format({c: f"{{:.{digits}g}}" for c in floats}, na_rep="–")
     st.table(shown, hide_index=True, height="content" if len(frame) <= 12 else 460)  # long ones scroll

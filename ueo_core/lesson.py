@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .analysis import chance_note, shown_gain
+from .analysis import chance_note, shown_gain, shown_rate
 from .config import RunConfig
 from .data import ImageSet
 from .methods import get_method
@@ -217,10 +217,6 @@ def _first_upper(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def _pct(v: Optional[float]) -> str:
-    return "–" if v is None else f"{v * 100:.1f}"
-
-
 def training_free_line(method: str, after: dict, zero_shot: dict) -> str:
     """"TDA, which trains nothing, raised GACC by 3.9 points but lowered AUROC by 2.1 (…)": each direction read
     from the numbers; "and" when both moved the same way, "but" when they did not."""
@@ -230,8 +226,8 @@ def training_free_line(method: str, after: dict, zero_shot: dict) -> str:
             continue
         d = shown_gain(after[key], zero_shot[key])
         word = "raised" if d > 0 else "lowered" if d < 0 else "kept"
-        moves.append((d, f"{word} {name}" + (f" by {abs(d):.1f} points" if d else "") + f" ({_pct(zero_shot[key])} → "
-                      f"{_pct(after[key])})"))
+        moves.append((d, f"{word} {name}" + (f" by {abs(d):.1f} points" if d else "") + f" ({shown_rate(zero_shot[key])} → "
+                      f"{shown_rate(after[key])})"))
     if not moves:
         return f"{PLAIN_NAMES[method]} trains nothing; this data has no truth to score it against."
     joint = " and " if len(moves) < 2 or (moves[0][0] > 0) == (moves[1][0] > 0) else " but "
@@ -255,8 +251,8 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
 
     zs = by.get("zero_shot")
     if zs and has_truth:
-        out.append(f"Zero-shot, before any adaptation: known-class accuracy (GACC) {_pct(zs['after'].get('gacc'))}, "
-                   f"known/unknown separation (AUROC) {_pct(zs['after'].get('auroc'))}.")
+        out.append(f"Zero-shot, before any adaptation: known-class accuracy (GACC) {shown_rate(zs['after'].get('gacc'))}, "
+                   f"known/unknown separation (AUROC) {shown_rate(zs['after'].get('auroc'))}.")
         chance = chance_note(zs["after"], len(zs["classes"]))
         if chance:
             out.append(chance)
@@ -265,8 +261,8 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
         name, share = top(by[m])
         line = f"{_first_upper(PLAIN_NAMES[m])} collapsed: {share:.0%} of all images are now predicted as '{name}'"
         if has_truth and zs:
-            line += (f"; GACC went from {_pct(zs['after'].get('gacc'))} to {_pct(by[m]['after'].get('gacc'))} and "
-                     f"AUROC from {_pct(zs['after'].get('auroc'))} to {_pct(by[m]['after'].get('auroc'))}")
+            line += (f"; GACC went from {shown_rate(zs['after'].get('gacc'))} to {shown_rate(by[m]['after'].get('gacc'))} and "
+                     f"AUROC from {shown_rate(zs['after'].get('auroc'))} to {shown_rate(by[m]['after'].get('auroc'))}")
         out.append(line + ". Rewarding confident answers alone piles the predictions onto one class.")
     spread = [m for m in ("im", "ueo") if m in by and not by[m]["after"].get("collapsed")]
     if spread:
@@ -281,12 +277,12 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
     free = [m for m in LABEL_FREE + EXTENDED if m in by and by[m]["after"].get("auroc") is not None]
     if free:
         best = max(free, key=lambda m: by[m]["after"]["auroc"])
-        others = ", ".join(f"{PLAIN_NAMES[m]} {_pct(by[m]['after']['auroc'])}" for m in free if m != best)
+        others = ", ".join(f"{PLAIN_NAMES[m]} {shown_rate(by[m]['after']['auroc'])}" for m in free if m != best)
         gain = shown_gain(by[best]["after"]["auroc"], zs["after"]["auroc"]) if zs and zs["after"].get("auroc") \
             is not None else None
         out.append(f"Of the methods that use no labels, {PLAIN_NAMES[best]} separated known from unknown best: AUROC "
-                   f"{_pct(by[best]['after']['auroc'])} ({others}"
-                   + (f"; zero-shot {_pct(zs['after']['auroc'])}, so {gain:+.1f} points" if gain is not None
+                   f"{shown_rate(by[best]['after']['auroc'])} ({others}"
+                   + (f"; zero-shot {shown_rate(zs['after']['auroc'])}, so {gain:+.1f} points" if gain is not None
                       else "") + ").")
     if "ueo" in by and "im" in by:
         u, i = by["ueo"]["after"], by["im"]["after"]
@@ -307,6 +303,6 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
                        "confidence weights.")
     if "oracle" in by and by["oracle"]["after"].get("auroc") is not None:
         o = by["oracle"]["after"]
-        out.append(f"The oracle, which is told the true known/unknown split, reaches AUROC {_pct(o['auroc'])} and "
-                   f"GACC {_pct(o.get('gacc'))}: a reference for what these settings allow with perfect weights.")
+        out.append(f"The oracle, which is told the true known/unknown split, reaches AUROC {shown_rate(o['auroc'])} and "
+                   f"GACC {shown_rate(o.get('gacc'))}: a reference for what these settings allow with perfect weights.")
     return out

@@ -10,9 +10,9 @@
 from .comparison import COMPARE_KEYS, compare_summary, compare_table, list_runs, run_curves, shares_note
 from .predictions import Predictions, acceptance_summary, read_predictions, rejection_summary
 from .teaching import entropy_of, softmax, toy_descent, toy_descent_note, ueo_batch_terms
-from .verdicts import builtin_model_warning, chance_note, entropy_note, run_verdict, shown_gain
+from .verdicts import builtin_model_warning, chance_note, entropy_note, run_verdict, shown_gain, shown_rate
 
 __all__ = ["COMPARE_KEYS", "compare_summary", "compare_table", "list_runs", "run_curves", "shares_note",
            "Predictions", "acceptance_summary", "read_predictions", "rejection_summary", "entropy_of", "softmax",
            "toy_descent", "toy_descent_note", "ueo_batch_terms", "builtin_model_warning", "chance_note",
-           "entropy_note", "run_verdict", "shown_gain"]
+           "entropy_note", "run_verdict", "shown_gain", "shown_rate"]

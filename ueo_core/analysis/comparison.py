@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ..runs import RunFolder
+from .verdicts import shown_rate
 from ..scores import DEFAULT, LABELS
 
 
@@ -66,14 +67,14 @@ def compare_summary(rows: list[dict]) -> str:
         if have:
             best = max(have, key=lambda r: r[key])
             zs = best.get(f"{key} (zero-shot)")
-            parts.append(f"{best['method']} {what} ({key.upper()} {best[key] * 100:.1f}"
-                         + (f", zero-shot {zs * 100:.1f})" if zs is not None else ")"))
+            parts.append(f"{best['method']} {what} ({key.upper()} {shown_rate(best[key])}"
+                         + (f", zero-shot {shown_rate(zs)})" if zs is not None else ")"))
     gains = [r for r in done if r.get("best score") not in (None, DEFAULT) and r.get("auroc") is not None
              and r["auroc (best score)"] - r["auroc"] > 0.01]
     if gains:
         r = max(gains, key=lambda r: r["auroc (best score)"] - r["auroc"])
         parts.append(f"scored by {LABELS[r['best score']]} instead of MSP, {r['method']} would separate them at AUROC "
-                     f"{r['auroc (best score)'] * 100:.1f} (MSP {r['auroc'] * 100:.1f})")
+                     f"{shown_rate(r['auroc (best score)'])} (MSP {shown_rate(r['auroc'])})")
     return "; ".join(parts) + "."
 
 

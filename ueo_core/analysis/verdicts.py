@@ -34,9 +34,9 @@ def chance_note(after: dict, n_classes: int) -> Optional[str]:
     parts = []
     auroc, gacc = after.get("auroc"), after.get("gacc")
     if auroc is not None and auroc < CHANCE_AUROC:
-        parts.append(f"AUROC {auroc * 100:.1f} where guessing gives 50")
+        parts.append(f"AUROC {shown_rate(auroc)} where guessing gives 50")
     if gacc is not None and n_classes and gacc < CHANCE_FACTOR / n_classes:
-        parts.append(f"known-class accuracy {gacc * 100:.1f}% where guessing among {n_classes} classes gives "
+        parts.append(f"known-class accuracy {shown_rate(gacc)}% where guessing among {n_classes} classes gives "
                      f"{100 / n_classes:.0f}%")
     if not parts:
         return None
@@ -44,8 +44,13 @@ def chance_note(after: dict, n_classes: int) -> Optional[str]:
             "apart, so nothing on the other pages should be read as a finding.")
 
 
+def shown_rate(v: Optional[float]) -> str:
+    """A rate as every page and sentence prints it: points with one decimal (0.8667 → "86.7"), "–" where absent."""
+    return "–" if v is None else f"{v * 100:.1f}"
+
+
 def shown_gain(a: float, b: float) -> float:
-    """a − b in points between two rates, taken between the figures as shown (one decimal): a sentence's
+    """a − b in points between two rates, taken between the figures as shown (``shown_rate``): a sentence's
     difference is then the one a reader computes from the numbers beside it (84.5 − 83.7 = +0.8, where the
     unrounded 0.8454 − 0.8366 gives +0.9)."""
     return round(round(a * 100, 1) - round(b * 100, 1), 1)
