@@ -226,8 +226,8 @@ def training_free_line(method: str, after: dict, zero_shot: dict) -> str:
             continue
         d = shown_gain(after[key], zero_shot[key])
         word = "raised" if d > 0 else "lowered" if d < 0 else "kept"
-        moves.append((d, f"{word} {name}" + (f" by {abs(d):.1f} points" if d else "") + f" ({shown_rate(zero_shot[key])} → "
-                      f"{shown_rate(after[key])})"))
+        moves.append((d, f"{word} {name}" + (f" by {abs(d):.1f} points" if d else "")
+                      + f" ({shown_rate(zero_shot[key])} → {shown_rate(after[key])})"))
     if not moves:
         return f"{PLAIN_NAMES[method]} trains nothing; this data has no truth to score it against."
     joint = " and " if len(moves) < 2 or (moves[0][0] > 0) == (moves[1][0] > 0) else " but "
@@ -251,8 +251,9 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
 
     zs = by.get("zero_shot")
     if zs and has_truth:
-        out.append(f"Zero-shot, before any adaptation: known-class accuracy (GACC) {shown_rate(zs['after'].get('gacc'))}, "
-                   f"known/unknown separation (AUROC) {shown_rate(zs['after'].get('auroc'))}.")
+        out.append(f"Zero-shot, before any adaptation: known-class accuracy (GACC) "
+                   f"{shown_rate(zs['after'].get('gacc'))}, known/unknown separation (AUROC) "
+                   f"{shown_rate(zs['after'].get('auroc'))}.")
         chance = chance_note(zs["after"], len(zs["classes"]))
         if chance:
             out.append(chance)
@@ -261,8 +262,9 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
         name, share = top(by[m])
         line = f"{_first_upper(PLAIN_NAMES[m])} collapsed: {share:.0%} of all images are now predicted as '{name}'"
         if has_truth and zs:
-            line += (f"; GACC went from {shown_rate(zs['after'].get('gacc'))} to {shown_rate(by[m]['after'].get('gacc'))} and "
-                     f"AUROC from {shown_rate(zs['after'].get('auroc'))} to {shown_rate(by[m]['after'].get('auroc'))}")
+            line += (f"; GACC went from {shown_rate(zs['after'].get('gacc'))} to "
+                     f"{shown_rate(by[m]['after'].get('gacc'))} and AUROC from {shown_rate(zs['after'].get('auroc'))} "
+                     f"to {shown_rate(by[m]['after'].get('auroc'))}")
         out.append(line + ". Rewarding confident answers alone piles the predictions onto one class.")
     spread = [m for m in ("im", "ueo") if m in by and not by[m]["after"].get("collapsed")]
     if spread:
@@ -303,6 +305,7 @@ def lesson_summary(rows: Sequence[dict]) -> list[str]:
                        "confidence weights.")
     if "oracle" in by and by["oracle"]["after"].get("auroc") is not None:
         o = by["oracle"]["after"]
-        out.append(f"The oracle, which is told the true known/unknown split, reaches AUROC {shown_rate(o['auroc'])} and "
-                   f"GACC {shown_rate(o.get('gacc'))}: a reference for what these settings allow with perfect weights.")
+        out.append(f"The oracle, which is told the true known/unknown split, reaches AUROC {shown_rate(o['auroc'])} "
+                   f"and GACC {shown_rate(o.get('gacc'))}: a reference for what these settings allow with perfect "
+                   "weights.")
     return out
