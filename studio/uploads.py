@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from ueo_core.archive import safe_extract_zip
+from ueo_core.archive import data_root, safe_extract_zip
 from ueo_core.data import DataError
 
 MAX_UPLOAD_FILES = 2000
@@ -16,7 +16,8 @@ MAX_FILE_BYTES = 200 * 1024 ** 2
 def save_upload(files: Sequence, dest: Path) -> tuple[Path, list[tuple[str, str]]]:
     """Write uploaded files (objects with ``.name`` and ``.getbuffer()``) under ``dest``.
 
-    One zip: extracted with the zip-slip / symlink / bomb guards; a single top folder becomes the root.
+    One zip: extracted with the zip-slip / symlink / bomb guards; the folder a 'Compress folder' wraps around the
+    data is stepped into (``ueo_core.archive.data_root``), whether class folders or the images themselves are inside.
     Images: written flat (names stripped of any directory part). Returns (data root, refused entries).
     Raises DataError for an upload refused as a whole.
     """
@@ -42,10 +43,10 @@ def save_upload(files: Sequence, dest: Path) -> tuple[Path, list[tuple[str, str]
             raise
         finally:
             tmp.unlink(missing_ok=True)
-        inner = [p for p in dest.iterdir() if not p.name.startswith(".")]
-        if len(inner) == 1 and inner[0].is_dir() and any(q.is_dir() for q in inner[0].iterdir()):
-            dest = inner[0]
-        return dest, refused
+        root, left_out = data_root(dest)
+        refused += [(p.relative_to(dest).as_posix(), f"beside the folder {root.relative_to(dest).as_posix()}, which "
+                     "holds the images: not used") for p in left_out]
+        return root, refused
     refused = []
     for f in files:
         name = _safe_name(Path(f.name.replace("\\", "/")).name)

@@ -1,15 +1,17 @@
 """Safe unpacking of an uploaded zip: no path outside the destination (``../``, absolute, drive letters), no links,
-a cap on files, bytes and compression ratio (zip bombs), and nothing half-written left behind."""
+a cap on files, bytes and compression ratio (zip bombs), and nothing half-written left behind; then which folder of
+it holds the data (``data_root``: the wrapper folder that 'Compress folder' adds is stepped into)."""
 from __future__ import annotations
 
 import re
 import shutil
 import stat
+import unicodedata
 import zipfile
 import zlib
 from pathlib import Path
 
-from .data import DataError
+from .data import DataError, _has_image_ext, is_os_junk
 
 MAX_ZIP_FILES = 20_000
 MAX_ZIP_BYTES = 2 * 1024 ** 3        # uncompressed total
@@ -61,7 +63,7 @@ def _extract(zip_path, dest: Path, max_files: int, max_bytes: int):
             raise DataError(f"The zip unpacks to {total / 1e6:,.0f} MB; the limit is {max_bytes / 1e6:,.0f} MB.")
         extracted, skipped, written = [], [], 0
         for info in infos:
-            name = info.filename
+            name = _entry_name(info)
             parts = Path(name.replace("\\", "/")).parts
             if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
                 skipped.append((name, "unsafe path (absolute or '..')"))
@@ -69,7 +71,7 @@ def _extract(zip_path, dest: Path, max_files: int, max_bytes: int):
             if stat.S_ISLNK(info.external_attr >> 16):
                 skipped.append((name, "symbolic link"))
                 continue
-            if "__MACOSX" in parts or any(p.startswith(".") for p in parts):
+            if any(is_os_junk(p) for p in parts):  # __MACOSX/, .DS_Store, ._x.jpg, Thumbs.db, desktop.ini
                 continue
             if len(parts) > MAX_ZIP_DEPTH or any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES
                                                  for p in parts):
@@ -108,6 +110,40 @@ def _extract(zip_path, dest: Path, max_files: int, max_bytes: int):
                                 f"less); refused.")
             extracted.append(str(target))
     return extracted, skipped
+
+
+def _entry_name(info: zipfile.ZipInfo) -> str:
+    """The entry's name as the user's disk spells it. Without the UTF-8 flag zipfile decodes it as cp437, yet macOS
+    'Compress' and Info-ZIP ``zip`` write UTF-8 there (``Hündin`` would read ``H├╝ndin``, a class no prior names);
+    what is not valid UTF-8 stays cp437 (old Windows' OEM code page). NFC: macOS writes ``ü`` as u + ¨, a prior
+    typed on a keyboard has one ``ü``."""
+    name = info.filename
+    if not info.flag_bits & 0x800:
+        try:
+            name = name.encode("cp437").decode("utf-8")
+        except UnicodeError:
+            pass
+    return unicodedata.normalize("NFC", name)
+
+
+def data_root(root: str | Path) -> tuple[Path, list[Path]]:
+    """The folder of an unpacked upload to read, and the files beside the wrappers that are left out.
+
+    A wrapper holds one folder and no image (OS junk aside): what 'Compress folder' makes on every OS
+    (``my_photos/IMG_0001.jpg``) and what zipping a folder's parent adds (``Archive/my_photos/…``). It is stepped
+    into, repeatedly: a lone folder looks the same whether it is ``my_photos`` or ``dogs``, and read as a class it
+    makes every image that one class; so the same photos read the same however many folders wrap them:
+    ``my_photos/…`` and ``Archive/my_photos/…`` flat, ``Vacation 2024/dogs/…, cats/…`` as the classes dogs and cats.
+    """
+    root, left_out = Path(root), []
+    for _ in range(MAX_ZIP_DEPTH):
+        entries = [p for p in root.iterdir() if not is_os_junk(p.name)]
+        dirs = [p for p in entries if p.is_dir() and not p.is_symlink()]
+        if len(dirs) != 1 or any(p.is_file() and _has_image_ext(p.name) for p in entries):
+            break
+        left_out += sorted(p for p in entries if p is not dirs[0])
+        root = dirs[0]
+    return root, left_out
 
 
 class _EntryTooLarge(Exception):

@@ -29,7 +29,11 @@ AVIF_EXTENSIONS = (".avif",) if features.check("avif") else ()
 IMG_EXTENSIONS = tuple(TORCHVISION_EXTENSIONS) + (".gif",) + HEIF_EXTENSIONS + AVIF_EXTENSIONS
 
 UNKNOWN = -1   # label of an image whose class folder is not in the prior
-NO_TRUTH = -2  # label of an image from a flat folder (no ground truth)
+NO_TRUTH = -2  # label of an image from a flat folder, or from folders that are not classes (no ground truth)
+
+# what operating systems leave in folders and zips, never a user's image or class: macOS' resource forks
+# (``__MACOSX/``, ``._x.jpg``), Finder's ``.DS_Store`` and ``Icon\r``, Windows' thumbnail caches and folder settings
+OS_JUNK = {"__macosx", "thumbs.db", "ehthumbs.db", "ehthumbs_vista.db", "desktop.ini", "icon\r"}
 
 MAX_PIXELS = 8000 * 8000            # larger images are refused (decompression-bomb guard)
 MAX_ASPECT = 20                      # long side / short side: a 1 x 1,000,000 strip is refused (it passes the
@@ -121,6 +125,11 @@ def _has_image_ext(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
+def is_os_junk(name: str) -> bool:
+    """A hidden name or one of ``OS_JUNK``: left out silently (nobody put it there on purpose)."""
+    return name.startswith(".") or name.lower() in OS_JUNK
+
+
 # ------------------------------------------------------------------------------------------------- image sets
 @dataclass
 class ImageSet:
@@ -128,8 +137,8 @@ class ImageSet:
     files: list[str]                 # readable images, sorted
     classes: list[str]               # the prior: known class names, in label order
     labels: np.ndarray               # index into classes, UNKNOWN, or NO_TRUTH
-    folder_names: list[Optional[str]]  # the class folder of each file (None in a flat folder)
-    folders: list[str] = field(default_factory=list)    # all class folders found
+    folder_names: list[Optional[str]]  # the class folder of each file (None: flat, or folders that are no classes)
+    folders: list[str] = field(default_factory=list)    # all sub-folders found
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[str] = field(default_factory=list)              # things the user should know before a run
 
@@ -161,6 +170,8 @@ class ImageSet:
         s = f"{len(self)} images in {self.root}"
         if self.has_truth:
             s += f" ({known} of {len(self.classes)} known classes, {len(self) - known} unknown)"
+        elif self.folders:
+            s += " (its sub-folders are not classes of the prior: no ground truth)"
         else:
             s += " (no class folders: no ground truth)"
         if self.skipped:
@@ -174,7 +185,9 @@ def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
     """Read an image folder.
 
     - class-per-folder (``root/<class>/**/<image>``): the folder names are the truth; folders not in the prior are
-      *unknown*. With no prior, every folder is a known class (closed set).
+      *unknown*. With no prior, every folder is a known class (closed set). When no folder is named in the prior,
+      the folders are not classes but the user's own grouping (``2023/``, ``my_photos/``): no truth, and a warning
+      (calling every image a right rejection would be false).
     - flat (images directly in ``root``): no truth; a prior is required.
     ``include`` keeps only these class folders (used by presets: the target classes of a split).
     ``need_prior=False`` allows a flat folder without a prior (``classes`` is then empty: for embeddings only).
@@ -187,7 +200,7 @@ def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as err:
         raise DataError(f"Cannot read the folder {root}: {err.strerror or err}.") from None
-    subdirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    subdirs = [e.name for e in entries if e.is_dir() and not is_os_junk(e.name)]
     candidates: list[tuple[str, Optional[str]]] = []  # (path, class folder)
     skipped: list[tuple[str, str]] = []
     if subdirs:
@@ -196,15 +209,15 @@ def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
             subdirs = [d for d in subdirs if normalize_name(d) in wanted]
         for d in subdirs:
             for dirpath, dirnames, filenames in os.walk(root / d, followlinks=False):
-                dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
+                dirnames[:] = sorted(x for x in dirnames if not is_os_junk(x))
                 for fn in sorted(filenames):
-                    if not fn.startswith("."):
+                    if not is_os_junk(fn):
                         candidates.append((os.path.join(dirpath, fn), d))
         for e in entries:
-            if e.is_file() and not e.name.startswith("."):
+            if e.is_file() and not is_os_junk(e.name):
                 skipped.append((e.path, "not inside a class folder (the folder has class sub-folders)"))
     else:
-        candidates = [(e.path, None) for e in entries if e.is_file() and not e.name.startswith(".")]
+        candidates = [(e.path, None) for e in entries if e.is_file() and not is_os_junk(e.name)]
 
     files, folder_names = [], []
     for i, (path, cls) in enumerate(candidates):
@@ -236,12 +249,19 @@ def load_folder(root: str | Path, prior: Optional[str | Sequence[str]] = None,
     labels = np.array([NO_TRUTH if f is None else index.get(normalize_name(f), UNKNOWN) for f in folder_names],
                       dtype=np.int64)
     warnings = []
-    if subdirs and classes and not (labels >= 0).any():
-        warnings.append(f"None of the prior's names ({', '.join(classes[:8])}{'…' if len(classes) > 8 else ''}) is a "
-                        f"class sub-folder here ({', '.join(subdirs[:8])}{'…' if len(subdirs) > 8 else ''}): every "
-                        "image counts as unknown, so accuracy cannot be measured. Check the spelling of the prior.")
+    if subdirs and classes and include is None and not any(normalize_name(d) in index for d in subdirs):
+        # a preset (``include``) vouches that its folders are classes; a user's folders that match no name are not
+        folder_names = [None] * len(files)
+        labels = np.full(len(files), NO_TRUTH, dtype=np.int64)
+        warnings.append(f"None of the prior's names ({_listed(classes)}) is a sub-folder here ({_listed(subdirs)}), "
+                        "so the sub-folders are not used as ground truth: the images are read as unlabeled, and no "
+                        "accuracy or ✓/✗ can be computed. If the folders are your classes, name them in the prior.")
     return ImageSet(root=root, files=files, classes=classes, labels=labels, folder_names=folder_names,
                     folders=subdirs, skipped=skipped, warnings=warnings)
+
+
+def _listed(names: Sequence[str], n: int = 8) -> str:
+    return ", ".join(names[:n]) + ("…" if len(names) > n else "")
 
 
 SHAPES_PREFIX = "shapes:"
