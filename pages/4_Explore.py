@@ -7,7 +7,7 @@ import streamlit as st
 
 from studio import charts, pick, state, ui
 from ueo_core.analysis import read_predictions
-from ueo_core.explore import predictions_before
+from ueo_core.explore import predictions_before, score_colours, selections, too_few
 from ueo_core.methods import METHODS
 from ueo_core.runs import RunFolder
 from ueo_core.scores import DEFAULT, LABELS, SCORES
@@ -17,6 +17,11 @@ rid = pick.finished_run()
 if not rid:
     st.stop()
 run_dir = str(state.runs_dir() / rid)
+preds_all = read_predictions(run_dir)
+few = too_few(len(preds_all))
+if few:  # no retry can help, and no job is queued to fail
+    st.info(few)
+    st.stop()
 retry = st.session_state.pop("retry_embed", None) == run_dir
 ex = state.exploration(run_dir, retry=retry)
 _this_run = [ex]  # the fragment's first call in this full run takes it; its own reruns read the job again
@@ -25,7 +30,7 @@ m = run.read_json("metrics.json") or {}
 run_cfg = run.config or {}
 ui.explain("Each point is an image; nearby points have similar CLIP image features. The left map is coloured by the "
            "zero-shot predictions and threshold, the right one by the adapted ones. Box- or lasso-select points to "
-           "see their images.")
+           "see their images: each map's picks are listed apart, captioned with that map's own predictions.")
 if run_cfg.get("fast_mode") == "prompt_only" or not getattr(METHODS.get(run_cfg.get("method")), "trains", True):
     ui.explain("This run did not change the image tower (prompt-only, zero-shot or training-free), so both maps are "
                "the same; the colours — the predictions — are what changed.")
@@ -78,7 +83,7 @@ def maps() -> None:
         st.progress(status.get("done", 0) / 2,
                     text=f"UMAP computing ({status.get('done', 0)}/2 maps; the PCA maps are shown meanwhile)…")
     coords = res["umap" if proj == "UMAP" else "pca"]
-    preds = read_predictions(run_dir)
+    preds = preds_all
     thr_after = m.get("after", {}).get("threshold", 0.5)
     before, thr_before = predictions_before(run_dir), m.get("before", {}).get("threshold", thr_after)
     if before is None:
@@ -93,24 +98,28 @@ def maps() -> None:
     preds, before = preds.by(score), before.by(score)
     if score != DEFAULT:
         thr_before, thr_after = before.default_threshold(), preds.default_threshold()
+    shown = {"before": before, "after": preds}
+    scale = score_colours({k: p.confidence for k, p in shown.items()}, {"before": thr_before, "after": thr_after},
+                          score)
     c1, c2 = st.columns(2)
-    selected = set()
-    for col, key, title, p, thr in ((c1, "before", "before adaptation (zero-shot)", before, thr_before),
-                                    (c2, "after", "after adaptation", preds, thr_after)):
-        colour, cont, hover, counts = colouring(p, thr, colour_by)
+    picked = {}
+    for col, key, title, thr in ((c1, "before", "before adaptation (zero-shot)", thr_before),
+                                 (c2, "after", "after adaptation", thr_after)):
+        colour, cont, hover, counts = colouring(shown[key], thr, colour_by)
         with col:
-            ev = st.plotly_chart(charts.embedding_scatter(coords[key], colour, hover, f"{proj} · {title}",
-                                                          continuous=cont),
-                                 width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
+            fig = charts.embedding_scatter(coords[key], colour, hover, f"{proj} · {title}", continuous=cont,
+                                           colour_range=(scale.lo, scale.hi), threshold=thr, colour_title=scale.title)
+            ev = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
                                  key=f"map_{key}_{proj}")
             st.caption(counts)
             pts = ev["selection"]["points"] if ev and "selection" in ev else []
-            selected |= {int(q["customdata"]) for q in pts if q.get("customdata") is not None}
-    pred_names = np.array([preds.classes[k] for k in preds.pred], dtype=object)
-    st.subheader(f"Selected images ({len(selected)})")
-    idx = sorted(selected, key=lambda i: -preds.confidence[i])
-    ui.gallery([preds.paths[i] for i in idx], [f"{pred_names[i]} {preds.confidence[i]:.3g}" for i in idx],
-               empty="Select points with the box or lasso tool.", key="explore_sel", own_fragment=False)
+            picked[key] = [int(q["customdata"]) for q in pts if q.get("customdata") is not None]
+    if colour_by == "score":
+        st.caption(scale.note())
+    for sel in selections(picked, shown):  # each map's picks with its own predictions, never merged
+        st.subheader(sel.heading)
+        ui.gallery(sel.paths, sel.captions, empty="Select points on this map with the box or lasso tool.",
+                   key=f"explore_sel_{sel.key}", own_fragment=False)
     if st.session_state.get("explore_polling") and job.kind not in ("working", "queued"):
         st.session_state["explore_polling"] = False
         st.rerun()  # the job ended: one full rerun stops the polling

@@ -74,17 +74,26 @@ def metric_curves(epochs: list[dict], keys=("gacc", "pacc", "auroc")) -> go.Figu
 
 
 def embedding_scatter(xy: np.ndarray, color: Sequence, hover: Sequence[str], title: str,
-                      continuous: bool = False) -> go.Figure:
+                      continuous: bool = False, colour_range: Optional[tuple[float, float]] = None,
+                      threshold: Optional[float] = None, colour_title: str = "score") -> go.Figure:
     """A scatter of the images; customdata carries the image index for selections. SVG up to 3,000 points (it
-    mounts faster: where the browser has no GPU, WebGL runs in software), WebGL above (smooth with 10,000)."""
+    mounts faster: where the browser has no GPU, WebGL runs in software), WebGL above (smooth with 10,000).
+    Continuous colours span ``colour_range`` (the same on maps that are compared; else the values' own), titled
+    ``colour_title``; a ``threshold`` is the neutral middle of a diverging known/unknown scale, marked on the bar."""
     fig = go.Figure()
     idx = np.arange(len(xy))
     Scatter = go.Scatter if len(xy) <= 3000 else go.Scattergl
     if continuous:
+        values = np.asarray(color, dtype=float)
+        lo, hi = colour_range if colour_range is not None else (float(np.nanmin(values)), float(np.nanmax(values)))
+        bar = dict(title=dict(text=colour_title))
+        scale: object = "Viridis"
+        if threshold is not None:
+            scale = _diverging(lo, hi, threshold)
+            bar.update(tickvals=[lo, threshold, hi], ticktext=[f"{lo:.3g}", f"threshold {threshold:.3g}", f"{hi:.3g}"])
         fig.add_trace(Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", customdata=idx, text=hover,
-                                   hovertemplate="%{text}<extra></extra>",
-                                   marker=dict(size=6, color=np.asarray(color, dtype=float), colorscale="Viridis",
-                                               cmin=0, cmax=1, colorbar=dict(title="conf."))))
+                              hovertemplate="%{text}<extra></extra>",
+                              marker=dict(size=6, color=values, colorscale=scale, cmin=lo, cmax=hi, colorbar=bar)))
     else:
         color = np.asarray(color, dtype=object)
         for value in sorted(set(color.tolist()), key=str):
@@ -98,6 +107,20 @@ def embedding_scatter(xy: np.ndarray, color: Sequence, hover: Sequence[str], tit
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return _layout(fig, title, height=420)
+
+
+NEUTRAL_COLOR = "#ced4da"  # a threshold's colour: grey, visible on white
+
+
+def _diverging(lo: float, hi: float, threshold: float) -> list:
+    """Unknown's orange below the threshold, known's green above, grey at it (where the threshold falls in
+    [lo, hi]; one side only when it lies outside)."""
+    mid = min(max((threshold - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 0.5
+    if mid <= 0:
+        return [[0.0, NEUTRAL_COLOR], [1.0, KNOWN_COLOR]]
+    if mid >= 1:
+        return [[0.0, UNKNOWN_COLOR], [1.0, NEUTRAL_COLOR]]
+    return [[0.0, UNKNOWN_COLOR], [mid, NEUTRAL_COLOR], [1.0, KNOWN_COLOR]]
 
 
 def confusion_heatmap(cm: np.ndarray, labels: Sequence[str]) -> go.Figure:

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
 from .runs import ZERO_SHOT_PREDICTIONS, RunFolder, load_checkpoint, write_json_atomic
+from .scores import LABELS
 
 FOLDER = "explore"
 STATUS, PCA, UMAP = "status.json", "pca.npz", "umap.npz"
 MAPS = ("before", "after")
+MAP_NAMES = {"before": "zero-shot", "after": "adapted"}
+# the fewest images the maps can be drawn from: UMAP needs 4 (``embed.umap_2d``), PCA 2. The page checks it before
+# queuing the job and the job checks it first, so a run on fewer images is told so, never queued to fail.
+MIN_IMAGES = 4
 
 
 def folder(run_dir: str | Path) -> Path:
@@ -62,7 +68,11 @@ def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def compute(run_dir: str | Path, seed: int = 0, cache_dir=None, min_interval: float = 0.3) -> None:
     """The exploration of a run, stage by stage into ``<run>/explore/``: features (with image progress), PCA at
     once, then the two UMAPs. Errors propagate (the job writes them, in words, to ended.json)."""
+    from .analysis import read_predictions
     from .embed import pca_2d, umap_2d
+    few = too_few(len(read_predictions(run_dir)))
+    if few:
+        raise ValueError(few)
     out = folder(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     last = [0.0]
@@ -113,3 +123,76 @@ def clear_outputs(run_dir: str | Path) -> None:
     ``ueo_core.jobs``'s to replace)."""
     for name in (STATUS, PCA, UMAP):
         (folder(run_dir) / name).unlink(missing_ok=True)
+
+
+def too_few(n_images: int) -> Optional[str]:
+    """The plain sentence for a run with fewer images than the maps need (no retry can help it), else None."""
+    if n_images >= MIN_IMAGES:
+        return None
+    return (f"This run has {n_images} image{'' if n_images == 1 else 's'}; the maps need at least {MIN_IMAGES} "
+            f"(UMAP places each image among its nearest neighbours), so there is nothing to map. Explore a run on "
+            f"{MIN_IMAGES} images or more.")
+
+
+# ------------------------------------------------------------------------------------------- colouring by a score
+@dataclass(frozen=True)
+class ScoreColours:
+    """How "colour by score" maps a score onto colours: one range for both maps, so that their bars read alike (a
+    fixed 0-1 saturated every Energy point), and each map's own known/unknown threshold at the neutral middle of a
+    diverging scale, so that a point's colour says which side of its map's threshold it lies."""
+    score: str
+    lo: float
+    hi: float
+    thresholds: dict  # {"before": threshold, "after": threshold}
+
+    @property
+    def title(self) -> str:
+        return LABELS.get(self.score, self.score)
+
+    def note(self) -> str:
+        """What the colours mean, from the numbers they are drawn with."""
+        t = self.thresholds
+        at = (f"{t['before']:.3g} on both maps" if f"{t['before']:.3g}" == f"{t['after']:.3g}"
+              else f"{t['before']:.3g} on the zero-shot map, {t['after']:.3g} on the adapted one")
+        return (f"Colour: {self.title} from {self.lo:.3g} to {self.hi:.3g}, the same scale on both maps. Green: at or "
+                f"above the map's threshold (known), orange: below it (unknown), grey: near it; threshold {at}.")
+
+
+def score_colours(values: Mapping[str, np.ndarray], thresholds: Mapping[str, float], score: str) -> ScoreColours:
+    """The shared colour range of both maps' ``values`` of ``score`` (their thresholds inside it, so that each
+    map's neutral middle is on the bar), and the thresholds it is centred on."""
+    every = np.concatenate([np.ravel(np.asarray(values[k], dtype=float)) for k in MAPS]
+                           + [np.array([float(thresholds[k]) for k in MAPS])])
+    every = every[np.isfinite(every)]
+    lo, hi = (float(every.min()), float(every.max())) if every.size else (0.0, 1.0)
+    if hi - lo < 1e-12:  # one value everywhere: a bar of some width, centred on it
+        pad = max(abs(lo) * 1e-3, 1e-6)
+        lo, hi = lo - pad, hi + pad
+    return ScoreColours(score, lo, hi, {k: float(thresholds[k]) for k in MAPS})
+
+
+# ------------------------------------------------------------------------------------------------- selections
+@dataclass
+class Selection:
+    """The images picked on one map, captioned with that map's own predictions (never the other map's)."""
+    key: str              # "before" or "after"
+    heading: str          # "Selected on the zero-shot map (3)"
+    indices: list[int]    # into the run's predictions, that map's most sure first
+    paths: list[str]
+    captions: list[str]   # that map's predicted class and score value
+
+
+def selections(picked: Mapping[str, Iterable[int]], predictions: Mapping[str, object]) -> list[Selection]:
+    """One selection per map (zero-shot, then adapted), kept apart: the points picked on a map get that map's
+    predictions (``predictions[key]``, judged by the chosen score), so a zero-shot pick is never captioned with the
+    adapted class."""
+    out = []
+    for key in MAPS:
+        p = predictions[key]
+        idx = sorted({int(i) for i in picked.get(key, ()) if 0 <= int(i) < len(p)},
+                     key=lambda i: (-float(p.confidence[i]), i))
+        names = [p.classes[p.pred[i]] if 0 <= p.pred[i] < len(p.classes) else "?" for i in idx]
+        out.append(Selection(key, f"Selected on the {MAP_NAMES[key]} map ({len(idx)})", idx,
+                             [p.paths[i] for i in idx],
+                             [f"{n} {float(p.confidence[i]):.3g}" for n, i in zip(names, idx)]))
+    return out
