@@ -33,5 +33,5 @@ if b2.button("The lesson: every method on Shapes, side by side →"):
     state.set_data_choice()
     state.set_model_choice()
     st.switch_page("pages/8_Lesson.py")
-st.caption("Everything runs on this machine (GPU when present, CPU otherwise). Your uploads and runs live in a "
-           "private folder of this browser session; keep the page address to find a run again after a refresh.")
+st.caption("Everything runs on this machine (GPU when present, CPU otherwise). " + state.retention_note()
+           + " Keep the page address to find a run again after a refresh.")

@@ -1,4 +1,5 @@
 """Data: choose images and the class-name prior; see counts, thumbnails and skipped files."""
+import hashlib
 import os
 from pathlib import Path
 
@@ -6,8 +7,11 @@ import streamlit as st
 
 from studio import charts, state, ui
 from studio.uploads import save_upload
-from ueo_core.data import IMG_EXTENSIONS, DataError, parse_prior
+from ueo_core.data import IMG_EXTENSIONS, DataError, is_os_junk, parse_prior
+from ueo_core.explore import MIN_IMAGES as MAP_MIN_IMAGES
+from ueo_core.methods import too_few_note
 from ueo_core.presets import get_preset
+from ueo_core.prompts import check_prior_names
 from ueo_core.roots import describe
 from ueo_core.shapes import DEFAULT_PRIOR, SHAPES, DOMAINS as SHAPE_DOMAINS
 
@@ -66,14 +70,20 @@ elif source == "Folder on this machine":
             st.error(str(err))
 else:
     kind = "upload"
-    files = st.file_uploader("Photos (many at once) or one zip file with a folder per class",
+    files = st.file_uploader("Photos (many at once) or one zip: a folder of photos, or one sub-folder per class",
                              type=[e.strip(".") for e in IMG_EXTENSIONS] + ["zip"], accept_multiple_files=True,
                              help="Image types read: " + ", ".join(e.strip(".").upper() for e in IMG_EXTENSIONS)
                                   + " (HEIC: iPhone photos). Photos are turned upright by their EXIF orientation.")
+    ui.explain("Your files are copied into this session's workspace; the originals are never changed. "
+               + state.retention_note())
     spec, label = (choice["spec"], choice["label"]) if choice["source"] == "upload" else ("", "")
     if files and st.button("Use these files", type="primary"):
         try:
-            root, refused = save_upload(files, state.new_upload_dir())
+            dest = state.new_upload_dir()
+            root, refused = save_upload(files, dest)
+            if root != dest:
+                st.info(f"The zip's folder '{root.relative_to(dest).as_posix()}' holds the images: it is read as "
+                        "the top.")
             if refused:
                 st.warning(f"{len(refused)} zip entries refused: " +
                            "; ".join(f"{n} ({r})" for n, r in refused[:10]))
@@ -90,7 +100,7 @@ if spec:
     root = spec if not spec.startswith("shapes:") else None
     if root:
         try:
-            folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+            folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_os_junk(e.name))
         except OSError as err:
             st.error(f"Cannot read {root}: {err}")
     if preset:
@@ -99,15 +109,19 @@ if spec:
     same = choice["spec"] == spec and choice.get("prior")
     current = list(choice["prior"]) if same else (default_prior or folders)
     st.subheader("Class-name prior (the known classes)")
-    ui.explain("The model is told only these names. Sub-folders not named here count as *unknown* — "
-               "that is what UEO must learn to reject.")
+    ui.explain("The model is told only these names. Sub-folders not named here count as *unknown* — that is what "
+               "UEO must learn to reject. If no sub-folder is named here, the sub-folders are not classes: the "
+               "images are read as unlabeled (no accuracy, no ✓/✗).")
+    spec_key = hashlib.sha256(spec.encode("utf-8", "surrogateescape")).hexdigest()[:16]  # widget ids reach the
+    # browser: a hash of the folder, never its path (an upload's path holds the workspace token)
     picked = st.multiselect("Known classes from the folder names", folders,
-                            default=[c for c in current if c in folders], key=f"prior_pick|{spec}")
+                            default=[c for c in current if c in folders], key=f"prior_pick|{spec_key}")
     extra = st.text_input("More class names (comma-separated)",
-                          value=", ".join(c for c in current if c not in folders), key=f"prior_extra|{spec}")
+                          value=", ".join(c for c in current if c not in folders), key=f"prior_extra|{spec_key}")
     if st.button("Apply data and prior", type="primary"):
         try:
             prior = parse_prior(list(picked) + [x.strip() for x in extra.split(",") if x.strip()])
+            check_prior_names(prior, state.model_choice()["name"])  # a name too long for the prompt: said here
             state.set_data_choice(source=kind, spec=spec, label=label, prior=prior, preset=None,
                                   refused=choice.get("refused") if choice["spec"] == spec else None)
             state.image_set()  # read now, so problems show here
@@ -129,6 +143,9 @@ except Exception as err:
     st.stop()
 st.write(state.redact(ims.summary()))
 st.write("**Prior:** " + ", ".join(ims.classes))
+few = too_few_note(len(ims), len(ims.classes))
+if few or len(ims) < MAP_MIN_IMAGES:
+    st.warning((few or f"{len(ims)} images.") + f" Explore's maps need at least {MAP_MIN_IMAGES} images.")
 fit = state.model_fit_warning(ims)
 if fit:
     st.warning(fit, icon="⚠️")

@@ -22,6 +22,9 @@ names = [m for m in METHODS if not (METHODS[m].needs_truth and not ims.has_truth
 method = st.selectbox("Method", names, index=names.index("ueo"), format_func=lambda m: METHODS[m].label,
                       help="\n\n".join(f"**{METHODS[m].label}**: {METHODS[m].description}" for m in names))
 sugg = suggested_settings(model["name"], model.get("pretrained"), method)
+too_few = METHODS[method].too_few_images(len(ims), len(ims.classes))  # said before Start, not after a run
+if too_few:
+    st.warning(too_few)
 sources = []
 if METHODS[method].supervised:
     options = state.source_options(state.data_choice())
@@ -122,7 +125,7 @@ with st.form(f"settings-{method}"):
                                 help="One batch from each source folder per step. 500 is the official count "
                                      "(thuml/CLIPood --iters-per-epoch); 0 = one pass over the largest source folder.")
     st.caption(sugg["note"])
-    start = st.form_submit_button("▶ Start", type="primary", disabled=busy)
+    start = st.form_submit_button("▶ Start", type="primary", disabled=busy or bool(too_few))
     if running:
         st.info("A run is in progress: Start is off until it ends or you press Stop.")
     elif busy:
@@ -218,7 +221,7 @@ def live(rid: str) -> None:
     figs = charts.live_figures(folder.path, classes)  # built once per new line of the logs, for every session
     if steps and "curves" in figs:
         st.plotly_chart(figs["curves"], width="stretch", key="curves")
-        ui.explain(entropy_note(steps))
+        ui.explain(entropy_note(steps, (metrics or {}).get("after", {}).get("collapsed")))
     if epochs and "hist" in figs:
         c1, c2 = st.columns(2)
         with c1:

@@ -4,6 +4,7 @@ import streamlit as st
 from studio import charts, pick, state, ui
 from ueo_core.analysis import read_predictions, rejection_summary
 from ueo_core.metrics import SPLITS, confidence_histogram
+from ueo_core.privacy import run_downloads
 from ueo_core.runs import RunFolder
 from ueo_core.scores import DEFAULT, LABELS, SCORES
 
@@ -93,17 +94,8 @@ accepted_gallery()
 st.subheader("Downloads")
 # Each file is made (or read) only when its button is pressed, and pressing one does not rerun the page: a
 # checkpoint of a whole image tower (CLIPood) is hundreds of MB, too much to resend on every threshold change.
-d1, d2, d3 = st.columns(3)
-d1.download_button(f"predictions.csv at threshold {thr:.3f} ({label})",
-                   lambda t=thr: preds.csv_at_threshold(t).encode("utf-8", "surrogateescape"),
-                   f"{rid}-predictions-{score}-t{thr:.3f}.csv", "text/csv", on_click="ignore")
+# Every download names images by their path inside the data folder, never by the server's path (privacy).
+for col, d in zip(st.columns(3), run_downloads(folder.path, preds, thr)):
+    col.download_button(d.label, d.make, d.file_name, d.mime, on_click="ignore", help=d.help or None)
 ui.explain(f"The predictions file uses the score and threshold chosen above ({label}, {thr:.3f}); its "
            "'predicted_known' column changes with them.")
-if folder.checkpoint_path.exists():
-    d2.download_button("adapted checkpoint (.safetensors)", folder.checkpoint_path.read_bytes,
-                       f"{rid}.safetensors", "application/octet-stream", on_click="ignore",
-                       help=("the moving-average image tower" if (folder.config or {}).get("method") == "clipood"
-                             else "prompt context + norm affine parameters only") + " (safetensors: no pickle)")
-if (folder.path / "report.md").exists():
-    d3.download_button("run report (.md)", (folder.path / "report.md").read_bytes, f"{rid}-report.md",
-                       "text/markdown", on_click="ignore")

@@ -4,7 +4,8 @@ import streamlit as st
 from studio import charts, state, ui
 from ueo_core.analysis import compare_summary, compare_table, list_runs, run_curves
 
-RATES = ("gacc", "pacc", "auroc", "h_score", "fpr95", "auroc (best score)", "gacc (zero-shot)", "auroc (zero-shot)")
+RATES = ("gacc", "pacc", "auroc", "h_score", "fpr95", "auroc (best score)", "gacc (zero-shot)", "auroc (zero-shot)",
+         "mean_confidence", "largest class")
 ui.page("Compare", "⚖️")
 runs = list_runs(state.runs_dir())
 if not runs:
@@ -16,12 +17,15 @@ if not chosen:
     st.stop()
 paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
-ui.table(rows, columns=["run", "method", "status", "mode", "data", "epochs", "gacc", "pacc", "auroc", "h_score",
-                        "fpr95", "best score", "auroc (best score)", "collapsed", "gacc (zero-shot)",
-                        "auroc (zero-shot)", "seconds"], percent=RATES)
-ui.explain("Rates in % (points). AUROC, FPR95 and H-score use MSP (max softmax), the papers' score; 'best score' is "
-           "the known/unknown score (MSP, MaxLogit, energy, MCM, GEN) that separates this run's images best, with "
-           "its AUROC.")
+truth = any(r.get("gacc") is not None or r.get("auroc") is not None for r in rows)
+scored = ["gacc", "pacc", "auroc", "h_score", "fpr95", "best score", "auroc (best score)"] if truth else []
+ui.table(rows, columns=["run", "method", "status", "mode", "data", "prior", "images", "epochs"] + scored
+         + ["mean_confidence", "largest class", "collapsed"]
+         + (["gacc (zero-shot)", "auroc (zero-shot)"] if truth else []) + ["seconds"], percent=RATES)
+ui.explain("Rates in % (points). " + ("AUROC, FPR95 and H-score use MSP (max softmax), the papers' score; 'best "
+           "score' is the known/unknown score (MSP, MaxLogit, energy, MCM, GEN) that separates this run's images "
+           "best, with its AUROC. " if truth else "") + "'mean_confidence': the mean max-softmax; 'largest class': "
+           "the share of images predicted as the most common class (an even spread is 1/K).")
 ui.explain(compare_summary(rows))
 loss, auroc, gacc, methods = {}, {}, {}, {}
 for row, p in zip(rows, paths):

@@ -4,6 +4,7 @@ import streamlit as st
 
 from studio import charts, share, state, ui
 from ueo_core.config import RunConfig
+from ueo_core.jobs import duration_words
 from studio.advice import prefers_fast_mode, suggested_settings
 from ueo_core.lesson import EXTENDED, PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
 from ueo_core.methods import METHODS
@@ -53,26 +54,33 @@ with st.expander("🔗 Share this lesson"):
         st.code(state.lesson_link(st.context.url or "", methods), language=None, wrap_lines=True)
         ui.explain("Every student who opens this link gets a workspace of their own with this data, model, methods "
                    "and settings, one click from running them. The link holds no part of your workspace.")
+        local = share.local_only(st.context.url or "")
+        if local:
+            st.warning(local)
     except share.ShareError as err:
         st.warning(str(err))
 
 lesson = state.active_lesson()
 live_now = bool(lesson and state.is_running(lesson["id"]))
 busy = state.anything_running()  # one live run or lesson per browser session
-go = st.button("▶ Run the lesson", type="primary", disabled=busy)
+too_few = [w for w in (METHODS[m].too_few_images(len(ims), len(ims.classes)) for m in methods) if w]
+for w in too_few:
+    st.warning(w)
+go = st.button("▶ Run the lesson", type="primary", disabled=busy or bool(too_few))
 if busy and not live_now:
     st.info("A run of this session is still training: the lesson can start when it ends (or press Stop in the "
             "sidebar).")
-if go:
-    fast = None
-    try:
-        fast = "prompt_only" if prefers_fast_mode(state.loaded_model()) else None
-    except Exception as err:  # the model cannot be loaded: the first run will say so in full
+fast = None
+try:
+    fast = "prompt_only" if prefers_fast_mode(state.loaded_model()) else None
+except Exception as err:  # the model cannot be loaded: the first run will say so in full
+    if go:
         st.error(state.friendly(err))
-    base = RunConfig(data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
-                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), epochs=int(epochs),
-                     batch_size=int(batch), lr_prompt=float(lr), lr_visual=float(lr), seed=int(seed), fast_mode=fast,
-                     protocol=protocol)
+base = RunConfig(data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
+                 pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), epochs=int(epochs),
+                 batch_size=int(batch), lr_prompt=float(lr), lr_visual=float(lr), seed=int(seed), fast_mode=fast,
+                 protocol=protocol)
+if go:
     try:
         if state.anything_running():
             raise ValueError("A run of this session is already training: stop it first.")
@@ -82,7 +90,13 @@ if go:
         st.error(str(err))
 
 if not lesson:
-    st.info("No lesson yet: press ▶ Run the lesson (about half a minute with the built-in model on Shapes).")
+    try:
+        took = state.lesson_estimate(base, ims, methods) if methods else None
+    except Exception:  # a folder refused or gone: the Run button says why when pressed
+        took = None
+    st.info("No lesson yet: press ▶ Run the lesson" + (
+        f" (about {duration_words(took)}, from this server's own finished runs of these methods on these images)."
+        if took is not None else "."))
     st.stop()
 if live_now and st.button("■ Stop the lesson", help="stops the training run after its current step and takes the "
                                                   "queued ones out of the queue; finished runs are kept"):

@@ -7,4 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY="${UEO_VENV:-.venv}/bin/python"   # the environment setup.sh made from requirements.lock
 "$PY" -m ueo_core cluster up
-exec "$PY" -m streamlit run app.py "$@"
+# A served app does not watch its own source: Streamlit's file watcher on a server filled its log with 32,000
+# "Inotify queue overflowed" lines in 45 minutes. Developers who edit pages and want live reloads: UEO_WATCH=1.
+WATCH=(--server.fileWatcherType none)
+[ "${UEO_WATCH:-0}" = "1" ] && WATCH=()
+exec "$PY" -m streamlit run app.py "${WATCH[@]}" "$@"

@@ -14,7 +14,8 @@ from ueo_core import jobs as engine
 from ueo_core.cluster import ClusterError
 from ueo_core.config import RunConfig
 from ueo_core.data import ImageSet
-from ueo_core.lesson import PLAIN_NAMES, lesson_state, read_lesson, submit_lesson
+from ueo_core.lesson import PLAIN_NAMES, lesson_configs, lesson_state, read_lesson, submit_lesson
+from ueo_core.privacy import data_name
 from ueo_core.runs import LESSON_ID, RUN_ID, RunFolder, new_run_id
 
 from . import workspace
@@ -118,6 +119,15 @@ def start_lesson(base: RunConfig, ims: ImageSet, methods: Optional[list[str]] = 
     return manifest["id"]
 
 
+def lesson_estimate(base: RunConfig, ims: ImageSet, methods: list[str]) -> Optional[float]:
+    """Seconds the lesson would take here, from this server's finished runs of the same methods, data, model and
+    settings (``ueo_core.jobs.estimate_runs``); None when some method has none yet."""
+    if not base.data.startswith("shapes:"):
+        base = base.replace(data=str(check_path(base.data)))
+    configs = lesson_configs(base, ims.has_truth, methods)
+    return engine.estimate_runs([c.to_dict() for c in configs], workspace.WORKSPACES) if configs else None
+
+
 def active_lesson() -> Optional[dict]:
     """This session's latest lesson manifest (from the session or ``?lesson=``, in its own workspace only)."""
     lid = st.session_state.get("lesson") or st.query_params.get("lesson")
@@ -211,10 +221,7 @@ def exploration(run_dir: str, retry: bool = False) -> Exploration:
 def run_label(rid: str) -> str:
     """A run's method and its own data in words (not the current data choice): "ueo on Shapes · sketch"."""
     cfg = run_config(rid)
-    data = str(cfg.get("data", ""))
-    where = (f"Shapes · {data.split(':', 1)[1]}" if data.startswith("shapes:")
-             else redact(Path(data).name if data else "?"))
-    return f"{cfg.get('method', '?')} on {where}"
+    return f"{cfg.get('method', '?')} on {redact(data_name(cfg.get('data')))}"
 
 
 def run_config(rid: str) -> dict:

@@ -64,3 +64,26 @@ def decode(text: Optional[str]) -> dict:
         raise ShareError(f"This lesson link cannot be read ({err.__class__.__name__}): ask your teacher for it "
                          "again.") from None
     return {"data": data, "model": model, "methods": methods, "settings": settings}
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def local_only(url: str) -> Optional[str]:
+    """A warning when the link's address only works on the machine that opened it: the teacher reached the app
+    as ``localhost``, so the link carries that name, and on a student's machine it would open the student's own
+    computer. None for any other host."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if host not in LOCAL_HOSTS and not host.startswith("127."):
+        return None
+    port = f":{parts.port}" if parts.port else ""
+    return (f"This link starts with {parts.scheme or 'http'}://{parts.hostname}{port}, the address of this "
+            f"computer as seen from itself: on a student's computer it would open the student's own machine. "
+            f"Students need the server's address: open the app by that address (the one students type, e.g. "
+            f"http://<server name or IP>{port}) and copy the link again, or replace '{parts.hostname}' in it.")
+

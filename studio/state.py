@@ -12,8 +12,10 @@ from .choices import (DEFAULT_DATA, DEFAULT_MODEL, LESSON_SETTING_KEYS, data_cho
                       lesson_link, loaded_model, model_choice, model_fit_warning, open_lesson_link,
                       set_data_choice, set_model_choice)
 from .jobs import (Exploration, active_lesson, active_run_id, anything_running, exploration, is_running,  # noqa: F401
-                   job, lesson_status, live_in_workspace, resume_run, run_config, run_error, run_label,
+                   job, lesson_estimate, lesson_status, live_in_workspace, resume_run, run_config, run_error,
+                   run_label,
                    start_lesson, start_run, stop_everything, stop_run)
 from .workspace import (allowed_roots, check_path, friendly, new_upload_dir, prune_workspaces,  # noqa: F401
-                        redact, remember, run_path, runs_dir, save_checkpoint_upload, shapes_root, workspace)
+                        redact, remember, retention_note, run_path, runs_dir, save_checkpoint_upload,
+                        shapes_root, workspace)
 from ueo_core.runs import LESSON_ID, RUN_ID  # noqa: F401,E402

@@ -48,6 +48,14 @@ def prune_workspaces(root: Path, max_age_days: float, now: Optional[float] = Non
     return removed
 
 
+def retention_note(days: float = None) -> str:
+    """What the server keeps and for how long (``prune_workspaces``'s rule), said where people upload and run."""
+    days = WORKSPACE_MAX_AGE_DAYS if days is None else days
+    return (f"Uploads and runs live in this browser session's private workspace on the server; a workspace "
+            f"nobody has used for {days:g} day{'s' if days != 1 else ''} is deleted, with its uploads and runs. "
+            "Download what you want to keep.")
+
+
 @st.cache_resource(show_spinner=False)
 def _pruned_once(root: str) -> list[str]:
     return prune_workspaces(Path(root), WORKSPACE_MAX_AGE_DAYS)

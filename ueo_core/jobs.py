@@ -260,17 +260,41 @@ def estimate_wait(position: int, workspaces: Path) -> Optional[float]:
     return waves * typical + (typical / 2 if running >= slots else 0.0)
 
 
+def estimate_runs(configs: list[dict], workspaces: Path) -> Optional[float]:
+    """Seconds that these runs (RunConfig dicts, e.g. a lesson's) would take, from the server's own finished runs
+    of the same method, data, model and epochs (the median of each), shared by the slots. None when any of them
+    has no such finished run yet: then nothing is promised."""
+    keys = ("method", "data", "model", "pretrained", "epochs", "batch_size", "fast_mode")
+    lengths: dict[tuple, list[float]] = {}
+    for d in _run_dirs(Path(workspaces)):
+        ended, worker = read(d, ENDED), read(d, WORKER)
+        if d.name == EXPLORE or not (ended and worker and ended.get("status") == "done"):
+            continue
+        cfg = (read(d, JOB) or {}).get("config") or {}
+        lengths.setdefault(tuple(cfg.get(k) for k in keys), []).append(ended["at"] - worker["started"])
+    each = []
+    for c in configs:
+        seen = sorted(lengths.get(tuple(c.get(k) for k in keys), []))
+        if not seen:
+            return None
+        each.append(seen[len(seen) // 2])
+    return sum(each) / max(1, min(_slots_or_one(), len(each)))
+
+
 def ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def duration_words(seconds: float) -> str:
+    """An estimate in words: to 5 s under a minute, else to the minute ("35 s", "3 min")."""
+    return f"{max(5, round(seconds / 5) * 5):.0f} s" if seconds < 60 else f"{round(seconds / 60):.0f} min"
 
 
 def queue_words(position: int, wait_s: Optional[float]) -> str:
     where = "next in line" if position == 1 else f"{ordinal(position)} in line"
     if wait_s is None:
         return f"queued: {where} (no run has finished yet to estimate the wait)"
-    if wait_s < 60:
-        return f"queued: {where}, about {max(5, round(wait_s / 5) * 5):.0f} s"
-    return f"queued: {where}, about {round(wait_s / 60):.0f} min"
+    return f"queued: {where}, about {duration_words(wait_s)}"
 
 
 # ----------------------------------------------------------------------------------------------- acting on jobs

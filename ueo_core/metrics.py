@@ -154,15 +154,17 @@ def collapse_stats(probs: np.ndarray) -> dict:
     rest spread evenly (1.09) is not, since real folders can be that unbalanced. Measured on Shapes
     (bench/world_table.py, 3 seeds): entropy minimisation ended with one class at 92-95 % of the predictions
     (share entropy about 0.3); zero-shot and every other method had at most 51 % in one class (zero-shot on photo,
-    share entropy 1.43).
+    share entropy 1.43). Fewer images than classes cannot spread over every class, so no collapse is called then:
+    one image is "100 % one class" by necessity, not by collapse.
     """
     shares = class_shares(probs)
     k = len(shares)
+    n = len(probs)
     nz = shares[shares > 0]
     h = float(-(nz * np.log(nz)).sum()) if len(nz) else 0.0
     limit = COLLAPSE_FRACTION * float(np.log(k)) if k > 1 else 0.0
     return {"class_shares": [float(x) for x in shares], "top_share": float(shares.max()) if k else 0.0,
-            "share_entropy": h, "collapsed": bool(k > 1 and h < limit)}
+            "share_entropy": h, "collapsed": bool(k > 1 and n >= k and h < limit)}
 
 
 def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: Optional[float] = None,

@@ -11,7 +11,7 @@ the reference loop in ``bench/`` and by the test that proves both agree).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,44 @@ def split_template(template: str) -> tuple[str, str]:
     return prefix.strip(), suffix.strip()
 
 
+def prompt_length_problem(classnames: Sequence[str], template: str, tokenizer) -> Optional[str]:
+    """A sentence when a prompt ``template.format(name)`` would be cut off by the text tower's context (77 tokens
+    for CLIP), naming the cause: the class name when the template leaves room for an ordinary name, else the
+    template. None when every prompt fits, or when the tokenizer cannot count (not open_clip's own)."""
+    limit = getattr(tokenizer, "context_length", None)
+    if not classnames or not hasattr(tokenizer, "encode") or not limit:
+        return None
+    count = lambda text: len(tokenizer.encode(text))  # noqa: E731  (without start and end of text)
+    lengths = {c: count(template.format(class_prompt_name(c))) + 2 for c in classnames}
+    worst = max(lengths, key=lengths.get)
+    if lengths[worst] <= limit:
+        return None
+    name_tokens = count(class_prompt_name(worst))
+    rest = lengths[worst] - name_tokens  # the template, start and end of text
+    shown = worst if len(worst) <= 40 else worst[:37] + "…"
+    if rest + 8 <= limit:  # the template leaves room for a name of several words: the name is the cause
+        return (f"The class name '{shown}' is {name_tokens} tokens long ({len(worst)} characters): in the prompt "
+                f"'{template}' it makes {lengths[worst]} tokens, and this model reads at most {limit}, so the name "
+                f"would be cut off. Shorten it to at most {limit - rest} tokens (a few words).")
+    return (f"The prompt template '{template}' leaves too little room for the class names: with '{shown}' the "
+            f"prompt is {lengths[worst]} tokens long, and this model reads at most {limit}: the class names would be cut "
+            "off. Use a shorter template.")
+
+
+def check_prior_names(classnames: Sequence[str], model_name: str, template: str = DEFAULT_TEMPLATE) -> None:
+    """The Data page's check, before any run: every class name fits the chosen model's text context in the default
+    prompt (``prompt_length_problem``; only the tokenizer is read, no weights). Raises DataError naming the class."""
+    import open_clip
+    from .data import DataError
+    try:
+        tokenizer = open_clip.get_tokenizer(model_name)
+    except Exception:  # an architecture open_clip does not know here: the run itself checks with its own tokenizer
+        return
+    problem = prompt_length_problem(classnames, template, tokenizer)
+    if problem:
+        raise DataError(problem)
+
+
 class PromptLearner(nn.Module):
     """Learnable context vectors + the frozen open_clip text tower → one text feature per class."""
 
@@ -67,12 +105,9 @@ class PromptLearner(nn.Module):
         prompts = [template.format(class_prompt_name(c)) for c in self.classnames]
         self.prompts = prompts
         tokens = tokenizer(prompts).to(device)
-        if hasattr(tokenizer, "encode"):  # open_clip's own tokenizer: would a prompt be cut off?
-            longest = max(prompts, key=lambda p: len(tokenizer.encode(p)))
-            n = len(tokenizer.encode(longest)) + 2  # + start and end of text
-            if n > tokens.shape[1]:
-                raise ValueError(f"The prompt {longest!r} is {n} tokens long, and this model reads at most "
-                                 f"{tokens.shape[1]}: the class name would be cut off. Use a shorter template.")
+        problem = prompt_length_problem(self.classnames, template, tokenizer)  # would a prompt be cut off?
+        if problem:
+            raise ValueError(problem)
         pool_index = _pool_index(tokens, tower)
         causal = getattr(tower, "attn_mask", None) is not None
         pool_type = _pool_type(tower)

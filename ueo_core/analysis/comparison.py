@@ -6,8 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..privacy import data_name
 from ..runs import RunFolder
-from .verdicts import shown_rate
+from .verdicts import CHANCE_AUROC, CHANCE_FACTOR, shown_rate
 from ..scores import DEFAULT, LABELS
 
 
@@ -24,18 +25,22 @@ COMPARE_KEYS = ("gacc", "pacc", "auroc", "fpr95", "h_score", "mean_confidence")
 
 
 def compare_table(run_dirs: Sequence[str | Path]) -> list[dict]:
-    """One row per run: method, data, model, epochs and the before/after metrics."""
+    """One row per run: method, data (by name, never the server's path: it holds the workspace token), prior,
+    model, epochs and the before/after metrics, with the label-free ones (mean confidence, largest class)."""
     rows = []
     for d in run_dirs:
         f = RunFolder(d)
         cfg, m = f.config or {}, f.read_json("metrics.json") or {}
+        classes = (cfg.get("summary") or {}).get("classes") or cfg.get("prior") or []
         row = {"run": Path(d).name, "method": cfg.get("method"), "mode": cfg.get("fast_mode") or "full",
-               "data": cfg.get("data"),
+               "data": data_name(cfg.get("data")), "prior": ", ".join(classes), "classes": len(classes),
+               "images": (m.get("after") or {}).get("n"),
                "model": cfg.get("model"), "epochs": cfg.get("epochs"), "seconds": round(m.get("seconds") or 0, 1)}
         for k in COMPARE_KEYS:
             row[f"{k} (zero-shot)"] = (m.get("before") or {}).get(k)
             row[k] = (m.get("after") or {}).get(k)
         row["collapsed"] = (m.get("after") or {}).get("collapsed")
+        row["largest class"] = (m.get("after") or {}).get("top_share")
         row["best score"], row["auroc (best score)"] = best_score((m.get("after") or {}).get("scores") or {})
         row["status"] = (f"stopped at epoch {m['stopped_at_epoch']}" if m.get("stopped_at_epoch") is not None
                          else "finished")
@@ -54,27 +59,60 @@ def best_score(scores: dict) -> tuple:
 
 
 def compare_summary(rows: list[dict]) -> str:
-    """What the compared runs show, in words, from the table's own numbers."""
-    done = [r for r in rows if r.get("gacc") is not None or r.get("auroc") is not None]
-    if not done:
-        return "These runs have no ground truth to score against, so only their confidences can be compared."
+    """What the compared runs show, in words, from the table's own numbers. A "best" that is near chance (AUROC
+    under 60, GACC under 1.5/K: ``verdicts.chance_note``'s rule) is said to be near chance, not best; runs on other
+    data or another prior are said not to be comparable."""
+    if not rows:
+        return "No run chosen."
     parts = []
-    collapsed = [r["method"] for r in done if r.get("collapsed")]
+    for key, what in (("data", "data"), ("prior", "priors")):
+        seen = list(dict.fromkeys(str(r.get(key)) for r in rows))
+        if len(seen) > 1:
+            parts.append(f"These runs use different {what} ({'; '.join(seen[:4])}{'…' if len(seen) > 4 else ''}), "
+                         "so their numbers are not comparable")
+    done = [r for r in rows if r.get("gacc") is not None or r.get("auroc") is not None]
+    collapsed = [r["method"] for r in rows if r.get("collapsed")]
     if collapsed:
         parts.append(f"{', '.join(collapsed)} collapsed (most predictions on one class)")
-    for key, what in (("auroc", "separated the unknowns best"), ("gacc", "was most accurate on known classes")):
+    if not done:
+        conf = [r for r in rows if r.get("mean_confidence") is not None]
+        if conf:
+            hi = max(conf, key=lambda r: r["mean_confidence"])
+            lo = min(conf, key=lambda r: r["mean_confidence"])
+            parts.append(f"No run has ground truth (class folders named in the prior), so no accuracy: compare the "
+                         f"'mean_confidence' and 'largest class' columns. {hi['method']} is the most confident "
+                         f"(mean {shown_rate(hi['mean_confidence'])}), {lo['method']} the least "
+                         f"({shown_rate(lo['mean_confidence'])}); higher confidence is not higher accuracy")
+        else:
+            parts.append("No run has ground truth or confidences to compare")
+        return _sentence(parts)
+    for key, what, nobody, chance in (
+            ("auroc", "separated the unknowns best", "no run separates known from unknown clearly better than chance",
+             lambda r: CHANCE_AUROC),
+            ("gacc", "was most accurate on known classes", "no run is clearly more accurate than chance on the known "
+             "classes", lambda r: CHANCE_FACTOR / r["classes"] if r.get("classes") else 0.0)):
         have = [r for r in done if r.get(key) is not None]
-        if have:
-            best = max(have, key=lambda r: r[key])
-            zs = best.get(f"{key} (zero-shot)")
-            parts.append(f"{best['method']} {what} ({key.upper()} {shown_rate(best[key])}"
-                         + (f", zero-shot {shown_rate(zs)})" if zs is not None else ")"))
+        if not have:
+            continue
+        best = max(have, key=lambda r: r[key])
+        zs = best.get(f"{key} (zero-shot)")
+        figure = f"{key.upper()} {shown_rate(best[key])}" + (f", zero-shot {shown_rate(zs)}" if zs is not None else "")
+        if best[key] < chance(best):
+            guess = "50" if key == "auroc" else f"{100 / best['classes']:.0f}"
+            parts.append(f"{nobody}: the highest {key.upper()} is {best['method']}'s {shown_rate(best[key])}, "
+                         f"where guessing gives {guess}")
+        else:
+            parts.append(f"{best['method']} {what} ({figure})")
     gains = [r for r in done if r.get("best score") not in (None, DEFAULT) and r.get("auroc") is not None
              and r["auroc (best score)"] - r["auroc"] > 0.01]
     if gains:
         r = max(gains, key=lambda r: r["auroc (best score)"] - r["auroc"])
         parts.append(f"scored by {LABELS[r['best score']]} instead of MSP, {r['method']} would separate them at AUROC "
                      f"{shown_rate(r['auroc (best score)'])} (MSP {shown_rate(r['auroc'])})")
+    return _sentence(parts)
+
+
+def _sentence(parts: list[str]) -> str:
     return "; ".join(parts) + "."
 
 

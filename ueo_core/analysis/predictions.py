@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data import normalize_name
 from ..metrics import default_threshold, open_confusion
+from ..privacy import public_path
 from ..runs import RunFolder
 from ..scores import DEFAULT
 
@@ -78,16 +79,18 @@ class Predictions:
             return [None] * len(idx)
         return [bool(self.truth[i] < 0) for i in idx]
 
-    def csv_at_threshold(self, threshold: float) -> str:
+    def csv_at_threshold(self, threshold: float, root: Optional[Path] = None) -> str:
         """predictions.csv as it would be at ``threshold`` on this score (the Inspect slider): the score's name and
-        value, a 'threshold' column and 'predicted_known' recomputed ('confidence' stays the max softmax)."""
+        value, a 'threshold' column and 'predicted_known' recomputed ('confidence' stays the max softmax). Images
+        are named by their path inside the data folder ``root`` (``privacy.public_path``): a download carries no
+        server path."""
         buf = io.StringIO()
         w = csv.writer(buf)
         msp = self.scores.get(DEFAULT, self.confidence)
         w.writerow(["path", "true_class", "predicted_class", "confidence", "entropy", "score", "score_value",
                     "threshold", "predicted_known"])
         for i in range(len(self)):
-            w.writerow([self.paths[i], self.true_class[i],
+            w.writerow([public_path(self.paths[i], root), self.true_class[i],
                         self.classes[self.pred[i]] if 0 <= self.pred[i] < len(self.classes) else "",
                         f"{msp[i]:.6f}", f"{self.entropy[i]:.6f}", self.score, f"{self.confidence[i]:.6f}",
                         f"{threshold:.6f}", bool(self.confidence[i] >= threshold)])

@@ -89,8 +89,10 @@ def run_verdict(before: dict, after: dict, classes: Sequence[str], seconds: floa
                        + ". Explore and Inspect show the result.")
 
 
-def entropy_note(steps: list[dict]) -> str:
-    """A sentence about this run's entropy curves (first vs last logged step)."""
+def entropy_note(steps: list[dict], collapsed: Optional[bool] = None) -> str:
+    """A sentence about this run's entropy curves (first vs last logged step). ``collapsed`` is the run's own
+    verdict on its final predictions: the marginal entropy of a batch's *average* probabilities can stay high while
+    every image's top class is the same, so "spread" is said only of a run that did not collapse."""
     if len(steps) < 2 or "marginal_entropy" not in steps[0]:
         return "Mean entropy: how unsure each prediction is. Marginal entropy: how spread the predictions are."
     m0, m1 = steps[0]["marginal_entropy"], steps[-1]["marginal_entropy"]
@@ -100,6 +102,7 @@ def entropy_note(steps: list[dict]) -> str:
     if m1 < 0.7 * m0:
         return conf + (f"the marginal entropy fell from {m0:.2f} to {m1:.2f}: the predictions are piling onto fewer "
                        "classes — the start of a collapse.")
+    if collapsed:
+        return conf + (f"the marginal entropy stayed at {m1:.2f} (from {m0:.2f}), yet the run collapsed: the "
+                       "batches' average probabilities stayed spread while most images' top class became the same.")
     return conf + f"the marginal entropy stayed at {m1:.2f} (from {m0:.2f}): the predictions stay spread over classes."
-
-

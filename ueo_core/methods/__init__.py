@@ -24,4 +24,23 @@ def list_methods() -> list[str]:
 
 from . import zero_shot, tent, im, ueo, clipood, zero, tda  # noqa: E402,F401  (each registers itself)
 
-__all__ = ["Batch", "Method", "METHODS", "register", "get_method", "list_methods", "confidence_weights", "entropy"]
+
+def too_few_note(n_images: int, n_classes: int) -> str | None:
+    """What the Data page says, before any run, when the images are too few for some methods (each method's own
+    ``min_images``); None when every method can run."""
+    short = [m for m in METHODS.values() if n_images < m.min_images(n_classes)]
+    if not short:
+        return None
+    images = f"{n_images} image{'s' if n_images != 1 else ''}"
+    if len(short) == len(METHODS):
+        need = min(m.min_images(n_classes) for m in short)
+        return (f"{images}: too few for any run. Every method needs at least {need} (a threshold splits known from "
+                f"unknown, and a map needs two points); adapting needs one per known class ({n_classes}).")
+    ok = [m.label for m in METHODS.values() if m not in short]
+    need = max(m.min_images(n_classes) for m in short)
+    return (f"{images}: enough for {', '.join(ok)}; too few for {', '.join(m.label for m in short)}, which adapt "
+            f"on these images and need at least {need}, one per known class, so that their predictions can "
+            "spread over the classes.")
+
+__all__ = ["too_few_note", "Batch", "Method", "METHODS", "register", "get_method", "list_methods", "confidence_weights",
+           "entropy"]

@@ -176,6 +176,24 @@ class Method:
         evaluation per epoch for a training method, none for zero-shot."""
         return cfg.epochs if self.trains else 0
 
+    def min_images(self, n_classes: int) -> int:
+        """The fewest target images this method can say anything about. Every run needs 2: the label-free
+        known/unknown threshold splits the images into two groups, and a map needs two points. A method that
+        trains on the target (TENT, IM, UEO, the oracle) needs at least one image per known class as well: with
+        fewer, its predictions cannot spread over the classes, so the marginal-entropy term has nothing to
+        balance and a collapse cannot be told from too few images."""
+        return max(2, n_classes) if self.trains and not self.supervised else 2
+
+    def too_few_images(self, n_images: int, n_classes: int) -> Optional[str]:
+        """A sentence when ``n_images`` are too few for this method (``min_images``), else None."""
+        need = self.min_images(n_classes)
+        if n_images >= need:
+            return None
+        why = (f"one per known class ({n_classes}), so that its predictions can spread over the classes"
+               if need > 2 else "two, so that a threshold can split known from unknown")
+        return (f"{n_images} image{'s' if n_images != 1 else ''}: too few for {self.label}, which needs at least "
+                f"{need} ({why}). Add images before a run.")
+
     def infer(self, tr, ctx: Context) -> None:
         """A training-free method's predictions (``tr.evaluate(1, outputs=...)``); the default has none."""
 

@@ -11,6 +11,9 @@ from ..models import LoadedModel
 
 def check(cfg: RunConfig, method: Method, loaded: LoadedModel, image_set: ImageSet, distributed: bool) -> None:
     from open_clip.modified_resnet import ModifiedResNet
+    few = method.too_few_images(len(image_set), len(image_set.classes))
+    if few:
+        raise DataError(few)
     if method.needs_truth and not image_set.has_truth:
         raise DataError(f"Method '{cfg.method}' needs ground truth (class sub-folders), and this folder has none.")
     if cfg.fast_mode == "last_blocks" and not isinstance(loaded.model.visual, ModifiedResNet):

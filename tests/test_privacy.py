@@ -1,0 +1,127 @@
+"""The workspace token never leaves the server: every page and every download of a workspace with an upload and
+a finished run is searched for it (rendered text, tables, charts, CSV, JSON, the report, the checkpoint)."""
+import io
+import json
+import struct
+import zipfile
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+from helpers import make_folder
+from studio import workspace
+
+PAGES = ["home.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch, ray_cluster):
+    monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("studio.workspace.WORKSPACES", tmp_path / "ws")
+    monkeypatch.setenv("UEO_DATA_ROOTS", str(tmp_path))
+
+
+def app(page: str, **session) -> AppTest:
+    at = AppTest.from_file(str(ROOT / page), default_timeout=180)
+    for k, v in session.items():
+        at.session_state[k] = v
+    return at
+
+
+def rendered(at: AppTest) -> str:
+    """Everything the page sent to the browser, main area and sidebar: each element's message as text (tables'
+    Arrow bytes and charts' JSON included)."""
+    out = []
+
+    def walk(node):
+        proto = getattr(node, "proto", None)
+        if proto is not None:
+            out.append(str(proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+    walk(at._tree)
+    return "\n".join(out)
+
+
+class Upload:
+    def __init__(self, name, data):
+        self.name, self._data = name, data
+
+    def getbuffer(self):
+        return memoryview(self._data)
+
+
+def zipped(folder) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in sorted(folder.rglob("*.png")):
+            zf.write(p, f"my_photos/{p.relative_to(folder).as_posix()}")
+    return buf.getvalue()
+
+
+def test_the_token_is_on_no_page_and_in_no_download(tmp_path):
+    from studio.uploads import save_upload
+    from ueo_core import explore, jobs
+    from ueo_core.analysis import read_predictions
+    from ueo_core.privacy import run_downloads
+
+    home = app("home.py")
+    home.run()
+    ws = home.session_state["ws"]
+    token_dir = workspace.WORKSPACES / ws
+    root, _ = save_upload([Upload("my_photos.zip", zipped(make_folder(tmp_path / "src", per_class=4)))],
+                          token_dir / "uploads" / "20261206-035612")
+    data = {"source": "upload", "spec": str(root), "label": "Upload · 1 file(s)", "prior": ["red", "green"],
+            "preset": None, "setting": "ODA"}
+    adapt = app("pages/3_Adapt.py", ws=ws, data=data)
+    adapt.run()
+    adapt.number_input[0].set_value(1)
+    adapt.button[0].click().run()
+    rid = adapt.session_state["active_run"]
+    run_dir = token_dir / "runs" / rid
+    assert jobs.wait(run_dir, timeout=300).words == "done"
+    assert ws in json.loads((run_dir / "config.json").read_text())["data"]  # the run folder itself holds the path
+    ex = app("pages/4_Explore.py", ws=ws, data=data, active_run=rid)
+    ex.run()
+    assert jobs.wait(explore.folder(run_dir), timeout=300).words == "done"
+
+    seen = {}
+    for page in PAGES:
+        at = app(page, ws=ws, data=data, active_run=rid)
+        at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        seen[page] = rendered(at)
+        if page.endswith("Inspect.py"):  # another score: the galleries, captions and download follow it
+            next(b for b in at.selectbox if b.label == "Known/unknown score").set_value("energy").run()
+            seen[page + " (energy)"] = rendered(at)
+            labels = [b.label for b in at.get("download_button")]
+            preds = read_predictions(run_dir).by("energy")
+            downloads = run_downloads(run_dir, preds, at.slider[0].value)
+            assert labels == [d.label for d in downloads]  # the page offers exactly these files
+        if page.endswith("Compare.py"):
+            assert "upload 20261206-035612" in seen[page]  # the data column names the upload, by its time
+    leaks = [page for page, text in seen.items() if ws in text or str(token_dir) in text]
+    for page in leaks:
+        i = seen[page].index(ws)
+        print("LEAK", page, seen[page][max(0, i - 300):i + 100])
+    assert not leaks, f"the workspace token is shown on {leaks}"
+
+    files = {d.file_name: d.make() for d in downloads}
+    assert len(files) == 3
+    for name, data_bytes in files.items():
+        assert ws.encode() not in data_bytes, f"the token is in the download {name}"
+        assert str(tmp_path).encode() not in data_bytes, f"a server path is in the download {name}"
+    csv_text = next(v for k, v in files.items() if k.endswith(".csv")).decode()
+    paths = [line.split(",")[0] for line in csv_text.splitlines()[1:]]
+    assert sorted(paths) == sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))  # red/img_0.png …
+    report = next(v for k, v in files.items() if k.endswith(".md")).decode()
+    assert "upload 20261206-035612" in report
+    ckpt = next(v for k, v in files.items() if k.endswith(".safetensors"))
+    (n,) = struct.unpack("<Q", ckpt[:8])
+    meta = json.loads(ckpt[8:8 + n])["__metadata__"]
+    assert json.loads(meta["config"])["data"] == "upload 20261206-035612/my_photos"
+    # the scrubbed checkpoint is still a checkpoint: its tensors load, equal to the run's own
+    from safetensors.torch import load, load_file
+    mine, theirs = load(ckpt), load_file(str(run_dir / "checkpoint.safetensors"))
+    assert mine.keys() == theirs.keys() and all((mine[k] == theirs[k]).all() for k in mine)
