@@ -94,12 +94,25 @@ MUTANTS = [
      "final -= cache_logits(", "final += cache_logits("),
     ("Otsu takes the least between-class variance", "ueo_core/metrics.py",
      "return float(edges[1:-1][np.argmax(between)])", "return float(edges[1:-1][np.argmin(between)])"),
+    # truth and privacy (issue 29)
+    ("a download names an image by the server's path", "ueo_core/privacy.py",
+     "                return p.relative_to(r).as_posix()", "                return str(p)"),
+    ("Compare calls a run best below chance", "ueo_core/analysis/comparison.py",
+     "        if best[key] < chance(best):", "        if False:"),
+    ("a collapse called on fewer images than classes", "ueo_core/metrics.py",
+     '"collapsed": bool(k > 1 and n >= k and h < limit)', '"collapsed": bool(k > 1 and h < limit)'),
+    ("a zip's wrapper folder read as a class when it holds images directly", "ueo_core/archive.py",
+     "        if len(dirs) != 1 or any(",
+     "        if len(dirs) != 1 or not any(p.is_dir() for p in dirs[0].iterdir()) or any("),
+    ("sub-folders that name no prior class read as ground truth", "ueo_core/data.py",
+     "    if subdirs and classes and include is None and not any(", "    if False and not any("),
 ]
 
 
 # the engine's own tests first: a killed mutant usually dies in the first minute; then every other fast test
-FIRST = ["tests/test_losses_metrics.py", "tests/test_scores.py", "tests/test_training_free.py", "tests/test_protocol.py",
-         "tests/test_trainer.py", "tests/test_clipood.py"]
+FIRST = ["tests/test_losses_metrics.py", "tests/test_scores.py", "tests/test_training_free.py",
+         "tests/test_protocol.py", "tests/test_truth.py", "tests/test_zip_layouts.py", "tests/test_trainer.py",
+         "tests/test_clipood.py"]
 
 
 def test_order() -> list[str]:

@@ -64,7 +64,6 @@ def test_the_token_is_on_no_page_and_in_no_download(tmp_path):
     from studio.uploads import save_upload
     from ueo_core import explore, jobs
     from ueo_core.analysis import read_predictions
-    from ueo_core.privacy import run_downloads
 
     home = app("home.py")
     home.run()
@@ -95,17 +94,17 @@ def test_the_token_is_on_no_page_and_in_no_download(tmp_path):
         if page.endswith("Inspect.py"):  # another score: the galleries, captions and download follow it
             next(b for b in at.selectbox if b.label == "Known/unknown score").set_value("energy").run()
             seen[page + " (energy)"] = rendered(at)
-            labels = [b.label for b in at.get("download_button")]
-            preds = read_predictions(run_dir).by("energy")
-            downloads = run_downloads(run_dir, preds, at.slider[0].value)
-            assert labels == [d.label for d in downloads]  # the page offers exactly these files
-        if page.endswith("Compare.py"):
-            assert "upload 20261206-035612" in seen[page]  # the data column names the upload, by its time
+            labels, threshold = [b.label for b in at.get("download_button")], at.slider[0].value
     leaks = [page for page, text in seen.items() if ws in text or str(token_dir) in text]
     for page in leaks:
         i = seen[page].index(ws)
         print("LEAK", page, seen[page][max(0, i - 300):i + 100])
     assert not leaks, f"the workspace token is shown on {leaks}"
+    assert "upload 20261206-035612" in seen["pages/6_Compare.py"]  # the data column names the upload, by its time
+
+    from ueo_core.privacy import run_downloads
+    downloads = run_downloads(run_dir, read_predictions(run_dir).by("energy"), threshold)
+    assert labels == [d.label for d in downloads]  # the page offers exactly these files
 
     files = {d.file_name: d.make() for d in downloads}
     assert len(files) == 3
