@@ -15,9 +15,9 @@ from tqdm import tqdm
 from . import errors
 from .cli_parser import DEFAULTS, build_parser
 from .config import RunConfig
-from .data import load_data
+from .data import DataError, load_data
 from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
-from .runs import new_run_id
+from .runs import RUN_FILES, images, new_run_id
 
 
 def _pretrained(args) -> Optional[str]:
@@ -113,14 +113,9 @@ def cmd_train(args, method: Optional[str] = None) -> int:
                           weight_decay=args.weight_decay, iters_per_epoch=args.iters_per_epoch,
                           fast_mode=None if args.fast_mode == "none" else args.fast_mode, fast_views=args.fast_views,
                           fast_blocks=args.fast_blocks, zero_views=args.zero_views)
+    evaluates = None
     if getattr(args, "run", None):  # eval of an adapted run: its model, prompt and prior, its parameters
-        src = json.loads((Path(args.run) / "config.json").read_text())
-        src.pop("summary", None)
-        cfg = RunConfig.from_dict(src).replace(data=args.data, method="zero_shot", resume=args.run,
-                                               run_dir=cfg.run_dir, epochs=0, device=args.device,
-                                               protocol=args.protocol or src.get("protocol", DEFAULTS.protocol))
-        if args.prior or args.preset:
-            cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
+        cfg, evaluates = _eval_of_run(args)
     from .distributed import init_from_env, rank
     dev = init_from_env()  # under torchrun: join the process group, one device per process
     if dev is not None:
@@ -128,17 +123,81 @@ def cmd_train(args, method: Optional[str] = None) -> int:
     cfg.validate()  # every option checked before anything is loaded
     bar = ProgressBar()
     try:
-        result = Trainer(cfg, listeners=[bar] if rank() == 0 else []).run()
+        trainer = Trainer(cfg, listeners=[bar] if rank() == 0 else [], evaluates=evaluates)
+        result = trainer.run()
     except Exception as err:
         if bar.reported:  # the run's error event already printed its plain message
             raise Reported() from err
         raise
     if rank() != 0:
         return 0
-    print(f"before: {format_metrics(result.metrics_before)}")
-    print(f"after:  {format_metrics(result.metrics)}" + ("  (Beta moving average)" if cfg.method == "clipood" else ""))
-    print(f"run folder: {result.run_dir}  ({result.seconds:.1f} s)")
+    for name, what, metrics in _rows(cfg, trainer.evaluates, result):  # each: what it is, which images
+        print(f"{name} ({what}, {images(metrics) or 'images not counted'}): {format_metrics(metrics)}")
+    if evaluates is None:
+        print(f"run folder: {result.run_dir}  ({result.seconds:.1f} s)")
+    else:
+        print(f"evaluation folder: {result.run_dir}  ({result.seconds:.1f} s; the run's folder {evaluates['run']} "
+              f"was only read)")
     return 0
+
+
+def _rows(cfg: RunConfig, evaluates: Optional[dict], result) -> list[tuple[str, str, dict]]:
+    """(name, what it is, metrics) of each line the CLI prints after a run or an evaluation."""
+    if evaluates is not None:
+        epoch = f", epoch {evaluates['epoch']}" if evaluates.get("epoch") else ""
+        how = " at test time" if evaluates.get("test_time") else ""
+        return [("before", "zero-shot", result.metrics_before),
+                ("after", f"{evaluates['method']}{how}, run {evaluates['run']}{epoch}", result.metrics)]
+    if cfg.method == "zero_shot":  # (eval without --run: nothing is adapted, one row)
+        return [("zero-shot", "no adaptation", result.metrics)]
+    return [("before", "zero-shot", result.metrics_before),
+            ("after", "clipood, Beta moving average" if cfg.method == "clipood" else cfg.method, result.metrics)]
+
+
+def _read_run(run: Path) -> dict:
+    """The config.json of the run that ``eval --run`` evaluates, or a DataError in words."""
+    if not run.is_dir():
+        what = "is a file" if run.exists() else "does not exist"
+        raise DataError(f"--run {run} {what}: give a run folder (made by `python -m ueo_core train`; it holds "
+                        f"config.json and checkpoint.safetensors).")
+    try:
+        src = json.loads((run / "config.json").read_text())
+        return src if isinstance(src, dict) else {}
+    except FileNotFoundError:
+        raise DataError(f"{run} holds no config.json: it is not a run folder (made by `python -m ueo_core "
+                        f"train`).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(f"{run / 'config.json'} is damaged (not JSON): this run cannot be evaluated.") from None
+
+
+def _eval_of_run(args) -> tuple[RunConfig, dict]:
+    """``eval DATA --run R``: R's model, prompt, prior and adapted parameters applied to DATA. The config runs
+    zero-shot with R's checkpoint loaded (a training method: nothing trains here), or R's own method when it works
+    at test time (ZERO, TDA: it adapts to DATA itself). The result goes to a new folder: R's is only read."""
+    from .methods import METHODS
+
+    run = Path(args.run)
+    src = _read_run(run)
+    src.pop("summary", None)
+    method = src.get("method")
+    if method not in METHODS:
+        raise DataError(f"{run} was made by an unknown method ({method!r}): it cannot be evaluated.")
+    test_time = not METHODS[method].trains  # zero-shot, ZERO, TDA: what they do happens on the images at hand
+    out = Path(args.out or Path("runs") / new_run_id(f"eval_{method}"))
+    if out.resolve() == run.resolve():
+        raise DataError(f"--out {out} is the folder of the run being evaluated: an evaluation writes a folder of "
+                        f"its own and never changes the run's results. Give another --out (or none).")
+    used = [n for n in RUN_FILES if (out / n).exists()]
+    if used:
+        raise DataError(f"--out {out} already holds a run ({', '.join(used)}): give a new folder (or no --out). "
+                        f"Nothing was changed.")
+    cfg = RunConfig.from_dict(src).replace(
+        data=args.data, method=method if test_time else "zero_shot", resume=str(run), run_dir=str(out), epochs=0,
+        device=args.device, protocol=args.protocol or src.get("protocol", DEFAULTS.protocol),
+        fast_mode=None, source=None)  # (evaluation runs the whole tower; CLIPood's sources are for training)
+    if args.prior or args.preset:
+        cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
+    return cfg, {"run": str(run), "method": method, "test_time": test_time}
 
 
 def cmd_lesson(args) -> int:

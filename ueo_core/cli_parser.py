@@ -39,8 +39,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present, else CPU)")
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", help="run folder to write (default runs/<time>-<method>)")
+def _add_run_args(p: argparse.ArgumentParser, out_help: str = "run folder to write (default runs/<time>-<method>)"):
+    p.add_argument("--out", help=out_help)
     p.add_argument("--template", default=DEFAULTS.template,
                    help="prompt template; the words before {} initialise the learnable context (default "
                         "'%(default)s')")
@@ -124,8 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate zero-shot, or a run's adapted checkpoint, on a folder")
     _add_data_args(e)
     _add_model_args(e)
-    _add_run_args(e)
-    e.add_argument("--run", help="run folder whose adapted parameters (and model, prompt, prior) to evaluate")
+    _add_run_args(e, "a new folder for the evaluation's results (default runs/<time>-<method>; with --run "
+                     "runs/<time>-eval_<run's method>); never the run's own folder")
+    e.add_argument("--run", help="run folder whose adapted model (its parameters, base model, prompt and prior) to "
+                                 "apply to DATA, beside the zero-shot of the same base model on DATA (ZERO, TDA: "
+                                 "their test-time method runs on DATA). The run's folder is only read")
 
     m = sub.add_parser("embed", help="image features and a 2-D UMAP of a folder, before (and after) adaptation")
     _add_data_args(m)

@@ -211,16 +211,40 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                         f"writes): it could not be read ({str(err)[:120]}).") from None
 
 
+def images(metrics: dict) -> str:
+    """How many images a row of figures covers ("160 images"), so two rows over different folders never read as
+    one comparison; empty for metrics saved without their count."""
+    n = metrics.get("n") if metrics else None
+    return f"{n} image{'s' if n != 1 else ''}" if isinstance(n, int) else ""
+
+
+def _counted(label: str, metrics: dict) -> str:
+    return f"{label} ({images(metrics)})" if images(metrics) else label
+
+
 def write_report(folder: RunFolder, config: dict, before: dict, after: dict, summary: dict) -> None:
+    """report.md. An evaluation of another run (``summary["evaluates"]``, `eval --run`) names that run and its
+    method, not the evaluation's own mechanics; every column says how many images it covers."""
     keys = ["gacc", "pacc", "auroc", "fpr95", "h_score", "mean_confidence", "mean_entropy"]
-    lines = [f"# Run {folder.path.name}", "",
-             f"- method: **{config['method']}**, model: {summary.get('model', {}).get('model')} "
-             f"({summary.get('model', {}).get('pretrained') or 'random init'}) on {summary.get('model', {}).get('device')}",
-             f"- data: {summary.get('data')}",
-             f"- epochs: {config['epochs']}, batch size: {config['batch_size']}, lr (prompt/visual): "
-             f"{config['lr_prompt']}/{config['lr_visual']}, seed {config['seed']}",
-             f"- time: {summary.get('seconds', 0):.1f} s", "",
-             "| metric | zero-shot | after |", "|---|---|---|"]
+    model = summary.get("model", {})
+    on = f"model: {model.get('model')} ({model.get('pretrained') or 'random init'}) on {model.get('device')}"
+    ev = summary.get("evaluates")
+    if ev:
+        epoch = f", epoch {ev['epoch']}" if ev.get("epoch") else ""  # (0: a test-time method, nothing trained)
+        how = ("its method applied at test time to these images" if ev.get("test_time")
+               else "its adapted parameters applied to these images")
+        head = [f"# Evaluation {folder.path.name}", "",
+                f"- method: **{ev['method']}**, of run `{ev['run']}`{epoch}: {how}; nothing was trained here",
+                f"- {on}", f"- data: {summary.get('data')}"]
+        after_label = ev["method"]
+    else:
+        head = [f"# Run {folder.path.name}", "", f"- method: **{config['method']}**, {on}",
+                f"- data: {summary.get('data')}",
+                f"- epochs: {config['epochs']}, batch size: {config['batch_size']}, lr (prompt/visual): "
+                f"{config['lr_prompt']}/{config['lr_visual']}, seed {config['seed']}"]
+        after_label = "after"
+    lines = head + [f"- time: {summary.get('seconds', 0):.1f} s", "",
+                    f"| metric | {_counted('zero-shot', before)} | {_counted(after_label, after)} |", "|---|---|---|"]
     for k in keys:
         if k in after or k in before:
             b, a = before.get(k), after.get(k)

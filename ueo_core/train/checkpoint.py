@@ -93,8 +93,10 @@ def resume(tr) -> Resumed:
     weights = tensors["ueo_weights"].to(tr.loaded.device) if "ueo_weights" in tensors else None
     src = Path(tr.config.resume) if Path(tr.config.resume).is_dir() else Path(tr.config.resume).parent
     zero = [r for r in RunFolder(src).read_jsonl("epochs.jsonl") if r.get("epoch") == 0]
-    if tr.folder is not None:
+    if tr.folder is not None and tr.evaluates is None:  # (an evaluation's folder is new: nothing to cut back)
         tr.folder.reset_logs(epoch)
+    if tr.evaluates is not None:
+        tr.evaluates["epoch"] = epoch  # which of the run's epochs was evaluated (metrics.json, report.md)
     return Resumed(epoch, weights, zero[0]["metrics"] if zero else {})
 
 

@@ -50,13 +50,15 @@ def learning(params: dict):
 def train(tr) -> None:
     """Train ``tr``'s run from where it starts (zero-shot, or a resumed epoch) to its last epoch."""
     cfg, method = tr.config, tr.method
+    # evaluating another run on these images: first the base model on them, the zero-shot it is compared with
+    zero_shot = tr.evaluate(0) if tr.evaluates is not None else None
     resumed = checkpoint.resume(tr)
-    first = tr.begin(resumed)  # evaluate where the run starts: zero-shot, or the resumed epoch
+    first = tr.begin(resumed, zero_shot)  # evaluate where the run starts: zero-shot, or the resumed epoch
     tr.ctx = ctx = method.prepare(tr, first.cos, resumed)
     params = method.params(tr) if method.trains else {}
     if not params or resumed.epoch >= cfg.epochs:
         method.infer(tr, ctx)  # a training-free method's own predictions (zero-shot: none beyond the first)
-        if resumed.epoch == 0:
+        if resumed.epoch == 0 and tr.evaluates is None:  # (an evaluation keeps results, not a model)
             tr.save_checkpoint(ctx, 0)
         return
     groups = [{"params": [p for n, p in params.items() if n.startswith(part)], "lr": lr}

@@ -55,13 +55,19 @@ class RunResult:
 
 class Trainer:
     def __init__(self, config: RunConfig, listeners: tuple = (), loaded: Optional[LoadedModel] = None,
-                 image_set: Optional[ImageSet] = None, audience: str = "cli"):
+                 image_set: Optional[ImageSet] = None, audience: str = "cli", evaluates: Optional[dict] = None):
         self.config, self.loaded, self.image_set = config, loaded, image_set
         self.audience = audience  # who reads the error messages: "cli" (flags) or "app" (where to click)
         self.rank = dist_rank()  # under torchrun only rank 0 writes the run folder and talks to listeners
+        # an evaluation of another run's adapted model (``config.resume``) on these images (`eval --run`):
+        # {"run": its folder, "method": its method}. Its zero-shot ("before") is of these images, and the run's
+        # folder is only read: the evaluation writes a folder of its own.
+        self.evaluates = dict(evaluates) if evaluates else None
         # the folder is locked for this run (released when run() ends); a folder holding another run is refused
-        self.folder: Optional[RunFolder] = (RunFolder(config.run_dir).create(resume=config.resume)
-                                            if config.run_dir and self.rank == 0 else None)
+        # (an evaluation never writes into the run it evaluates, nor into any other)
+        self.folder: Optional[RunFolder] = (
+            RunFolder(config.run_dir).create(resume=None if self.evaluates else config.resume)
+            if config.run_dir and self.rank == 0 else None)
         self.emit = Emitter(self.folder, self.rank, listeners)
         self.stop = Stop()
         # set by setup()
@@ -143,7 +149,7 @@ class Trainer:
                 if self.method.trains else 0,
                 "steps_per_epoch": len(self.batches), "total_steps": self.total_steps,
                 "prompts": self.prompt.prompts, "truncated_context": self.prompt.length,
-                **self.method.describe(self)}
+                **({"evaluates": self.evaluates} if self.evaluates else {}), **self.method.describe(self)}
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -175,13 +181,17 @@ class Trainer:
                   class_shares=metrics["class_shares"], collapsed=metrics["collapsed"])
         return self.latest
 
-    def begin(self, resumed: checkpoint.Resumed) -> Evaluation:
+    def begin(self, resumed: checkpoint.Resumed, zero_shot: Optional[Evaluation] = None) -> Evaluation:
         """Evaluate where the run starts; a new run keeps that as its zero-shot ("before") metrics and
-        predictions, a resumed one the zero-shot metrics of the run it continues."""
-        first = self.evaluate(resumed.epoch)
-        self.metrics_before = first.metrics if resumed.epoch == 0 else resumed.zero_shot
-        if resumed.epoch == 0 and self.folder is not None:  # the zero-shot predictions, for "before" views
-            self.folder.write_predictions(self._predictions(first), ZERO_SHOT_PREDICTIONS)
+        predictions, a resumed one the zero-shot metrics of the run it continues. An evaluation of another run
+        keeps ``zero_shot``, the pass over its own images before that run's parameters were loaded: the run's
+        zero-shot figures are of other images."""
+        fresh = zero_shot is not None and resumed.epoch == 0  # nothing adapted was loaded: the same pass
+        first = zero_shot if fresh else self.evaluate(resumed.epoch)
+        before = zero_shot if zero_shot is not None else (first if resumed.epoch == 0 else None)
+        self.metrics_before = before.metrics if before is not None else resumed.zero_shot
+        if before is not None and self.folder is not None:  # the zero-shot predictions, for "before" views
+            self.folder.write_predictions(self._predictions(before), ZERO_SHOT_PREDICTIONS)
         return first
 
     def save_checkpoint(self, ctx, epoch: int) -> None:
@@ -221,7 +231,8 @@ class Trainer:
         """The end: metrics.json, predictions.csv and the report, from the last evaluation."""
         seconds, final = time.time() - t0, self.latest
         if self.folder is not None:
-            self._write_outcome(final, seconds, **self.outcome)
+            self._write_outcome(final, seconds, **self.outcome,
+                                **({"evaluates": self.evaluates} if self.evaluates else {}))
             write_report(self.folder, self.config.to_dict(), self.metrics_before, final.metrics,
                          {**summary, "seconds": seconds})
         self.emit("done", metrics=final.metrics, metrics_before=self.metrics_before, seconds=seconds,
