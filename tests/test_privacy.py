@@ -5,31 +5,16 @@ import json
 import struct
 import zipfile
 
-import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import ROOT
 from helpers import make_folder
 from studio import workspace
 
+from test_app import Upload, app, isolated  # noqa: F401  (the same isolated workspace, Ray and AppTest)
+
 PAGES = ["home.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch, ray_cluster):
-    monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("studio.workspace.WORKSPACES", tmp_path / "ws")
-    monkeypatch.setenv("UEO_DATA_ROOTS", str(tmp_path))
-
-
-def app(page: str, **session) -> AppTest:
-    at = AppTest.from_file(str(ROOT / page), default_timeout=180)
-    for k, v in session.items():
-        at.session_state[k] = v
-    return at
-
-
-def rendered(at: AppTest) -> str:
+def rendered(at) -> str:
     """Everything the page sent to the browser, main area and sidebar: each element's message as text (tables'
     Arrow bytes and charts' JSON included)."""
     out = []
@@ -42,14 +27,6 @@ def rendered(at: AppTest) -> str:
             walk(child)
     walk(at._tree)
     return "\n".join(out)
-
-
-class Upload:
-    def __init__(self, name, data):
-        self.name, self._data = name, data
-
-    def getbuffer(self):
-        return memoryview(self._data)
 
 
 def zipped(folder) -> bytes:
