@@ -29,7 +29,10 @@ def serve(script: str | Path, env: dict, log: Path, port: int | None = None,
     port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                             "--browser.gatherUsageStats", "false",
+                             # no file watcher: what is measured is the app as served, not a reload when the
+                             # working tree changes (others editing it overflowed inotify and stalled the server)
+                             "--server.fileWatcherType", "none"], cwd=ROOT, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     t0 = time.time()

@@ -3,14 +3,16 @@ built-in model) at the same moment, while one more session switches pages the wh
 
 In the same run it also measures one run alone (serial_s = K x that) and the observer with nothing training, so
 that every ratio compares numbers taken side by side on the same machine. It starts its own app (a free port, its
-own workspaces) and its own local Ray (UEO_SLOTS run slots; default ueo_core.cluster.default_slots()), and stops both.
+own workspaces) and its own local Ray (UEO_SLOTS run slots; default ueo_core.cluster.default_slots()), and stops both
+(``--quick`` uses the Ray that UEO_RAY_ADDRESS names, when set: a test's).
 
     python bench/classroom.py --k 8            # one K
     python bench/classroom.py --k 1 4 8 16     # a table, one line each
     python bench/classroom.py --series 20      # 20 runs in a row in one session: web server RSS after 1st vs 20th
+    python bench/classroom.py --quick          # smoke run: K=1, 1 epoch, no warm-up run (tests/test_benches.py)
 
-Last line (per K): classroom K=<k> lost=<n> all_done_s=<s> serial_s=<s> observer_median_ms=<ms>
-idle_median_ms=<ms> server_rss_mb=<mb>
+A line per K: classroom K=<k> lost=<n> all_done_s=<s> serial_s=<s> observer_median_ms=<ms>
+idle_median_ms=<ms> server_rss_mb=<mb>; at the end, the same as a table, one row per K.
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from appserver import ARGS, CHROMIUM, free_port, serve  # noqa: E402,F401  (free_port: for bench/nothing_lost.py)
+from quick import QUICK_NOTE  # noqa: E402
 PAGES = ["Data", "Model", "Compare", "Learn"]  # the observer's round
 RUN_TIMEOUT_S = 1800
+EPOCHS = None  # the Epochs box as the app proposes it; --quick: 1
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -107,6 +111,11 @@ async def new_session(browser, url: str):
 async def ready_to_start(page):
     await goto(page, "Adapt")
     await settle(page)
+    if EPOCHS:
+        box = page.get_by_label("Epochs")
+        await box.fill(str(EPOCHS))
+        await box.press("Tab")
+        await settle(page)
 
 
 async def press_start_and_wait(page, t0: float) -> float | None:
@@ -212,10 +221,12 @@ async def main_async(args, url: str, pid: int) -> None:
             await browser.close()
             await observer.close()
             return
-        await one_run_alone(browser, url)  # warm-up: the Shapes world is made once, imports are loaded
+        if not args.quick:
+            await one_run_alone(browser, url)  # warm-up: the Shapes world is made once, imports are loaded
         alone = await one_run_alone(browser, url)
-        idle = await observer_alone(observer, url)
+        idle = await observer_alone(observer, url, n=4 if args.quick else 12)
         print(f"one run alone: {alone:.1f} s · observer idle median {idle:.0f} ms", flush=True)
+        rows = []
         for k in args.k:
             with RssPeak(pid) as peak:
                 r = await classroom(browser, url, k, observer)
@@ -226,6 +237,16 @@ async def main_async(args, url: str, pid: int) -> None:
             print(f"classroom K={k} lost={r['lost']} all_done_s={r['all_done_s']:.1f} serial_s={k * alone:.1f} "
                   f"observer_median_ms={r['observer_median_ms']:.0f} idle_median_ms={idle:.0f} "
                   f"server_rss_mb={peak.peak:.0f}", flush=True)
+            if args.quick and r["lost"]:
+                raise SystemExit(f"bench/classroom.py: {r['lost']} of {k} runs never said 'Done in'")
+            rows.append((k, r, peak.peak))
+        print(f"\none run alone {alone:.1f} s; observer idle median {idle:.0f} ms\n\n| K | lost | all done s | "
+              "serial s | ratio | observer median ms | x idle | server RSS peak MB |\n"
+              "|---|---|---|---|---|---|---|---|")
+        for k, r, rss in rows:
+            print(f"| {k} | {r['lost']} | {r['all_done_s']:.1f} | {k * alone:.1f} | "
+                  f"{r['all_done_s'] / (k * alone):.2f} | {r['observer_median_ms']:.0f} | "
+                  f"{r['observer_median_ms'] / idle:.2f} | {rss:.0f} |")
         await browser.close()
         await observer.close()
 
@@ -239,15 +260,26 @@ def main() -> None:
     ap.add_argument("--browser-nice", type=int, default=19,
                     help="niceness of the K students' Chromium, which stands in for their own machines (default "
                          "19; 0: the browsers compete with the server as equals); the observer's is at 0")
+    ap.add_argument("--quick", action="store_true", help="smoke run: K=1, runs of 1 epoch, no warm-up run")
     args = ap.parse_args()
+    if args.quick:
+        global EPOCHS, RUN_TIMEOUT_S
+        print(QUICK_NOTE, flush=True)
+        args.k, args.series, EPOCHS, RUN_TIMEOUT_S = [1], 0, 1, 300
+        args.browser_nice = 0  # at nice 19 on a busy 2-core machine the students' Chromium barely ran (timeouts)
     from ueo_core import cluster
     slots = args.slots or cluster.slots_from_env()
     tmp = Path(tempfile.mkdtemp(prefix="ueo-classroom-"))
-    temp_dir = tempfile.mkdtemp(prefix="ueo-ray-b", dir="/tmp")
-    address = cluster.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
-    os.environ["UEO_RAY_ADDRESS"] = address
-    print(f"local Ray at {address} with {slots} slot(s); {os.cpu_count()} CPU cores; the students' Chromium at nice "
-          f"{args.browser_nice}, the observer's at 0", flush=True)
+    temp_dir = None
+    if args.quick and os.environ.get("UEO_RAY_ADDRESS"):  # a smoke run may use a test's Ray (slots: its own)
+        address = os.environ["UEO_RAY_ADDRESS"]
+    else:
+        temp_dir = tempfile.mkdtemp(prefix="ueo-ray-b", dir="/tmp")
+        address = cluster.start_local_head(state_dir=Path(temp_dir) / "state", slots=slots, temp_dir=temp_dir)
+        os.environ["UEO_RAY_ADDRESS"] = address
+    print(f"{'local' if temp_dir else 'given'} Ray at {address} with {slots if temp_dir else 'its'} slot(s); "
+          f"{os.cpu_count()} CPU cores; the students' Chromium at nice {args.browser_nice}, the observer's at 0",
+          flush=True)
     proc = None
     try:
         proc, url = start_app(tmp, address)
@@ -256,7 +288,10 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
-        cluster.stop_local_head(temp_dir)
+        if temp_dir:
+            cluster.stop_local_head(temp_dir)
+    if args.quick:
+        print(QUICK_NOTE)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """CLIPood (labelled source) vs zero-shot vs UEO (no labels) on Shapes with the built-in model (README, issue 5).
 
     python bench/clipood_table.py
+    python bench/clipood_table.py --quick      # smoke run: sketch, 1 learning rate, 1 epoch of 2 steps, 36 images
 
 Source = the flat domain with its labels (6 known shapes; crosses/arrows are not in the prior, so not trained on);
 targets = sketch and photo, evaluated with the same prior (crosses/arrows there are the unknowns). A last row per
@@ -16,10 +17,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quick import QUICK_NOTE, load_shapes, shapes_spec  # noqa: E402
 from ueo_core.config import RunConfig  # noqa: E402
 from studio.advice import suggested_settings  # noqa: E402
 from ueo_core.models import BUILTIN_MODEL  # noqa: E402
-from ueo_core.data import load_data  # noqa: E402
 from ueo_core.train import Trainer  # noqa: E402
 
 _q = suggested_settings(BUILTIN_MODEL)  # the app's quick settings for the built-in model, as bench/world_table.py
@@ -35,20 +37,28 @@ def main(argv=None) -> int:
     ap.add_argument("--iters-per-epoch", type=int, default=None, help="CLIPood steps per epoch (default: the "
                     "official 500; 0: one pass over the largest source)")
     ap.add_argument("--seed", type=int, default=2023)
+    ap.add_argument("--quick", action="store_true", help="smoke run: sketch, 1 learning rate, 1 epoch of 2 steps, "
+                                                             "36 images per domain")
     args = ap.parse_args(argv)
+    ueo = UEO_QUICK
+    if args.quick:  # every row kind still runs, on few images and steps
+        print(QUICK_NOTE, flush=True)
+        args.targets, args.clipood_lrs, args.epochs, args.iters_per_epoch = ["sketch"], args.clipood_lrs[:1], 1, 2
+        ueo = {**UEO_QUICK, "epochs": 1}
+    spec = lambda d: shapes_spec(d, args.quick)  # noqa: E731
     rows, t0 = [], time.time()
     for tgt in args.targets:
-        ims = load_data(f"shapes:{tgt}")
-        runs = [("zero-shot", RunConfig(data=f"shapes:{tgt}", method="zero_shot", seed=args.seed)),
-                ("UEO (no labels)", RunConfig(data=f"shapes:{tgt}", method="ueo", seed=args.seed, **UEO_QUICK))]
-        clipood = dict(method="clipood", data=f"shapes:{tgt}", epochs=args.epochs, seed=args.seed,
+        ims = load_shapes(tgt, args.quick)
+        runs = [("zero-shot", RunConfig(data=spec(tgt), preset="shapes", method="zero_shot", seed=args.seed)),
+                ("UEO (no labels)", RunConfig(data=spec(tgt), preset="shapes", method="ueo", seed=args.seed, **ueo))]
+        clipood = dict(method="clipood", data=spec(tgt), preset="shapes", epochs=args.epochs, seed=args.seed,
                        iters_per_epoch=args.iters_per_epoch)
         for lr in args.clipood_lrs:
-            runs.append((f"CLIPood lr {lr:g} (flat labels)", RunConfig(source=["shapes:flat"], lr_visual=lr,
+            runs.append((f"CLIPood lr {lr:g} (flat labels)", RunConfig(source=[spec("flat")], lr_visual=lr,
                                                                         **clipood)))
         others = [d for d in ("flat", "photo", "sketch") if d != tgt]
         runs.append((f"CLIPood lr {args.clipood_lrs[0]:g} ({' + '.join(others)} labels)",
-                     RunConfig(source=[f"shapes:{d}" for d in others], lr_visual=args.clipood_lrs[0], **clipood)))
+                     RunConfig(source=[spec(d) for d in others], lr_visual=args.clipood_lrs[0], **clipood)))
         for name, cfg in runs:
             tr = Trainer(cfg, image_set=ims)
             r = tr.run()
@@ -65,6 +75,8 @@ def main(argv=None) -> int:
     print(f"\nseed {args.seed}; CLIPood: {c.epochs} epochs of {c.iters_per_epoch or 'one pass of'} steps, batch "
           f"{c.batch_size} per source, AdamW wd {c.weight_decay:g}, lambda {c.margin:g}, beta {c.bma_beta:g}; "
           f"{time.time() - t0:.0f} s in all")
+    if args.quick:
+        print(QUICK_NOTE)
     return 0
 
 

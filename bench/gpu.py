@@ -8,6 +8,7 @@ run of the same script on a CPU, with the tiny model).
 3. An end-to-end UEO run (python -m ueo_core train) with the GPU's utilisation sampled by nvidia-smi every 200 ms.
 
 Each step has a time limit; the whole is sized for < 8 minutes on one H100/H200-class GPU.
+``--quick`` (= ``--device cpu --small``, one round, 36 images) is the smoke run that tests/test_benches.py runs.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from quick import QUICK_NOTE, shapes_spec  # noqa: E402
 
 
 def run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -33,9 +37,9 @@ def run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.C
 def throughput(a) -> list[tuple[str, str, str]]:
     res = {"reference": [], "ours": []}
     base = [sys.executable, "bench/train_throughput.py", "--model", a.model, "--pretrained", "none",
-            "--device", a.device, "--data", "shapes:photo", "--images", str(a.images),
+            "--device", a.device, "--data", a.data, "--preset", "shapes", "--images", str(a.images),
             "--batch-size", str(a.batch), "--epochs", "1"]
-    for _ in range(2):
+    for _ in range(a.rounds):
         for impl in res:
             out = run(base + ["--impl", impl], timeout=a.step_timeout)
             if out.returncode:
@@ -66,7 +70,7 @@ def ddp(a, tmp: Path) -> list[tuple[str, str, str]]:
     if a.device == "cuda" and n_gpu < 2:
         return [("DDP 2 processes vs 1 process at 2× batch", "-",
                  f"not measured: this machine has {n_gpu} GPU (DDP needs one per process)")]
-    common = ["shapes:photo", "--model", a.model, "--pretrained", "none", "--epochs", "1"]
+    common = [a.data, "--preset", "shapes", "--model", a.model, "--pretrained", "none", "--epochs", "1"]
     out = {}
     for name, cmd, batch in (
             ("1 process", [sys.executable, "-m", "ueo_core", "train"], 2 * a.batch),
@@ -90,7 +94,8 @@ def end_to_end(a, tmp: Path) -> list[tuple[str, str, str]]:
     sampler = (subprocess.Popen([smi, "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
                                  "-lms", "200"], stdout=subprocess.PIPE, text=True) if smi else None)
     t0 = time.time()
-    r = run([sys.executable, "-m", "ueo_core", "train", "shapes:photo", "--model", a.model, "--pretrained", "none",
+    r = run([sys.executable, "-m", "ueo_core", "train", a.data, "--preset", "shapes", "--model", a.model,
+             "--pretrained", "none",
              "--device", a.device, "--epochs", str(a.e2e_epochs), "--batch-size", str(a.batch),
              "--workers", str(a.workers), "--out", str(tmp / "e2e")], timeout=a.step_timeout)
     wall = time.time() - t0
@@ -106,8 +111,9 @@ def end_to_end(a, tmp: Path) -> list[tuple[str, str, str]]:
         return [("end-to-end UEO run", "-", "failed: " + (r.stderr.strip().splitlines() or ["?"])[-1][:200])]
     s, n = train_seconds(tmp / "e2e")
     m = json.loads((tmp / "e2e" / "metrics.json").read_text())
+    n_images = len((tmp / "e2e" / "predictions.csv").read_text().splitlines()) - 1  # (one row per image)
     return [("end-to-end UEO run (python -m ueo_core train)",
-             f"{a.model} random init, Shapes photo (540 images), {a.e2e_epochs} epoch(s), batch {a.batch}, "
+             f"{a.model} random init, Shapes photo ({n_images} images), {a.e2e_epochs} epoch(s), batch {a.batch}, "
              f"{a.workers} workers",
              f"{wall:.0f} s wall ({m['seconds']:.0f} s in the trainer), steps at {n / s:.0f} img/s{util}")]
 
@@ -117,9 +123,14 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="smoke run: the tiny model, few images (for a CPU)")
     ap.add_argument("--step-timeout", type=float, default=150)
+    ap.add_argument("--quick", action="store_true", help="smoke run: --device cpu --small, one round, 36 images")
     a = ap.parse_args()
+    a.rounds, a.data = 2, "shapes:photo"
+    if a.quick:
+        print(QUICK_NOTE, flush=True)
+        a.device, a.small, a.rounds, a.data = "cpu", True, 1, shapes_spec("photo", quick=True)
     if a.small:
-        a.model, a.images, a.batch, a.e2e_epochs, a.workers = "ueo-tiny", 64, 16, 1, 0
+        a.model, a.images, a.batch, a.e2e_epochs, a.workers = "ueo-tiny", 16 if a.quick else 64, 16, 1, 0
     else:
         a.model, a.images, a.batch, a.e2e_epochs, a.workers = "ViT-B-32", 2048, 128, 5, 8
     import torch
@@ -139,6 +150,13 @@ def main() -> int:
     print("| measurement | setting | result |\n|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")
+    if a.quick:
+        print(QUICK_NOTE)
+        # a measurement keeps the rows it got; a smoke run that lost one (a step failed or ran over) must fail
+        failed = [r[0] for r in rows if r[1] == "failed" or r[2].startswith(("failed", "over its"))]
+        if failed:
+            print(f"bench/gpu.py --quick: these steps failed: {failed}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -3,6 +3,7 @@
     python bench/train_throughput.py                                  # built-in model, Shapes photo
     python bench/train_throughput.py --data ../shared/data/PACS/sketch --preset pacs
     python bench/train_throughput.py --model ViT-B-32 --images 128 --batch-size 32   # random init: speed only
+    python bench/train_throughput.py --quick       # smoke run: 1 round, 1 epoch, 16 images of Shapes photo
 
 Each measurement runs in its own process (clean peak memory), reference and ours alternating for --rounds rounds;
 it prints images/s of the training loop (zero-shot pass excluded), the first-step loss of both (same model, batch,
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from quick import QUICK_NOTE, shapes_spec  # noqa: E402
 
 
 def peak_memory_mb(device) -> float:
@@ -68,7 +70,8 @@ def worker(args) -> dict:
                         weight_temperature=1.0, eval_every=100_000, device=args.device,
                         fast_mode=None if args.impl == "ours" else args.impl)
         Trainer(cfg, loaded=loaded, image_set=ims, listeners=[on]).run()
-        out = {"first_loss": marks["first_loss"], "train_images": marks["n"], "train_seconds": marks["t1"] - marks["t0"]}
+        out = {"first_loss": marks["first_loss"], "train_images": marks["n"],
+               "train_seconds": marks["t1"] - marks["t0"]}
     out.update({"impl": args.impl, "img_per_s": out["train_images"] / out["train_seconds"],
                 "peak_memory_mb": peak_memory_mb(loaded.device), "device": str(loaded.device)})
     return out
@@ -90,12 +93,18 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--with-fast", action="store_true", help="also measure the prompt_only fast mode")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 epoch on 16 images (36 made)")
     ap.add_argument("--impl", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.quick:  # (the workers get --quick too, and the same sizes)
+        args.data, args.preset = shapes_spec("photo", quick=True), args.preset or "shapes"
+        args.images, args.epochs, args.rounds, args.batch_size = 16, 1, 1, 8
     if args.impl:
         print(json.dumps(worker(args)))
         return 0
 
+    if args.quick:
+        print(QUICK_NOTE, flush=True)
     impls = ["reference", "ours"] + (["prompt_only"] if args.with_fast else [])
     results = {k: [] for k in impls}
     passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--with-fast"]
@@ -112,13 +121,16 @@ def main(argv=None) -> int:
                   f"peak {res['peak_memory_mb']:.0f} MB  ({res['device']})", flush=True)
     med = {k: statistics.median(x["img_per_s"] for x in v) for k, v in results.items()}
     print(f"\n{args.model} ({args.pretrained}) on {results['ours'][0]['device']}, data {args.data}, "
-          f"batch {args.batch_size}, {args.epochs} epochs, {args.rounds} rounds (median):")
+          f"batch {args.batch_size}, {args.epochs} epochs, {args.rounds} rounds (median):\n")
+    print("| implementation | img/s | ratio vs reference | peak memory MB | first-step loss |\n|---|---|---|---|---|")
     for k in impls:
-        print(f"  {k:12s} {med[k]:8.1f} img/s   ratio vs reference {med[k] / med['reference']:.2f}x   "
-              f"peak {max(x['peak_memory_mb'] for x in results[k]):.0f} MB")
+        print(f"| {k} | {med[k]:.1f} | {med[k] / med['reference']:.2f}x | "
+              f"{max(x['peak_memory_mb'] for x in results[k]):.0f} | {results[k][0]['first_loss']:.6f} |")
     d = abs(results["reference"][0]["first_loss"] - results["ours"][0]["first_loss"])
-    print(f"  first-step loss: reference {results['reference'][0]['first_loss']:.6f}, ours "
+    print(f"\nfirst-step loss: reference {results['reference'][0]['first_loss']:.6f}, ours "
           f"{results['ours'][0]['first_loss']:.6f} (|diff| {d:.2e})")
+    if args.quick:
+        print(QUICK_NOTE)
     return 0
 
 

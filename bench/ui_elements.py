@@ -1,6 +1,7 @@
 """What each kind of Streamlit element costs the browser on a page switch, measured side by side in one run.
 
     python bench/ui_elements.py [--repeats 5]
+    python bench/ui_elements.py --quick     # every page once: a smoke run (tests/test_benches.py)
 
 A throwaway multipage app (an empty page, then one page per element kind, each as the app uses it) is served on a
 free port and driven in headless Chromium exactly as ``bench/ui_latency.py`` times the app: input event to the last
@@ -19,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ui_latency as lat  # noqa: E402
+from quick import QUICK_NOTE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = '[{"epoch": i, "gacc": 0.8123, "pacc": 0.7712, "auroc": 0.6634, "h_score": 0.5521} for i in range(6)]'
@@ -45,7 +47,11 @@ PAGES = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="every page switch once: a check that the bench runs")
     args = ap.parse_args()
+    if args.quick:
+        args.repeats = 1
+        print(QUICK_NOTE, flush=True)
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="ueo-elements-"))
@@ -64,27 +70,30 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.set_default_timeout(120_000)
             page.goto(url)
-            page.get_by_role("heading", name="P0").wait_for()
+            lat.need(page, "heading", "P0", "throwaway app", exact=True, timeout_ms=60_000)
             page.evaluate(lat.WATCH)
-            for t in list(titles.values())[1:] + ["P0"]:  # every page once: first loads (JS chunks) not timed
-                lat.nav(page, t)()
-                page.get_by_role("heading", name=t).first.wait_for()
-                lat.settle(page)
+            for t in (list(titles.values())[1:] + ["P0"]) * (not args.quick):  # every page once: first loads
+                lat.goto(page, t)                                               # (JS chunks) not timed
             for _ in range(args.repeats):
                 for name, t in titles.items():
                     if t != "P0":
                         lat.timed(page, lat.nav(page, "P0"))
                     results.setdefault(name, []).append(lat.timed(page, lat.nav(page, t)))
+                    lat.need(page, "heading", t, f"page {t} ({name})", exact=True)
             browser.close()
     finally:
         proc.terminate()
+        proc.wait(30)
     empty = statistics.median(results["empty page"])
     print("\n| page switch to | n | median ms | minus the empty page |\n|---|---|---|---|")
     for name, xs in results.items():
         med = statistics.median(xs)
         print(f"| {name} | {len(xs)} | {med:.0f} | {med - empty:+.0f} |")
-    ratio = statistics.median(results["st.dataframe, 6 rows"]) / statistics.median(results["st.table, 6 rows (ui.table)"])
+    ratio = (statistics.median(results["st.dataframe, 6 rows"])
+             / statistics.median(results["st.table, 6 rows (ui.table)"]))
     print(f"\nst.dataframe / st.table page switch: {ratio:.1f}x")
+    if args.quick:
+        print(QUICK_NOTE)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python bench/world_table.py                              # the README table (3 seeds, every domain)
     python bench/world_table.py --domains photo --seeds 2023 # one domain, one seed
+    python bench/world_table.py --quick                      # smoke run: sketch, 4 methods, 1 epoch, 36 images
 
 Every cell is a real run of the trainer on the unlabeled demo folder (``shapes:<domain>``: the default prior names
 6 shapes, the other demo shapes are the unknowns), with the built-in model and the quick settings the app proposes
@@ -22,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quick import QUICK_NOTE, load_shapes, shapes_spec  # noqa: E402
 from ueo_core.config import RunConfig  # noqa: E402
 from studio.advice import suggested_settings  # noqa: E402
-from ueo_core.data import load_data  # noqa: E402
 from ueo_core.models import BUILTIN_MODEL, load_model  # noqa: E402
 from ueo_core.shapes import DOMAINS, SOURCE_DOMAIN  # noqa: E402
 from ueo_core.scores import LABELS, SCORES  # noqa: E402
@@ -34,11 +36,14 @@ METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle", "zero", "tda")
 KEYS = ("gacc", "auroc", "h_score", "saturated", "top_share", "seconds") + tuple(f"auroc_{s}" for s in SCORES)
 
 
-def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None, protocol: str = "studio") -> dict:
-    ims = load_data(f"shapes:{domain}")
+def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None, protocol: str = "studio",
+             small: bool = False) -> dict:
+    """One run's numbers (``small``: the quick mode's 36 images of the domain)."""
+    ims = load_shapes(domain, small)
     loaded = load_model(BUILTIN_MODEL, pretrained=None if checkpoint else "builtin", checkpoint=checkpoint,
                         seed=seed)
-    cfg = RunConfig(data=f"shapes:{domain}", method=method, epochs=quick["epochs"], batch_size=quick["batch_size"],
+    cfg = RunConfig(data=shapes_spec(domain, small), preset="shapes", method=method, epochs=quick["epochs"],
+                    batch_size=quick["batch_size"],
                     lr_prompt=quick["lr_prompt"], lr_visual=quick["lr_visual"], seed=seed, protocol=protocol)
     t0 = time.time()
     r = Trainer(cfg, loaded=loaded, image_set=ims).run()
@@ -88,14 +93,20 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", help="another ueo-shapes checkpoint (default: the shipped one)")
     ap.add_argument("--protocol", default="studio", choices=["studio", "official"],
                     help="logit scales (RunConfig.protocol): official = tim-learn/UEO demo.py, as the paper's tables")
+    ap.add_argument("--quick", action="store_true", help="smoke run: sketch, 4 methods, 1 seed, 1 epoch, 36 images")
     args = ap.parse_args(argv)
 
     quick = suggested_settings(BUILTIN_MODEL)
+    if args.quick:  # the methods every target check reads (ZERO's 64 views per image alone take 30 s), few images
+        print(QUICK_NOTE, flush=True)
+        args.domains, args.seeds, quick = ["sketch"], [2023], {**quick, "epochs": 1}
+        if args.methods == list(METHODS):
+            args.methods = ["zero_shot", "entropy", "im", "ueo"]
     t0 = time.time()
     table = {}
     for dom in args.domains:
         for method in args.methods:
-            cells = [run_cell(dom, method, s, quick, args.checkpoint, args.protocol) for s in args.seeds]
+            cells = [run_cell(dom, method, s, quick, args.checkpoint, args.protocol, args.quick) for s in args.seeds]
             table[dom, method] = {k: float(np.mean([c[k] for c in cells])) for k in KEYS}
             table[dom, method].update({f"sd_{k}": float(np.std([c[k] for c in cells])) for k in ("gacc", "auroc")})
             m = table[dom, method]
@@ -123,6 +134,8 @@ def main(argv=None) -> int:
           f"{time.time() - t0:.0f} s in all\n")
     for target, ok, numbers in check_targets(table, args.domains):
         print(f"{'met ' if ok else 'MISSED'} {target}: {numbers}")
+    if args.quick:
+        print(QUICK_NOTE)
     return 0
 
 
