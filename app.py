@@ -6,6 +6,7 @@ PAGES = [("home.py", "Home", "home"), ("pages/1_Data.py", "Data", "folder_open")
          ("pages/2_Model.py", "Model", "memory"), ("pages/3_Adapt.py", "Adapt", "play_circle"),
          ("pages/8_Lesson.py", "Lesson", "school"),
          ("pages/4_Explore.py", "Explore", "scatter_plot"), ("pages/5_Inspect.py", "Inspect", "search"),
+         ("pages/9_Sort.py", "Sort", "folder_copy"),
          ("pages/6_Compare.py", "Compare", "compare_arrows"), ("pages/7_Learn.py", "Learn", "functions")]
 
 st.navigation([st.Page(path, title=title, icon=f":material/{icon}:", default=(path == "home.py"),

@@ -1,14 +1,19 @@
 """Explore: image features before vs after adaptation in 2-D (PCA at once, UMAP when computed); select points to
-see the images. The embeddings are a job on Ray (ueo_core.explore, queued like a run); this page reads its files."""
+see the images; find images by a text or like an image (ueo_core.search, answered by the run's warm search worker on
+Ray, never a model here). The embeddings are a job on Ray (ueo_core.explore, queued like a run); this page reads its
+files."""
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from studio import charts, pick, state, ui
+from studio import charts, pick, sort_panel, state, ui
 from ueo_core.analysis import read_predictions
+from ueo_core.data import DataError
+from ueo_core.export import export_downloads
 from ueo_core.explore import predictions_before, score_colours, selections, too_few
 from ueo_core.methods import METHODS
+from ueo_core.privacy import data_root, public_path
 from ueo_core.runs import RunFolder
 from ueo_core.scores import DEFAULT, LABELS, SCORES
 
@@ -53,6 +58,63 @@ def colouring(p, thr, colour_by):
     return p.confidence, True, hover, counts
 
 
+SEARCH_TOP = 24  # three rows of the gallery
+AMONG = {"all images": None, "known": "known", "unknown": "unknown"}
+_kind, _like_key = f"search_kind|{rid}", f"search_like|{rid}"
+
+
+def like(index: int) -> None:
+    """A gallery's "More like this": the next search ranks by this image."""
+    st.session_state[_kind], st.session_state[_like_key] = "like", int(index)
+
+
+def searched(score: str, thr: float):
+    """The search box and filter; returns (hits, heading, note) of the latest search (text or "more like this"), or
+    (None, "", None). Results are kept per query, so that redraws (a lasso, the colour mode) ask nothing again."""
+    c_q, c_f = st.columns([3, 2])
+    query = c_q.text_input("Find images of …", key=f"search_q|{rid}", placeholder="e.g. a star",
+                           on_change=lambda: st.session_state.update({_kind: "text"}),
+                           help="Ranked by how similar each image's adapted features are to the words' (the run's "
+                                "prompt, e.g. 'a photo of a star.'), most similar first.")
+    among = c_f.radio("Among", list(AMONG), horizontal=True, key="search_among",
+                      help="Known / unknown as the adapted map colours them: the run's predictions at its threshold on "
+                           "the chosen score.")
+    kind = st.session_state.get(_kind) or ("text" if query.strip() else None)
+    what = st.session_state.get(_like_key) if kind == "like" else query.strip()
+    if not kind or what in (None, ""):
+        return None, "", None
+    if kind == "like" and query.strip():
+        st.button(f"← back to the images of “{query.strip()}”", key="search_back", type="tertiary",
+                  on_click=lambda: st.session_state.update({_kind: "text"}))
+    key = (kind, what, among, score, round(float(thr), 9))
+    done = st.session_state.get(f"search_done|{rid}")
+    if not done or done[0] != key:
+        try:
+            with st.spinner("Searching… (a run's first search starts its search worker: a few seconds)"):
+                done = (key, state.search(rid, kind, what, top=SEARCH_TOP, filter=AMONG[among], score=score,
+                                          threshold=thr), None)
+        except ValueError as err:
+            done = (key, None, str(err))
+        st.session_state[f"search_done|{rid}"] = done
+    if done[2]:
+        st.warning(done[2])
+        return None, "", None
+    heading = (f"More like {public_path(preds_all.paths[what], data_root(run_cfg.get('data')))}" if kind == "like"
+               else f"Images of “{what}”")
+    note = (f"{len(done[1])} most similar{'' if among == 'all images' else ' ' + among} images, most similar "
+            f"first; caption: cosine similarity of the adapted image features, the predicted class, known or "
+            f"unknown ({LABELS[score]} threshold {thr:.3g}). They are ringed on the maps.")
+    return done[1], heading, note
+
+
+def ring(fig, xy, hits) -> None:
+    """The search results ringed on a map (selectable like the points under them)."""
+    idx = [h.index for h in hits]
+    fig.add_scatter(x=xy[idx, 0], y=xy[idx, 1], mode="markers", name="search results", customdata=idx,
+                    hoverinfo="skip", marker=dict(size=10, symbol="circle-open", color="#212529",
+                                                  line=dict(width=1.5)))
+
+
 @st.fragment(run_every=1.0 if ex.kind in ("working", "queued") else None)
 def maps() -> None:
     job = _this_run.pop() if _this_run else state.exploration(run_dir)  # the fragment redraws alone meanwhile
@@ -72,6 +134,7 @@ def maps() -> None:
                         text=f"Image {stage}: {done}/{total or '…'} images (once per run; cached)")
         else:
             st.progress(0.0, text="Loading the model…")
+        st.caption("Search (find images of …, more like this) opens here once the image features are computed.")
         return
     have_umap = "umap" in res
     projections = ["UMAP", "PCA"] if have_umap else ["PCA"]
@@ -99,6 +162,7 @@ def maps() -> None:
     if score != DEFAULT:
         thr_before, thr_after = before.default_threshold(), preds.default_threshold()
     shown = {"before": before, "after": preds}
+    hits, heading, note = searched(score, thr_after)
     scale = score_colours({k: p.confidence for k, p in shown.items()}, {"before": thr_before, "after": thr_after},
                           score)
     c1, c2 = st.columns(2)
@@ -109,6 +173,8 @@ def maps() -> None:
         with col:
             fig = charts.embedding_scatter(coords[key], colour, hover, f"{proj} · {title}", continuous=cont,
                                            colour_range=(scale.lo, scale.hi), threshold=thr, colour_title=scale.title)
+            if hits:
+                ring(fig, coords[key], hits)
             ev = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
                                  key=f"map_{key}_{proj}")
             st.caption(counts)
@@ -116,10 +182,28 @@ def maps() -> None:
             picked[key] = [int(q["customdata"]) for q in pts if q.get("customdata") is not None]
     if colour_by == "score":
         st.caption(scale.note())
+    more = "More like this"
+    if hits is not None:
+        st.subheader(heading)
+        ui.explain(note)
+        ui.gallery([h.path for h in hits],
+                   [f"{h.similarity:.3f} · {h.predicted} · {'known' if h.known else 'unknown'}" for h in hits],
+                   limit=SEARCH_TOP, empty="No image matches this filter.", key="explore_search", own_fragment=False,
+                   action=(more, lambda pos: like(hits[pos].index)))
+    chosen = {}
     for sel in selections(picked, shown):  # each map's picks with its own predictions, never merged
         st.subheader(sel.heading)
         ui.gallery(sel.paths, sel.captions, empty="Select points on this map with the box or lasso tool.",
-                   key=f"explore_sel_{sel.key}", own_fragment=False)
+                   key=f"explore_sel_{sel.key}", own_fragment=False,
+                   action=(more, lambda pos, sel=sel: like(sel.indices[pos])))
+        if sel.paths:
+            chosen[sel.key] = list(sel.paths)
+    # the selection's way home (sort, labels, zip) is drawn outside this fragment, which polls: a new selection
+    # redraws the whole page once, so that part follows it
+    take = {"chosen": chosen, "score": score, "threshold": float(thr_after)}
+    if take != st.session_state.get("explore_take"):
+        st.session_state["explore_take"] = take
+        st.rerun()
     if st.session_state.get("explore_polling") and job.kind not in ("working", "queued"):
         st.session_state["explore_polling"] = False
         st.rerun()  # the job ended: one full rerun stops the polling
@@ -127,3 +211,40 @@ def maps() -> None:
 
 st.session_state["explore_polling"] = ex.kind in ("working", "queued")
 maps()
+take = st.session_state.get("explore_take") or {}
+if take.get("chosen"):
+    st.subheader("Take the selection home")
+    options = {k: f"{'zero-shot' if k == 'before' else 'adapted'} map · {len(v)} images"
+               for k, v in take["chosen"].items()}
+    which = st.radio("Selection", list(options), format_func=options.get, horizontal=True, key="explore_take_which")
+    paths = take["chosen"][which]
+    label = LABELS[take["score"]]
+    ui.explain(f"These {len(paths)} images, as the adapted run decides them at {label} ≥ {take['threshold']:.3g} "
+               "(the adapted map's threshold): sorted into one folder per class and 'unknown' (a zip, or folders "
+               "written where you say), or as labels for Label Studio, FiftyOne or a CSV. Your images are only read.")
+    try:
+        downloads = export_downloads(run_dir, take["score"], take["threshold"], only=paths)
+    except DataError as err:
+        st.error(state.friendly(err))
+        downloads = []
+    cols = st.columns(len(downloads) + 1)
+    for col, d in zip(cols[1:], downloads):
+        col.download_button(d.label, d.make, d.file_name, d.mime, on_click="ignore", help=d.help or None,
+                            key=f"take|{which}|{d.file_name}")
+    key = f"explore_sort|{rid}|{which}"
+    if cols[0].button(f"Sort these {len(paths)} images", key=f"take_sort|{which}"):
+        try:
+            st.session_state[key] = state.start_sort(rid, None, take["score"], take["threshold"], only=paths)
+        except DataError as err:
+            st.error(state.friendly(err))
+    sid = st.session_state.get(key)
+    job = state.sorting(sid)
+    if job.kind in sort_panel.LIVE:
+        sort_panel.follow(sid, "Sorting the selection")
+    elif job.kind == "failed":
+        st.error(f"The selection could not be sorted: {job.words}")
+    elif job.kind == "done":
+        r = job.result
+        ui.explain(f"Sorted {r['images']} images at {r['label']} ≥ {r['threshold']:.3g}: "
+                   + ", ".join(f"{g['folder']} {g['images']}" for g in r["counts"]) + ".")
+        sort_panel.take_home(sid, f"{rid}-selection-sorted.zip", what="images")

@@ -1,8 +1,9 @@
 """Inspect: what the model rejects as unknown, mistakes, confusion matrix, downloads."""
 import streamlit as st
 
-from studio import charts, pick, state, ui
+from studio import charts, pick, sort_panel, state, ui
 from ueo_core.analysis import read_predictions, rejection_summary
+from ueo_core.data import DataError
 from ueo_core.metrics import SPLITS, confidence_histogram
 from ueo_core.privacy import run_downloads
 from ueo_core.runs import RunFolder
@@ -95,7 +96,37 @@ st.subheader("Downloads")
 # Each file is made (or read) only when its button is pressed, and pressing one does not rerun the page: a
 # checkpoint of a whole image tower (CLIPood) is hundreds of MB, too much to resend on every threshold change.
 # Every download names images by their path inside the data folder, never by the server's path (privacy).
-for col, d in zip(st.columns(3), run_downloads(folder.path, preds, thr)):
-    col.download_button(d.label, d.make, d.file_name, d.mime, on_click="ignore", help=d.help or None)
-ui.explain(f"The predictions file uses the score and threshold chosen above ({label}, {thr:.3f}); its "
-           "'predicted_known' column changes with them.")
+downloads = run_downloads(folder.path, preds, thr)
+for k, d in enumerate(downloads):
+    if k % 3 == 0:
+        cols = st.columns(3)
+    cols[k % 3].download_button(d.label, d.make, d.file_name, d.mime, on_click="ignore", help=d.help or None)
+ui.explain(f"The predictions file and the labels use the score and threshold chosen above ({label}, {thr:.3f}): "
+           "rejected images are labelled 'unknown'. Label Studio's tasks come with these labels pre-filled, for a "
+           "person to correct; FiftyOne's dataset carries each label with its confidence; each zip's IMPORT.txt "
+           "says how to open it, and images are named by their path inside your data folder.")
+
+st.subheader("Sort my photos")
+n_acc = len(groups["accepted"])
+ui.explain(f"One folder per known class and 'unknown' for this run's {len(preds)} images, at the score and "
+           f"threshold above ({label} ≥ {thr:.3f}): {n_acc} go to the known classes' folders, {len(preds) - n_acc} "
+           "to 'unknown'. Your images are only read: the result is a zip, or folders of links written where you "
+           "say. Each folder's images show on the Sort page.")
+if st.button(f"Sort these {len(preds)} images", key=f"sort_own|{rid}"):
+    try:
+        st.session_state[f"sort|{rid}"] = st.session_state["sort"] = state.start_sort(rid, None, score, thr)
+    except DataError as err:
+        st.error(state.friendly(err))
+sid = st.session_state.get(f"sort|{rid}")
+sorting = state.sorting(sid)
+if sorting.kind in sort_panel.LIVE:
+    sort_panel.follow(sid, "Sorting")
+elif sorting.kind == "failed":
+    st.error(f"The images could not be sorted: {sorting.words}")
+elif sorting.kind == "done":
+    r = sorting.result
+    moved = r["score"] != score or r["threshold"] != thr
+    ui.explain(f"Sorted at {r['label']} ≥ {r['threshold']:.3f}: "
+               + ", ".join(f"{g['folder']} {g['images']}" for g in r["counts"]) + "."
+               + (" The score or threshold has changed since: sort again to follow it." if moved else ""))
+    sort_panel.take_home(sid, f"{rid}-sorted.zip", what="images")

@@ -1,4 +1,4 @@
-"""This session's runs, lessons and explorations: jobs on Ray (``ueo_core.jobs``), looked up in its own workspace
+"""This session's runs, lessons, explorations and sorts: jobs on Ray (``ueo_core.jobs``), looked up in its own workspace
 only. This process holds no trainer, model copy or event queue for them: it submits, and reads their folders."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Optional
 
 import streamlit as st
 
-from ueo_core import explore
+from ueo_core import explore, sort
 from ueo_core import jobs as engine
 from ueo_core.cluster import ClusterError
 from ueo_core.config import RunConfig
-from ueo_core.data import ImageSet
+from ueo_core.data import DataError, ImageSet
 from ueo_core.lesson import PLAIN_NAMES, lesson_configs, lesson_state, read_lesson, submit_lesson
 from ueo_core.privacy import data_name
 from ueo_core.runs import LESSON_ID, RUN_ID, RunFolder, new_run_id
@@ -228,3 +228,142 @@ def run_config(rid: str) -> dict:
     """A run's settings: its config.json once its worker has started, else those it was queued with."""
     d = runs_dir() / rid
     return RunFolder(d).config or (engine.read(d, engine.JOB) or {}).get("config") or {}
+
+
+def search(run_id: str, kind: str, what, **options) -> list:
+    """Search a finished run of this workspace (``ueo_core.jobs.search``: its warm worker on Ray, never a model in
+    this process): ``kind`` "text" with a query, or "like" with an image's index. A refusal or an unreachable Ray
+    raises ValueError in words, with no server path in them."""
+    p = run_path(run_id)
+    if p is None:
+        raise ValueError("No such run in this workspace.")
+    try:
+        return engine.search(p, kind, what, **options)
+    except (ValueError, ClusterError) as err:  # (ClusterError is a ValueError too)
+        raise ValueError(redact(str(err))) from None
+
+
+# ------------------------------------------------------------------------------------ sorts (ueo_core.sort)
+@dataclass
+class Sorting:
+    """What a page shows of a sort job: ``kind`` is done, working, queued, failed or none; ``words`` the queue
+    place or the failure; ``status`` its progress ({stage, done, total}); ``result`` its result.json once done."""
+    kind: str
+    words: str
+    status: dict
+    result: dict
+
+
+def sorts_dir() -> Path:
+    return workspace.workspace() / engine.SORTS
+
+
+def sort_path(sort_id: Optional[str]) -> Optional[Path]:
+    """The folder of a sort job of *this* workspace, or None for anything that is not a job id made here."""
+    if not sort_id or not RUN_ID.match(str(sort_id)):
+        return None
+    p = sorts_dir() / sort_id
+    return p if p.is_dir() else None
+
+
+def sort_threshold(run_id: str, score: str) -> tuple[float, str]:
+    """The run's own threshold on ``score`` and where it comes from (``ueo_core.sort.run_threshold``)."""
+    return sort.run_threshold(run_path(run_id), score)
+
+
+def start_sort(run_id: str, folder: Optional[str] = None, score: str = "msp",
+               threshold: Optional[float] = None, only: Optional[list[str]] = None) -> str:
+    """Queue the sort of ``folder`` (None: the run's own images; a path is checked against the roots first) by a
+    finished run of this workspace, at ``score`` and ``threshold`` (None: the run's own) as a job on Ray; ``only``
+    keeps these of the run's own images (Explore's selection)."""
+    run = run_path(run_id)
+    if run is None or not (run / "metrics.json").exists():
+        raise DataError("Choose a finished run first.")
+    if folder is not None and not str(folder).startswith("shapes:"):
+        folder = str(check_path(folder))
+        if not Path(folder).is_dir():
+            raise DataError(f"Folder not found: {redact(folder)}")
+    sid = new_run_id("sort")
+    engine.submit_sort(sorts_dir() / sid, {"mode": "sort", "run": str(run), "folder": folder, "score": score,
+                                           "threshold": threshold, "only": list(only) if only is not None else None})
+    return sid
+
+
+def latest_sort() -> Optional[str]:
+    """This workspace's newest sort of photos (not a writing of folders), e.g. after a refresh."""
+    root = sorts_dir()
+    ids = sorted((p.name for p in root.iterdir() if RUN_ID.match(p.name) and "-sort-" in p.name),
+                 reverse=True) if root.is_dir() else []
+    return ids[0] if ids else None
+
+
+def sorting(sort_id: Optional[str]) -> Sorting:
+    """Where a sort job stands, from its folder (and Ray, for whether its worker is there)."""
+    p = sort_path(sort_id)
+    if p is None:
+        return Sorting("none", "", {}, {})
+    status = engine.read(p, sort.STATUS) or {}
+    try:
+        s = engine.job_state(p, workspace.WORKSPACES)
+    except ClusterError as err:
+        return Sorting("failed", redact(str(err)), status, {})
+    result = engine.read(p, sort.RESULT) or {}
+    if s.kind == "ended" and s.words == "done" and result:
+        return Sorting("done", "", status, result)
+    if s.kind == "queued":
+        return Sorting("queued", s.words, status, {})
+    if s.kind == "running":
+        return Sorting("working", s.words, status, {})
+    if s.kind == "lost":
+        return Sorting("failed", "The process sorting them stopped (for example, out of memory, or it was killed).",
+                       status, {})
+    ended = engine.read(p, engine.ENDED) or {}
+    return Sorting("failed", redact(ended.get("message") or "It ended without a result."), status, result)
+
+
+def sort_groups(sort_id: Optional[str]) -> list[dict]:
+    """A finished sort's images, folder by folder, for the galleries (``ueo_core.sort.groups``)."""
+    p = sort_path(sort_id)
+    return sort.groups(p) if p is not None else []
+
+
+def sort_zip(sort_id: Optional[str]) -> bytes:
+    """The sorted folders as a zip (made by the job: no server path, no token inside)."""
+    p = sort_path(sort_id)
+    return (p / sort.ZIP).read_bytes() if p is not None else b""
+
+
+def writable_path(typed: str) -> Path:
+    """A folder this session may write sorted folders into: inside a folder the operator opened with
+    ``UEO_DATA_ROOTS`` (for one person on their own machine, e.g. their home), never inside the server's
+    workspaces, the Shapes world or the shared data (a class's common data)."""
+    from ueo_core.roots import ENV, PathRefused, describe, extra_roots
+    from ueo_core.roots import check_path as check
+
+    from .catalogue import SHARED_DATA
+    roots = extra_roots()
+    if not roots:
+        raise PathRefused(f"Writing sorted folders needs a folder the server's operator opened with {ENV} (on your "
+                          f"own machine: {ENV}=$HOME bash scripts/app.sh). The zip download works everywhere.")
+    try:
+        return check(typed, roots, denied=[workspace.WORKSPACES, workspace.shapes_root(), SHARED_DATA],
+                     what="folder to write into")
+    except PathRefused as err:
+        if "Not allowed" not in str(err):
+            raise
+        raise PathRefused(f"Not allowed: sorted folders are written only inside {describe(roots)}, never inside "
+                          "the server's workspaces, the Shapes world or the shared data.") from None
+
+
+def place_sorted(sort_id: Optional[str], typed: str) -> str:
+    """Queue the writing of a finished sort's folders into the typed folder (checked here first: a refusal is said
+    at once) as a job on Ray; returns its job id."""
+    src = sort_path(sort_id)
+    dec = sort.read_decisions(src) if src is not None else None
+    if dec is None:
+        raise DataError("This sort has no result to write yet.")
+    dest = writable_path(typed)
+    sort.check_out(dest, dec.folder)
+    pid = new_run_id("place")
+    engine.submit_sort(sorts_dir() / pid, {"mode": "place", "from": str(src), "out": str(dest), "link": "hard"})
+    return pid

@@ -15,6 +15,9 @@ from .jobs import (Exploration, active_lesson, active_run_id, anything_running, 
                    job, lesson_estimate, lesson_status, live_in_workspace, resume_run, run_config, run_error,
                    run_label,
                    start_lesson, start_run, stop_everything, stop_run)
+from .jobs import (Sorting, latest_sort, place_sorted, sort_groups, sort_path, sort_threshold,  # noqa: F401,E402
+                   sort_zip, sorting, sorts_dir, start_sort, writable_path)
+from .jobs import search  # noqa: F401,E402
 from .workspace import (allowed_roots, check_path, friendly, new_upload_dir, prune_workspaces,  # noqa: F401
                         redact, remember, retention_note, run_path, runs_dir, save_checkpoint_upload,
                         shapes_root, workspace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import streamlit as st
 from PIL import Image
@@ -98,18 +98,21 @@ def thumbnail(path: str, size: int = 112, mtime: float = 0.0) -> bytes:
 
 def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: int = 48,
             columns: int = GALLERY_COLUMNS, empty: str = "No images.", key: Optional[str] = None,
-            own_fragment: bool = True) -> None:
+            own_fragment: bool = True, action: Optional[tuple[str, Callable[[int], None]]] = None) -> None:
     """A thumbnail grid of ``limit`` images; with a ``key``, paged, so that every image can be reached. A paged
     gallery is its own fragment: turning its page reruns the gallery, not the page around it. Inside a fragment
     that reruns on a timer, pass ``own_fragment=False``: Streamlit 1.67's frontend can then receive the nested
-    fragment's elements at a path that no longer exists ("Bad delta path index") and blank the page."""
+    fragment's elements at a path that no longer exists ("Bad delta path index") and blank the page.
+    ``action`` = (label, fn): a small button under each image (with a ``key``) that calls ``fn(position in
+    paths)`` (Explore's "More like this")."""
     if key and own_fragment:
-        st.fragment(_gallery)(list(paths), None if captions is None else list(captions), limit, columns, empty, key)
+        st.fragment(_gallery)(list(paths), None if captions is None else list(captions), limit, columns, empty, key,
+                              action)
     else:
-        _gallery(paths, captions, limit, columns, empty, key)
+        _gallery(paths, captions, limit, columns, empty, key, action)
 
 
-def _gallery(paths, captions, limit, columns, empty, key) -> None:
+def _gallery(paths, captions, limit, columns, empty, key, action=None) -> None:
     if not len(paths):
         st.caption(empty)
         return
@@ -127,6 +130,9 @@ def _gallery(paths, captions, limit, columns, empty, key) -> None:
                 st.image(thumbnail(str(p), mtime=os.stat(p).st_mtime), caption=c, width="stretch")
             except Exception:  # a file that vanished or broke since it was read: say so, keep going
                 st.caption(f"⚠️ {Path(p).name}: cannot be shown")
+            if action and key:
+                st.button(action[0], key=f"{key}|act|{start + i}", on_click=action[1], args=(start + i,),
+                          type="tertiary")
     if len(paths) > limit and not (key and pages > 1):
         st.caption(f"… and {len(paths) - limit} more")
 

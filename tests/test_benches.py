@@ -5,7 +5,9 @@ item 16). A quick mode runs the bench's own code at tiny sizes; its numbers are 
 The benches share one Shapes cache (each world is made once) and the session's Ray (``ray_cluster``), which the ones
 whose app submits jobs use through UEO_RAY_ADDRESS. Benches over this file's time budget (about 150 s on a 2-core
 machine, all together) run only with UEO_ALL_BENCHES=1, and the skip says so. Not here: bench/nothing_lost.py (a
-scripted demonstration with screenshots, not a measurement) and the helpers appserver.py, quick.py and
+scripted demonstration with screenshots, not a measurement), bench/export_readback.py (a read-back check that
+installs Label Studio's SDK and FiftyOne with its MongoDB into a throwaway environment: minutes and network, no
+measurement; tests/test_export.py checks the same files with the standard library) and the helpers appserver.py, quick.py and
 reference_ueo.py (which train_throughput and gpu run).
 """
 import os
@@ -33,6 +35,7 @@ BENCHES = [
     ("fast_modes.py", "| domain | mode | seconds | speed-up |", False, False, True),
     ("train_throughput.py", "| implementation | img/s | ratio vs reference |", False, False, True),
     ("embed.py", "| step | seconds | rate |", False, False, True),
+    ("search.py", "| query | warm worker on Ray: median / p90 |", False, True, True),
     ("clipood_table.py", "| target | method | GACC | AUROC | H-score |", False, False, False),
     ("gpu.py", "| measurement | setting | result |", False, False, False),
     ("classroom.py", "| K | lost | all done s |", True, True, False),

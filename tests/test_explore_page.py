@@ -190,6 +190,44 @@ def test_explore_page_lists_each_maps_selection_apart(isolated):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     heads = [s.value for s in at.subheader]
-    assert heads[-2:] == ["Selected on the zero-shot map (2)", "Selected on the adapted map (1)"], heads
+    assert heads[-3:] == ["Selected on the zero-shot map (2)", "Selected on the adapted map (1)",
+                          "Take the selection home"], heads
     assert [im.proto.imgs[0].caption for im in at.get("image")] == ["circle 3.8", "circle 3.2", "square 5.6"]
     assert not isolated
+
+
+def test_a_selection_goes_home_as_labels_and_a_sort_of_just_those_images(isolated, monkeypatch):
+    """The lasso's images, sent on: the page offers the three label formats and a sort of exactly those images (a
+    job, asked with their paths), and the labels hold exactly those images at the adapted map's threshold."""
+    import csv
+    import io
+    from ueo_core.export import export_bytes
+    from studio import jobs as studio_jobs
+    at, run = on_maps_with_energy()
+    at.session_state["map_after_UMAP"] = {"selection": {"points": [{"customdata": i} for i in (2, 5)],
+                                                        "point_indices": [2, 5], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["labels for Label Studio tasks with pre-filled choices", "labels for FiftyOne image "
+                      "classification", "labels for plain CSV"], labels
+    asked = []
+    monkeypatch.setattr(studio_jobs.engine, "submit_sort", lambda job_dir, payload, **kw: asked.append(payload))
+    next(b for b in at.button if b.label == "Sort these 2 images").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    paths = [str(run / "images" / f"img_{i}.png") for i in (2, 5)]
+    assert len(asked) == 1 and sorted(asked[0]["only"]) == paths and asked[0]["score"] == "energy"
+    threshold = asked[0]["threshold"]
+    rows = list(csv.DictReader(io.StringIO(export_bytes(run, "csv", "energy", threshold, only=paths)[2].decode())))
+    assert sorted(r["path"] for r in rows) == ["img_2.png", "img_5.png"]
+
+
+def test_a_sort_of_a_selection_decides_just_those_images(isolated):
+    from ueo_core.sort import decide
+    run = make_run(6)
+    paths = [str(run / "images" / f"img_{i}.png") for i in (0, 3)]
+    (run / "config.json").write_text(json.dumps({"method": "ueo", "data": str(run / "images"), "model": "ueo-tiny",
+                                                 "summary": {"classes": CLASSES}}))
+    dec = decide(run, None, "energy", 5.5, only=paths)
+    assert sorted(r.source for r in dec.rows) == paths
+    assert [r.known for r in sorted(dec.rows, key=lambda r: r.source)] == [False, True]  # energies 5.0 and 5.9

@@ -133,7 +133,8 @@ def data_root(root: str | Path) -> tuple[Path, list[Path]]:
     (``my_photos/IMG_0001.jpg``) and what zipping a folder's parent adds (``Archive/my_photos/…``). It is stepped
     into, repeatedly: a lone folder looks the same whether it is ``my_photos`` or ``dogs``, and read as a class it
     makes every image that one class; so the same photos read the same however many folders wrap them:
-    ``my_photos/…`` and ``Archive/my_photos/…`` flat, ``Vacation 2024/dogs/…, cats/…`` as the classes dogs and cats.
+    ``my_photos/…`` and ``Archive/my_photos/…`` flat, ``Vacation 2024/dogs/…, cats/…`` as the classes dogs and
+    cats.
     """
     root, left_out = Path(root), []
     for _ in range(MAX_ZIP_DEPTH):

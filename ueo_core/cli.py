@@ -170,20 +170,22 @@ def _read_run(run: Path) -> dict:
         raise DataError(f"{run / 'config.json'} is damaged (not JSON): this run cannot be evaluated.") from None
 
 
-def _eval_of_run(args) -> tuple[RunConfig, dict]:
-    """``eval DATA --run R``: R's model, prompt, prior and adapted parameters applied to DATA. The config runs
-    zero-shot with R's checkpoint loaded (a training method: nothing trains here), or R's own method when it works
-    at test time (ZERO, TDA: it adapts to DATA itself). The result goes to a new folder: R's is only read."""
+def applied_config(run: str | Path, data: str, out: Optional[str | Path] = None, device: Optional[str] = None,
+                   protocol: Optional[str] = None) -> tuple[RunConfig, dict]:
+    """R's model, prompt, prior and adapted parameters applied to DATA (``eval --run``, and ``sort`` of new
+    photos: one function, so both apply every method alike). The config runs zero-shot with R's checkpoint loaded
+    (a training method: nothing trains here), or R's own method when it works at test time (ZERO, TDA: it adapts
+    to DATA itself). The result goes to a new folder: R's is only read."""
     from .methods import METHODS
 
-    run = Path(args.run)
+    run = Path(run)
     src = _read_run(run)
     src.pop("summary", None)
     method = src.get("method")
     if method not in METHODS:
         raise DataError(f"{run} was made by an unknown method ({method!r}): it cannot be evaluated.")
     test_time = not METHODS[method].trains  # zero-shot, ZERO, TDA: what they do happens on the images at hand
-    out = Path(args.out or Path("runs") / new_run_id(f"eval_{method}"))
+    out = Path(out or Path("runs") / new_run_id(f"eval_{method}"))
     if out.resolve() == run.resolve():
         raise DataError(f"--out {out} is the folder of the run being evaluated: an evaluation writes a folder of "
                         f"its own and never changes the run's results. Give another --out (or none).")
@@ -192,12 +194,18 @@ def _eval_of_run(args) -> tuple[RunConfig, dict]:
         raise DataError(f"--out {out} already holds a run ({', '.join(used)}): give a new folder (or no --out). "
                         f"Nothing was changed.")
     cfg = RunConfig.from_dict(src).replace(
-        data=args.data, method=method if test_time else "zero_shot", resume=str(run), run_dir=str(out), epochs=0,
-        device=args.device, protocol=args.protocol or src.get("protocol", DEFAULTS.protocol),
+        data=data, method=method if test_time else "zero_shot", resume=str(run), run_dir=str(out), epochs=0,
+        device=device, protocol=protocol or src.get("protocol", DEFAULTS.protocol),
         fast_mode=None, source=None)  # (evaluation runs the whole tower; CLIPood's sources are for training)
+    return cfg, {"run": str(run), "method": method, "test_time": test_time}
+
+
+def _eval_of_run(args) -> tuple[RunConfig, dict]:
+    """``eval DATA --run R``: ``applied_config``, with the prior or preset given on the command line."""
+    cfg, evaluates = applied_config(args.run, args.data, args.out, device=args.device, protocol=args.protocol)
     if args.prior or args.preset:
         cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
-    return cfg, {"run": str(run), "method": method, "test_time": test_time}
+    return cfg, evaluates
 
 
 def cmd_lesson(args) -> int:
@@ -312,6 +320,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             return cmd_lesson(args)
         if args.command == "cluster":
             return cmd_cluster(args)
+        if args.command == "export":
+            from .export import cmd_export
+            return cmd_export(args)
+        if args.command == "sort":
+            from .sort import cmd_sort
+            return cmd_sort(args)
+        if args.command == "search":
+            from .search import cmd_search
+            return cmd_search(args)
         return cmd_models()
     except Reported:
         return 2

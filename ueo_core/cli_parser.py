@@ -154,6 +154,34 @@ def build_parser() -> argparse.ArgumentParser:
     les.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULTS.protocol,
                      help="logit scales (see `train --help`; default %(default)s)")
 
+    from .scores import SCORES
+    srt = sub.add_parser("sort", help="sort a folder of photos into OUT/<class>/ and OUT/unknown/ by a run's adapted "
+                                      "model (links or copies: the photos themselves are only read), with "
+                                      "OUT/manifest.csv and OUT/skipped.txt")
+    srt.add_argument("folder", help="the photos: the run's own data (its predictions are used as they are) or a new "
+                                    "folder (a flat folder, class sub-folders, any depth), or shapes:<domain>")
+    srt.add_argument("--run", required=True, help="a finished run folder whose adapted model sorts the photos (ZERO, "
+                                                  "TDA: their test-time method runs on the photos)")
+    srt.add_argument("--out", required=True,
+                     help="the folder to write: new, empty, or one an earlier sort wrote (replaced whole); never "
+                          "inside FOLDER")
+    srt.add_argument("--score", choices=list(SCORES),
+                     help="known/unknown score (default: msp, the run's own, as Inspect opens)")
+    srt.add_argument("--threshold", type=float,
+                     help="known/unknown threshold on the score (default: the run's own: its metrics.json for msp, "
+                          "else the run's label-free split of that score on its own images; never re-fitted on "
+                          "FOLDER)")
+    srt.add_argument("--link", choices=["hard", "symlink", "copy"], default="hard",
+                     help="how a photo arrives in OUT: a hard link (a second name of the same file; a copy where "
+                          "the file system refuses), a symbolic link, or a copy (default %(default)s)")
+    srt.add_argument("--device", help="cpu, cuda, cuda:1 ... for applying the run to new photos (default: CUDA when "
+                                      "present, else CPU)")
+
+    from .export import add_export_parser  # (its options and help live beside the formats they describe)
+    add_export_parser(sub)
+    from .search import add_search_parser  # (its options live beside the search they run)
+    add_search_parser(sub)
+
     sub.add_parser("models", help="list the open_clip architectures and pretrained tags")
     c = sub.add_parser("cluster", help="the Ray that the app's runs queue on: 'up' connects to UEO_RAY_ADDRESS / "
                                        "RAY_ADDRESS, or starts a local one (UEO_SLOTS run slots) if none is running; "

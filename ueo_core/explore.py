@@ -40,6 +40,15 @@ def run_features(run_dir: str | Path, cache_dir=None,
                  progress: Optional[Callable[[str, int, int], None]] = None) -> dict[str, np.ndarray]:
     """Image features of a run's images before and after adaptation (cached on disk), in the order of its
     predictions.csv. ``progress(stage, done, total)`` follows the two passes of the image tower."""
+    return run_model(run_dir, cache_dir=cache_dir, progress=progress)[2]
+
+
+def run_model(run_dir: str | Path, cache_dir=None, progress: Optional[Callable[[str, int, int], None]] = None,
+              maps: Iterable[str] = MAPS, device: Optional[str] = None) -> tuple:
+    """(the run's model with its adapted parameters applied, its checkpoint tensors, {map: features} for ``maps``):
+    the exploration needs the features only; a search (``ueo_core.search``) also keeps the model for its text
+    tower. "before" is encoded first, while the image tower is still the base model's. ``device`` overrides the
+    run's own (the search worker holds no GPU)."""
     from .analysis import read_predictions
     from .embed import image_features, params_digest
     from .models import load_model
@@ -49,14 +58,17 @@ def run_features(run_dir: str | Path, cache_dir=None,
     cfg = run.config
     paths = read_predictions(run_dir).paths
     loaded = load_model(cfg["model"], pretrained=cfg.get("pretrained"), checkpoint=cfg.get("checkpoint"),
-                        device=cfg.get("device"), seed=cfg.get("seed", 0))
+                        device=device or cfg.get("device"), seed=cfg.get("seed", 0))
     report = (lambda stage: (lambda d, n: progress(stage, d, n))) if progress else (lambda stage: None)
-    before = image_features(loaded, paths, cache_dir=cache_dir, progress=report("features before"))
+    feats = {}
+    if "before" in maps:
+        feats["before"] = image_features(loaded, paths, cache_dir=cache_dir, progress=report("features before"))
     tensors, _ = load_checkpoint(run.path)
     apply_state(loaded, tensors)
-    after = image_features(loaded, paths, variant=params_digest(tensors), cache_dir=cache_dir,
-                           progress=report("features after"))
-    return {"before": before, "after": after}
+    if "after" in maps:
+        feats["after"] = image_features(loaded, paths, variant=params_digest(tensors), cache_dir=cache_dir,
+                                        progress=report("features after"))
+    return loaded, tensors, feats
 
 
 def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:

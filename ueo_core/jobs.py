@@ -33,6 +33,7 @@ from typing import Optional
 from .cluster import NAMESPACE, SLOT, cluster_slots, connect, head_started
 from .config import RunConfig
 from .workers import ENDED, EXPLORE, JOB, STOP, WORKER, ExploreWorker, RunWorker
+from .workers import SORTS, SortWorker
 from .runs import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,8 @@ PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME"
 def _actor_name(job_dir: str | Path) -> str:
     """A run's actor is ``run:<run id>``; its exploration's (``<run>/explore``) is ``explore:<run id>``."""
     p = Path(job_dir)
+    if p.parent.name == SORTS:  # a sort's (<workspace>/sorts/<id>) is sort:<id>
+        return f"sort:{p.name}"
     return f"{EXPLORE}:{p.parent.name}" if p.name == EXPLORE else "run:" + p.name
 
 
@@ -140,6 +143,14 @@ def submit_exploration(run_dir: str | Path, seed: int = 0, threads: Optional[int
     explore.clear_outputs(run_dir)
     return _submit(ExploreWorker, out, {"seed": seed}, {"run_id": run_dir.name, "kind": EXPLORE, "seed": seed},
                    threads)
+
+
+def submit_sort(job_dir: str | Path, payload: dict, threads: Optional[int] = None) -> Path:
+    """Queue a sort (``ueo_core.sort.run_job``: a run's decisions on a folder and their zip; or, ``mode`` place,
+    a finished sort's folders written to a path) as a job in the same queue as the runs, in
+    ``<workspace>/sorts/<id>``; returns that folder."""
+    job_dir = Path(job_dir)
+    return _submit(SortWorker, job_dir, payload, {"kind": SORTS, **payload}, threads)
 
 
 def _actor(run_dir: str | Path):
@@ -358,3 +369,42 @@ def wait(run_dir: str | Path, timeout: float = 600, poll: float = 0.5) -> JobSta
             return s
         time.sleep(poll)
     return job_state(run_dir)
+
+
+# ------------------------------------------------------------------------------------------------------ search
+# A run's warm search worker (``workers.SearchWorker``, actor ``search:<run id>``) ends itself after this long without
+# a query. bench/search.py measured (2 CPU cores): a cold start of 6 s (14 s with other work on the machine), a warm
+# query of 4-7 ms, and ~600 MB of memory of its own per worker (torch, open_clip and the engine's imports in one more
+# process). 5 minutes: a user going back and forth between queries and the maps finds it warm; a class's idle
+# searches give their memory back soon after.
+SEARCH_IDLE_S = float(os.environ.get("UEO_SEARCH_IDLE_S", "300") or 300)
+
+
+def search(run_dir: str | Path, kind: str, what, timeout: float = 120.0, **options) -> list:
+    """A search of a finished run (``ueo_core.search``: ``kind`` "text" with a query, or "like" with an image
+    index), answered by the run's warm search worker on Ray, which is started first if there is none. ``options``:
+    top, filter, score, threshold (as ``search.Searcher.text``). Returns the hits; a refused query (too long, an
+    image not found) raises ValueError in words. ``timeout`` covers a cold start (the model loads once)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+    from .cluster import ClusterError
+    from .workers import SearchWorker
+    connect()
+    run_dir = Path(run_dir)
+    opts = dict(name=f"search:{run_dir.name}", namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                num_cpus=0, runtime_env={"env_vars": _worker_env()})
+    for attempt in (1, 2):  # a worker that ended itself (idle) just as it was found: start a new one
+        actor = _remote(SearchWorker).options(**opts).remote(str(run_dir), SEARCH_IDLE_S)
+        try:
+            status, out = ray.get(actor.query.remote(str(run_dir), kind, what, dict(options)), timeout=timeout)
+        except RayActorError:
+            if attempt == 2:
+                raise ClusterError("The search worker stopped (for example, out of memory). Try again.") from None
+            time.sleep(0.2)
+            continue
+        except GetTimeoutError:
+            raise ClusterError(f"The search did not answer within {timeout:.0f} s (the server is busy). Try "
+                               "again.") from None
+        if status == "error":
+            raise ValueError(out)
+        return out

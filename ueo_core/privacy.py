@@ -141,6 +141,8 @@ def run_downloads(run_dir: str | Path, predictions=None, threshold: Optional[flo
                             f"{rid}-predictions-{p.score}-t{t:.3f}.csv", "text/csv",
                             lambda: scrub(p.csv_at_threshold(t, root=root), run_dir).encode("utf-8", "surrogateescape"),
                             "images named by their path inside the data folder"))
+        from .export import export_downloads  # the labels for other tools, at the same score and threshold
+        out += export_downloads(run_dir, p.score, t)
     if folder.checkpoint_path.exists():
         what = ("the moving-average image tower" if cfg.get("method") == "clipood"
                 else "prompt context + norm affine parameters only")

@@ -62,8 +62,8 @@ def prompt_length_problem(classnames: Sequence[str], template: str, tokenizer) -
                 f"'{template}' it makes {lengths[worst]} tokens, and this model reads at most {limit}, so the name "
                 f"would be cut off. Shorten it to at most {limit - rest} tokens (a few words).")
     return (f"The prompt template '{template}' leaves too little room for the class names: with '{shown}' the "
-            f"prompt is {lengths[worst]} tokens long, and this model reads at most {limit}: the class names would be cut "
-            "off. Use a shorter template.")
+            f"prompt is {lengths[worst]} tokens long, and this model reads at most {limit}: the class names would be "
+            "cut off. Use a shorter template.")
 
 
 def check_prior_names(classnames: Sequence[str], model_name: str, template: str = DEFAULT_TEMPLATE) -> None:

@@ -18,6 +18,7 @@ from .runs import write_json_atomic
 # a job's files in its folder (a run's, or ``<run>/explore`` for its exploration)
 JOB, WORKER, ENDED, STOP = "job.json", "worker.json", "ended.json", "stop.request"
 EXPLORE = "explore"                 # a run's exploration is a job too, in <run>/explore (ueo_core.explore)
+SORTS = "sorts"                     # a workspace's sorts are jobs too, in <workspace>/sorts/<id> (ueo_core.sort)
 
 
 class SlotWorker:
@@ -81,3 +82,59 @@ class ExploreWorker(SlotWorker):
         from . import explore
         explore.compute(self.job_dir.parent, seed=int(self.payload.get("seed", 0)))
         return "done"
+
+
+class SortWorker(SlotWorker):
+    """Sorts a folder by a finished run, or writes a finished sort's folders to a path (``ueo_core.sort.run_job``)."""
+
+    def work(self) -> str:
+        from . import sort
+        sort.run_job(self.job_dir, self.payload)
+        return "done"
+
+
+class SearchWorker:
+    """A run's search (``ueo_core.search``), kept warm: the run's model and its images' features stay loaded
+    between queries, and the worker ends itself after ``idle_s`` without one (``ueo_core.jobs.search``). It holds
+    no slot and no GPU: a query is one text-tower pass and a product with the feature matrix (milliseconds on a
+    CPU), and must not wait behind training runs; the image features are Explore's, already computed in a slot."""
+
+    def __init__(self, run_dir: str, idle_s: float, threads: int = 1):
+        import torch
+        self.run_dir, self.idle_s, self.last = run_dir, float(idle_s), time.time()
+        self.searcher, self.lock = None, threading.Lock()
+        torch.set_num_threads(max(1, threads))
+        threading.Thread(target=self._watch, daemon=True, name="ueo-search-idle").start()
+
+    def query(self, run_dir: str, kind: str, what, options: dict) -> tuple[str, object]:
+        """("ok", hits) or ("error", the reason in words: a query too long, an image not found…)."""
+        from . import search
+        from .models import ModelLoadError
+        self.last = time.time()
+        try:
+            if str(run_dir) != self.run_dir:  # (actors are named by run id: never answer for another folder)
+                raise ValueError("This search worker belongs to another run.")
+            with self.lock:  # loaded once; again if the run changed since (a resumed run's new checkpoint)
+                if self.searcher is None or self.searcher.stale():
+                    self.searcher = search.Searcher(self.run_dir, device="cpu")
+            return "ok", self.searcher.query(kind, what, **options)
+        except (ValueError, OSError, ModelLoadError) as err:  # (DataError is a ValueError)
+            return "error", explain(err, "app")
+        finally:
+            self.last = time.time()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def _watch(self) -> None:
+        import ray
+        while True:
+            time.sleep(min(10.0, max(0.05, self.idle_s / 4)))
+            gone = not Path(self.run_dir).is_dir()  # its run (or workspace) was deleted
+            if gone or (time.time() - self.last > self.idle_s and not self.lock.locked()):
+                ray.get_runtime_context().current_actor.exit.remote()
+                return
+
+    def exit(self) -> None:
+        import ray
+        ray.actor.exit_actor()
