@@ -15,7 +15,9 @@ Adapt **CLIP** to your own unlabeled images — including the ones that belong t
    **Lesson** — one click runs zero-shot, entropy minimisation, IM, UEO and the oracle on the same images and says
    what happened (which method collapsed, which separated the unknowns best).
 4. **Explore** — UMAP of the image features before and after, coloured by predicted known / unknown.
-5. **Inspect** — what the model rejected as unknown; confusion matrix; downloads.
+5. **Inspect** — what the model rejected as unknown; confusion matrix; downloads: predictions, labels for Label
+   Studio / FiftyOne / CSV, and **your photos sorted** into one folder per class and `unknown`.
+   **Sort** — new photos sorted by a finished run.
 6. **Compare** — runs side by side.
 7. **Learn** — the objective, interactively.
 """

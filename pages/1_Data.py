@@ -11,6 +11,7 @@ from ueo_core.data import IMG_EXTENSIONS, DataError, is_os_junk, parse_prior
 from ueo_core.explore import MIN_IMAGES as MAP_MIN_IMAGES
 from ueo_core.methods import too_few_note
 from ueo_core.presets import get_preset
+from ueo_core.privacy import data_name
 from ueo_core.prompts import check_prior_names
 from ueo_core.roots import describe
 from ueo_core.shapes import DEFAULT_PRIOR, SHAPES, DOMAINS as SHAPE_DOMAINS
@@ -87,7 +88,7 @@ else:
             if refused:
                 st.warning(f"{len(refused)} zip entries refused: " +
                            "; ".join(f"{n} ({r})" for n, r in refused[:10]))
-            spec, label = str(root), f"Upload · {len(files)} file(s)"
+            spec, label = str(root), f"Upload · {data_name(str(root))}"
             state.set_data_choice(source="upload", spec=spec, label=label, refused=refused)
         except DataError as err:
             st.error(str(err))
@@ -141,7 +142,7 @@ try:
 except Exception as err:
     st.error(state.friendly(err))
     st.stop()
-st.write(state.redact(ims.summary()))
+st.write(state.redact(ims.summary(data_name(choice['spec']))))
 st.write("**Prior:** " + ", ".join(ims.classes))
 few = too_few_note(len(ims), len(ims.classes))
 if few or len(ims) < MAP_MIN_IMAGES:

@@ -156,7 +156,7 @@ if running and st.button("■ Stop", help="stops after the current step (a queue
     st.rerun()
 
 if not rid:
-    st.info("No run yet: press Start.")
+    st.info("No run yet." if too_few else "No run yet: press Start.")
     st.stop()
 
 

@@ -140,7 +140,9 @@ def maps() -> None:
     projections = ["UMAP", "PCA"] if have_umap else ["PCA"]
     c_proj, c_col = st.columns([1, 3])
     proj = c_proj.radio("Projection", projections, horizontal=True, key=f"proj|{have_umap}")
-    colour_by = c_col.radio("Colour by", ["predicted known/unknown", "predicted class", "true class", "score"],
+    truth = any(preds_all.true_class)  # "true class" only where there is one (else every point is "(none)")
+    colour_by = c_col.radio("Colour by", ["predicted known/unknown", "predicted class"] + (["true class"] if truth
+                                                                                          else []) + ["score"],
                             horizontal=True, key="colour_by")
     if not have_umap:
         st.progress(status.get("done", 0) / 2,
@@ -191,7 +193,7 @@ def maps() -> None:
                    limit=SEARCH_TOP, empty="No image matches this filter.", key="explore_search", own_fragment=False,
                    action=(more, lambda pos: like(hits[pos].index)))
     chosen = {}
-    for sel in selections(picked, shown):  # each map's picks with its own predictions, never merged
+    for sel in selections(picked, shown, {"before": thr_before, "after": thr_after}):  # each map's picks with its own predictions, never merged
         st.subheader(sel.heading)
         ui.gallery(sel.paths, sel.captions, empty="Select points on this map with the box or lasso tool.",
                    key=f"explore_sel_{sel.key}", own_fragment=False,

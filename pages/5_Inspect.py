@@ -51,7 +51,9 @@ ui.explain(rejection_summary(marks))
 ui.gallery([preds.paths[i] for i in rejected],
            [(f"{'✓' if m else '✗'} {preds.true_class[i]} · " if m is not None else "") + cap(i)
             for i, m in zip(rejected, marks)], limit=24, key=f"rejected|{rid}")
-ui.explain(f"Caption: ✓ or ✗, the image's true folder, then the known class it was closest to and its {label}.")
+ui.explain((f"Caption: ✓ or ✗, the image's true folder, then the known class it was closest to and its {label}."
+            if preds.truth is not None else
+            f"Caption: the known class it was closest to and its {label} (no ground truth: no ✓ or ✗)."))
 if preds.truth is not None:
     c1, c2 = st.columns(2)
     with c1:

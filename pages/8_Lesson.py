@@ -95,7 +95,8 @@ if not lesson:
     except Exception:  # a folder refused or gone: the Run button says why when pressed
         took = None
     st.info("No lesson yet: press ▶ Run the lesson" + (
-        f" (about {duration_words(took)}, from this server's own finished runs of these methods on these images)."
+        f". On this server these methods' runs on these images have taken about {duration_words(took)} of training"
+        " (their own finished runs); starting each run and waiting in the queue come on top."
         if took is not None else "."))
     st.stop()
 if live_now and st.button("■ Stop the lesson", help="stops the training run after its current step and takes the "

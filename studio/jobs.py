@@ -327,10 +327,13 @@ def sort_groups(sort_id: Optional[str]) -> list[dict]:
     return sort.groups(p) if p is not None else []
 
 
-def sort_zip(sort_id: Optional[str]) -> bytes:
-    """The sorted folders as a zip (made by the job: no server path, no token inside)."""
+def sort_zip(sort_id: Optional[str]):
+    """The sorted folders' zip (made by the job: no server path, no token inside), as a callable for a download
+    button. The folder is looked up now, in the page's run: the button calls it later, outside the page's session
+    (no workspace there), so it must not look anything up itself."""
     p = sort_path(sort_id)
-    return (p / sort.ZIP).read_bytes() if p is not None else b""
+    zipped = p / sort.ZIP if p is not None else None
+    return lambda: zipped.read_bytes() if zipped is not None and zipped.is_file() else b""
 
 
 def writable_path(typed: str) -> Path:

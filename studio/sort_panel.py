@@ -39,14 +39,17 @@ def take_home(sid: str, file_name: str, what: str = "photos") -> None:
     with c1:
         if z.get("bytes"):
             st.download_button(f"⬇ sorted folders (.zip, {z['bytes'] / 1024 ** 2:.1f} MB)",
-                               lambda: state.sort_zip(sid), file_name, "application/zip", on_click="ignore",
+                               state.sort_zip(sid), file_name, "application/zip", on_click="ignore",
                                key=f"zip|{sid}",
                                help=f"one folder per class and 'unknown', with manifest.csv (one row per {what[:-1]}) "
                                     "and skipped.txt; named by their path inside the data folder")
         else:
             st.info(f"No zip: {z.get('why', 'it was not made')}. Write the sorted folders to a path instead.")
     with c2:
-        dest = st.text_input("Write the sorted folders into", placeholder="/home/me/sorted", key=f"place_to|{sid}")
+        dest = st.text_input("Write the sorted folders on the server, into", placeholder="/home/me/sorted",
+                             key=f"place_to|{sid}", help="A folder on the machine that runs this app (for someone "
+                                                         "running it on their own computer); from elsewhere, take "
+                                                         "the zip.")
         if st.button("Write sorted folders", key=f"place_go|{sid}"):
             try:
                 st.session_state[f"place|{sid}"] = state.place_sorted(sid, dest)

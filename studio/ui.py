@@ -11,6 +11,7 @@ from PIL import Image
 
 from ueo_core.analysis import shown_rate
 from ueo_core.data import DataError, load_rgb
+from ueo_core.privacy import data_name
 
 from . import share, state
 
@@ -169,7 +170,8 @@ def data_header():
         st.error(f"Choose data first (Data page): {state.friendly(err)}")
         st.stop()
     model = state.model_choice()
-    st.caption(state.redact(f"{ims.summary()} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
+    name = data_name(state.data_choice()["spec"])  # the data in words: no server path
+    st.caption(state.redact(f"{ims.summary(name)} · prior: {', '.join(ims.classes)} · model: {model['label']}"))
     for w in ims.warnings:
         st.warning(w)
     fit = state.model_fit_warning(ims)

@@ -192,7 +192,9 @@ def test_explore_page_lists_each_maps_selection_apart(isolated):
     heads = [s.value for s in at.subheader]
     assert heads[-3:] == ["Selected on the zero-shot map (2)", "Selected on the adapted map (1)",
                           "Take the selection home"], heads
-    assert [im.proto.imgs[0].caption for im in at.get("image")] == ["circle 3.8", "circle 3.2", "square 5.6"]
+    captions = [im.proto.imgs[0].caption for im in at.get("image")]
+    assert [c.split(" · ")[0] for c in captions] == ["circle 3.8", "circle 3.2", "square 5.6"], captions
+    assert all(c.endswith((" · known", " · unknown")) for c in captions)  # where each goes, at its map's threshold
     assert not isolated
 
 

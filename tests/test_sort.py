@@ -439,3 +439,21 @@ def test_inspect_sorts_the_runs_own_images_at_the_slider(world, app_env):
     line = f"Sorted at MSP (max softmax) ≥ {thr:.3f}: " + ", ".join(
         f"{f} {sum(1 for v in want.values() if v == f)}" for f in PRIOR + ["unknown"]) + "."
     assert any(line in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_the_zip_download_needs_no_session_when_pressed(tmp_path, monkeypatch):
+    """A download button calls its data function later, outside the page's run (Streamlit: "missing
+    ScriptRunContext"): there is no workspace there, and looking one up made a new empty one, so the zip came as
+    0 bytes (found by a newcomer's walk in Chromium). The folder is found when the page draws the button."""
+    from studio import jobs as studio_jobs
+    from ueo_core import sort
+    job = tmp_path / "sorts" / "20261206-000000-sort-aaaaaa"
+    job.mkdir(parents=True)
+    (job / sort.ZIP).write_bytes(b"PK zipped")
+    monkeypatch.setattr(studio_jobs, "sort_path", lambda sid: job)
+    make = studio_jobs.sort_zip("20261206-000000-sort-aaaaaa")
+
+    def no_session(sid):
+        raise RuntimeError("no session here")
+    monkeypatch.setattr(studio_jobs, "sort_path", no_session)
+    assert make() == b"PK zipped"

@@ -64,7 +64,11 @@ def test_the_cli_refuses_one_image_with_a_sentence_not_a_run(tmp_path):
 def test_entropy_note_never_calls_a_collapsed_run_spread():
     from ueo_core.analysis import entropy_note
     steps = [{"marginal_entropy": 1.0, "cond_entropy": 0.9}, {"marginal_entropy": 0.98, "cond_entropy": 0.2}]
-    assert "stay spread" in entropy_note(steps, collapsed=False)
+    assert "fell from 1.00 to 0.98 (less than 30 % down): the predictions stay spread" in \
+        entropy_note(steps, collapsed=False)
+    moved = lambda a, b: entropy_note([{"marginal_entropy": a}, {"marginal_entropy": b}])  # noqa: E731
+    assert "fell from 1.03 to 0.84" in moved(1.03, 0.84) and "rose from 1.46 to 1.59" in moved(1.46, 1.59)
+    assert "stayed at 1.20" in moved(1.2, 1.201)
     text = entropy_note(steps, collapsed=True)
     assert "spread over classes" not in text and "yet the run collapsed" in text and "0.98" in text
 
@@ -102,8 +106,23 @@ def test_compare_shows_the_columns_its_no_truth_sentence_names(tmp_path):
     rows = compare_table([a, b])
     assert [r["mean_confidence"] for r in rows] == [0.61, 0.73] and [r["largest class"] for r in rows] == [0.4, 0.3]
     assert [r["prior"] for r in rows] == ["circle, square, star", "a, b"] and rows[0]["images"] == 40
-    assert "use different priors (circle, square, star; a, b), so their numbers are not comparable" in \
-        compare_summary(rows)
+    text = compare_summary(rows)
+    assert text == ("These runs use different priors (circle, square, star; a, b), so their numbers are not "
+                    "comparable: none is ranked."), text
+    rows[1]["prior"] = rows[0]["prior"]
+    assert compare_summary(rows[:1]) == ("No ground truth (class folders named in the prior), so no accuracy: im's "
+                                         "mean confidence is 61.0 and its largest class holds 40.0 %.")
+
+
+def test_compare_tells_two_runs_of_one_method_apart_and_ranks_only_runs_with_truth():
+    from ueo_core.analysis import compare_summary
+    rows = [{"method": "ueo", "run": "20261206-000001-ueo-aaaaaa", "auroc": 0.80, "gacc": 0.7, "classes": 3},
+            {"method": "ueo", "run": "20261206-000002-ueo-bbbbbb", "auroc": 0.85, "gacc": 0.6, "classes": 3},
+            {"method": "im", "run": "20261206-000003-im-cccccc", "mean_confidence": 0.7}]
+    text = compare_summary(rows)
+    assert text.startswith("1 of these runs have no ground truth and are not ranked; ueo bbbbbb separated the "
+                           "unknowns best (AUROC 85.0)"), text
+    assert "ueo aaaaaa was most accurate on known classes (GACC 70.0)" in text
 
 
 # ---------------------------------------------------------------------------------------------- below chance
@@ -113,7 +132,7 @@ def test_compare_calls_no_run_best_below_chance():
             {"method": "ueo", "gacc": 0.31, "auroc": 0.45, "classes": 3}]
     text = compare_summary(rows)
     assert "best" not in text
-    assert "no run separates known from unknown clearly better than chance: the highest AUROC is zero_shot's " \
+    assert "No run separates known from unknown clearly better than chance: the highest AUROC is zero_shot's " \
            "47.4, where guessing gives 50" in text
     assert "the highest GACC is ueo's 31.0, where guessing gives 33" in text
     rows[1]["auroc"] = 0.80  # one run above the line: it is named best, as before

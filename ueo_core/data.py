@@ -165,9 +165,10 @@ class ImageSet:
             out[key] = out.get(key, 0) + 1
         return out
 
-    def summary(self) -> str:
+    def summary(self, name: Optional[str] = None) -> str:
+        """In words; ``name`` stands for the folder where a page shows it (``privacy.data_name``: no server path)."""
         known = int(self.known_mask.sum())
-        s = f"{len(self)} images in {self.root}"
+        s = f"{len(self)} image{'s' if len(self) != 1 else ''} in {name or self.root}"
         if self.has_truth:
             s += f" ({known} of {len(self.classes)} known classes, {len(self) - known} unknown)"
         elif self.folders:

@@ -194,10 +194,12 @@ class Selection:
     captions: list[str]   # that map's predicted class and score value
 
 
-def selections(picked: Mapping[str, Iterable[int]], predictions: Mapping[str, object]) -> list[Selection]:
+def selections(picked: Mapping[str, Iterable[int]], predictions: Mapping[str, object],
+               thresholds: Optional[Mapping[str, float]] = None) -> list[Selection]:
     """One selection per map (zero-shot, then adapted), kept apart: the points picked on a map get that map's
     predictions (``predictions[key]``, judged by the chosen score), so a zero-shot pick is never captioned with the
-    adapted class."""
+    adapted class. With ``thresholds`` (each map's), a caption also says known or unknown: the nearest class of an
+    image below the threshold is not where it goes."""
     out = []
     for key in MAPS:
         p = predictions[key]
@@ -206,5 +208,8 @@ def selections(picked: Mapping[str, Iterable[int]], predictions: Mapping[str, ob
         names = [p.classes[p.pred[i]] if 0 <= p.pred[i] < len(p.classes) else "?" for i in idx]
         out.append(Selection(key, f"Selected on the {MAP_NAMES[key]} map ({len(idx)})", idx,
                              [p.paths[i] for i in idx],
-                             [f"{n} {float(p.confidence[i]):.3g}" for n, i in zip(names, idx)]))
+                             [f"{n} {float(p.confidence[i]):.3g}"
+                              + ("" if thresholds is None else
+                                 " · known" if p.confidence[i] >= thresholds[key] else " · unknown")
+                              for n, i in zip(names, idx)]))
     return out

@@ -94,9 +94,16 @@ def scrub(text: str, run_dir: str | Path, spec: Optional[str] = None) -> str:
     spec = spec if spec is not None else cfg.get("data")
     root = data_root(spec)
     pairs = []
-    if root is not None and not str(spec).startswith(SHAPES_PREFIX):
+    if root is not None:
         for r in {str(root), os.path.realpath(root)}:
             pairs += [(r + "/", ""), (r, data_name(spec))]
+    # what else a report may name on the server: the project (the built-in model's file), the cache, the home
+    from .paths import cache_root
+    for private, public in ((Path(__file__).resolve().parents[1], "[UEO Studio]"), (cache_root(), "[cache]"),
+                            (Path.home(), "~")):
+        for r in {str(private), os.path.realpath(private)}:
+            if len(r) > 1:
+                pairs.append((r, public))
     ws = _workspace_of(Path(run_dir))
     if ws is not None:
         for w in {str(ws), os.path.realpath(ws)}:

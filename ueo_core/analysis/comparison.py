@@ -61,31 +61,45 @@ def best_score(scores: dict) -> tuple:
 def compare_summary(rows: list[dict]) -> str:
     """What the compared runs show, in words, from the table's own numbers. A "best" that is near chance (AUROC
     under 60, GACC under 1.5/K: ``verdicts.chance_note``'s rule) is said to be near chance, not best; runs on other
-    data or another prior are said not to be comparable."""
+    data or another prior are said not to be comparable, and are not ranked."""
     if not rows:
         return "No run chosen."
+    methods = [r.get("method") for r in rows]
+    name = {id(r): (str(r.get("method")) if methods.count(r.get("method")) == 1 or not r.get("run")
+                    else f"{r.get('method')} {str(r['run'])[-6:]}") for r in rows}  # as the charts' legends
     parts = []
+    collapsed = [name[id(r)] for r in rows if r.get("collapsed")]
+    if collapsed:
+        parts.append(f"{', '.join(collapsed)} collapsed (most predictions on one class)")
+    differ = []
     for key, what in (("data", "data"), ("prior", "priors")):
         seen = list(dict.fromkeys(str(r.get(key)) for r in rows))
         if len(seen) > 1:
-            parts.append(f"These runs use different {what} ({'; '.join(seen[:4])}{'…' if len(seen) > 4 else ''}), "
-                         "so their numbers are not comparable")
+            differ.append(f"different {what} ({'; '.join(seen[:4])}{'…' if len(seen) > 4 else ''})")
+    if differ:
+        parts.append(f"these runs use {' and '.join(differ)}, so their numbers are not comparable: none is ranked")
+        return _sentence(parts)
     done = [r for r in rows if r.get("gacc") is not None or r.get("auroc") is not None]
-    collapsed = [r["method"] for r in rows if r.get("collapsed")]
-    if collapsed:
-        parts.append(f"{', '.join(collapsed)} collapsed (most predictions on one class)")
     if not done:
         conf = [r for r in rows if r.get("mean_confidence") is not None]
-        if conf:
+        if len(conf) == 1:
+            r = conf[0]
+            parts.append(f"no ground truth (class folders named in the prior), so no accuracy: {name[id(r)]}'s mean "
+                         f"confidence is {shown_rate(r['mean_confidence'])}"
+                         + (f" and its largest class holds {shown_rate(r['largest class'])} %"
+                            if r.get("largest class") is not None else ""))
+        elif conf:
             hi = max(conf, key=lambda r: r["mean_confidence"])
             lo = min(conf, key=lambda r: r["mean_confidence"])
-            parts.append(f"No run has ground truth (class folders named in the prior), so no accuracy: compare the "
-                         f"'mean_confidence' and 'largest class' columns. {hi['method']} is the most confident "
-                         f"(mean {shown_rate(hi['mean_confidence'])}), {lo['method']} the least "
+            parts.append(f"no run has ground truth (class folders named in the prior), so no accuracy: compare the "
+                         f"'mean_confidence' and 'largest class' columns. {name[id(hi)]} is the most confident "
+                         f"(mean {shown_rate(hi['mean_confidence'])}), {name[id(lo)]} the least "
                          f"({shown_rate(lo['mean_confidence'])}); higher confidence is not higher accuracy")
         else:
-            parts.append("No run has ground truth or confidences to compare")
+            parts.append("no run has ground truth or confidences to compare")
         return _sentence(parts)
+    if len(done) < len(rows):
+        parts.append(f"{len(rows) - len(done)} of these runs have no ground truth and are not ranked")
     for key, what, nobody, chance in (
             ("auroc", "separated the unknowns best", "no run separates known from unknown clearly better than chance",
              lambda r: CHANCE_AUROC),
@@ -99,21 +113,27 @@ def compare_summary(rows: list[dict]) -> str:
         figure = f"{key.upper()} {shown_rate(best[key])}" + (f", zero-shot {shown_rate(zs)}" if zs is not None else "")
         if best[key] < chance(best):
             guess = "50" if key == "auroc" else f"{100 / best['classes']:.0f}"
-            parts.append(f"{nobody}: the highest {key.upper()} is {best['method']}'s {shown_rate(best[key])}, "
+            parts.append(f"{nobody}: the highest {key.upper()} is {name[id(best)]}'s {shown_rate(best[key])}, "
                          f"where guessing gives {guess}")
+        elif len(have) == 1:
+            parts.append(f"{name[id(best)]} reaches {figure}")
         else:
-            parts.append(f"{best['method']} {what} ({figure})")
+            parts.append(f"{name[id(best)]} {what} ({figure})")
     gains = [r for r in done if r.get("best score") not in (None, DEFAULT) and r.get("auroc") is not None
              and r["auroc (best score)"] - r["auroc"] > 0.01]
     if gains:
         r = max(gains, key=lambda r: r["auroc (best score)"] - r["auroc"])
-        parts.append(f"scored by {LABELS[r['best score']]} instead of MSP, {r['method']} would separate them at AUROC "
-                     f"{shown_rate(r['auroc (best score)'])} (MSP {shown_rate(r['auroc'])})")
+        parts.append(f"scored by {LABELS[r['best score']]} instead of MSP, {name[id(r)]} would separate them at "
+                     f"AUROC {shown_rate(r['auroc (best score)'])} (MSP {shown_rate(r['auroc'])})")
     return _sentence(parts)
 
 
+_OWN_WORDS = ("these", "no ", "scored")  # parts that start in the summary's own words; a method's name keeps its case
+
+
 def _sentence(parts: list[str]) -> str:
-    return "; ".join(parts) + "."
+    text = "; ".join(parts) + "."
+    return text[:1].upper() + text[1:] if parts and parts[0].startswith(_OWN_WORDS) else text
 
 
 def shares_note(epochs: list[dict], classes: Sequence[str]) -> str:

@@ -102,7 +102,10 @@ def entropy_note(steps: list[dict], collapsed: Optional[bool] = None) -> str:
     if m1 < 0.7 * m0:
         return conf + (f"the marginal entropy fell from {m0:.2f} to {m1:.2f}: the predictions are piling onto fewer "
                        "classes — the start of a collapse.")
+    moved = (f"stayed at {m1:.2f}" if f"{m1:.2f}" == f"{m0:.2f}" else
+             f"{'fell' if m1 < m0 else 'rose'} from {m0:.2f} to {m1:.2f}")  # the words follow the figures shown
     if collapsed:
-        return conf + (f"the marginal entropy stayed at {m1:.2f} (from {m0:.2f}), yet the run collapsed: the "
-                       "batches' average probabilities stayed spread while most images' top class became the same.")
-    return conf + f"the marginal entropy stayed at {m1:.2f} (from {m0:.2f}): the predictions stay spread over classes."
+        return conf + (f"the marginal entropy {moved}, yet the run collapsed: the batches' average probabilities "
+                       "stayed spread while most images' top class became the same.")
+    return conf + (f"the marginal entropy {moved}" + (" (less than 30 % down)" if m1 < m0 else "")
+                   + ": the predictions stay spread over classes.")
