@@ -239,14 +239,5 @@ if take.get("chosen"):
             st.session_state[key] = state.start_sort(rid, None, take["score"], take["threshold"], only=paths)
         except DataError as err:
             st.error(state.friendly(err))
-    sid = st.session_state.get(key)
-    job = state.sorting(sid)
-    if job.kind in sort_panel.LIVE:
-        sort_panel.follow(sid, "Sorting the selection")
-    elif job.kind == "failed":
-        st.error(f"The selection could not be sorted: {job.words}")
-    elif job.kind == "done":
-        r = job.result
-        ui.explain(f"Sorted {r['images']} images at {r['label']} ≥ {r['threshold']:.3g}: "
-                   + ", ".join(f"{g['folder']} {g['images']}" for g in r["counts"]) + ".")
-        sort_panel.take_home(sid, f"{rid}-selection-sorted.zip", what="images")
+    sort_panel.sort_of_these(st.session_state.get(key), "the selection", f"{rid}-selection-sorted.zip",
+                             take["score"], take["threshold"])

@@ -119,16 +119,4 @@ if st.button(f"Sort these {len(preds)} images", key=f"sort_own|{rid}"):
         st.session_state[f"sort|{rid}"] = st.session_state["sort"] = state.start_sort(rid, None, score, thr)
     except DataError as err:
         st.error(state.friendly(err))
-sid = st.session_state.get(f"sort|{rid}")
-sorting = state.sorting(sid)
-if sorting.kind in sort_panel.LIVE:
-    sort_panel.follow(sid, "Sorting")
-elif sorting.kind == "failed":
-    st.error(f"The images could not be sorted: {sorting.words}")
-elif sorting.kind == "done":
-    r = sorting.result
-    moved = r["score"] != score or r["threshold"] != thr
-    ui.explain(f"Sorted at {r['label']} ≥ {r['threshold']:.3f}: "
-               + ", ".join(f"{g['folder']} {g['images']}" for g in r["counts"]) + "."
-               + (" The score or threshold has changed since: sort again to follow it." if moved else ""))
-    sort_panel.take_home(sid, f"{rid}-sorted.zip", what="images")
+sort_panel.sort_of_these(st.session_state.get(f"sort|{rid}"), "the images", f"{rid}-sorted.zip", score, thr)

@@ -68,3 +68,20 @@ def take_home(sid: str, file_name: str, what: str = "photos") -> None:
         ui.explain("Hard links where the disk allows: the same file under a second name (view them freely, but edit "
                    "a copy, since editing one in place edits the original); copies elsewhere. A folder an earlier "
                    "sort wrote is replaced whole; any other folder that is not empty is refused.")
+
+
+def sort_of_these(sid, what: str, file_name: str, score: str, threshold: float) -> None:
+    """A sort of a run's own images (Inspect's all, Explore's selection): its progress while live, then its counts
+    per folder and its two outputs. Says so when the page's score or threshold has moved since."""
+    job = state.sorting(sid)
+    if job.kind in LIVE:
+        follow(sid, f"Sorting {what}")
+    elif job.kind == "failed":
+        st.error(f"{what[:1].upper() + what[1:]} could not be sorted: {job.words}")
+    elif job.kind == "done":
+        r = job.result
+        moved = r["score"] != score or r["threshold"] != threshold
+        ui.explain(f"Sorted {r['images']} images at {r['label']} ≥ {r['threshold']:.3f}: "
+                   + ", ".join(f"{g['folder']} {g['images']}" for g in r["counts"]) + "."
+                   + (" The score or threshold has changed since: sort again to follow it." if moved else ""))
+        take_home(sid, file_name, what="images")

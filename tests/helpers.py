@@ -65,3 +65,17 @@ def start_ray_cluster(slots: int = 1):
 def kill_ray_cluster(temp_dir: str) -> None:
     from ueo_core import cluster
     cluster.stop_local_head(temp_dir)
+
+
+def rendered(at) -> str:
+    """Everything an AppTest page sent to the browser, main area and sidebar: each element's message as text
+    (tables' Arrow bytes, charts' JSON and widget ids included), to search for what must not be there."""
+    out = []
+
+    def walk(node):
+        if getattr(node, "proto", None) is not None:
+            out.append(str(node.proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+    walk(at._tree)
+    return "\n".join(out)

@@ -6,27 +6,12 @@ import struct
 import zipfile
 
 from conftest import ROOT
-from helpers import make_folder
+from helpers import make_folder, rendered
 from studio import workspace
 
 from test_app import Upload, app, isolated  # noqa: F401  (the same isolated workspace, Ray and AppTest)
 
 PAGES = ["home.py"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))
-
-
-def rendered(at) -> str:
-    """Everything the page sent to the browser, main area and sidebar: each element's message as text (tables'
-    Arrow bytes and charts' JSON included)."""
-    out = []
-
-    def walk(node):
-        proto = getattr(node, "proto", None)
-        if proto is not None:
-            out.append(str(proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-    walk(at._tree)
-    return "\n".join(out)
 
 
 def zipped(folder) -> bytes:

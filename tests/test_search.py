@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
-from helpers import make_folder
+from helpers import make_folder, rendered
 from ueo_core.cli import main
 
 PRIOR = ["red", "green", "blue"]
@@ -318,13 +318,3 @@ def test_explore_finds_images_of_a_text_filters_them_and_ranks_more_like_this(pa
     assert "More like" in shown and str(run.parents[3]) not in shown and WS not in shown
 
 
-def rendered(at) -> str:
-    out = []
-
-    def walk(node):
-        if getattr(node, "proto", None) is not None:
-            out.append(str(node.proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-    walk(at._tree)
-    return "\n".join(out)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import make_folder
+from helpers import make_folder, rendered
 from ueo_core.cli import main
 
 PRIOR = ["red", "green", "blue"]
@@ -358,18 +358,6 @@ def page(name: str, ws: str, rid: str):
     return at
 
 
-def rendered(at) -> str:
-    out = []
-
-    def walk(node):
-        if getattr(node, "proto", None) is not None:
-            out.append(str(node.proto))
-        for child in getattr(node, "children", {}).values():
-            walk(child)
-    walk(at._tree)
-    return "\n".join(out)
-
-
 def ok(at) -> None:
     assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
 
@@ -436,7 +424,7 @@ def test_inspect_sorts_the_runs_own_images_at_the_slider(world, app_env):
     at.run()
     ok(at)
     want = expected_folders(world["run"] / "predictions.csv", thr)
-    line = f"Sorted at MSP (max softmax) ≥ {thr:.3f}: " + ", ".join(
+    line = f"Sorted 24 images at MSP (max softmax) ≥ {thr:.3f}: " + ", ".join(
         f"{f} {sum(1 for v in want.values() if v == f)}" for f in PRIOR + ["unknown"]) + "."
     assert any(line in c.value for c in at.caption), [c.value for c in at.caption]
 
