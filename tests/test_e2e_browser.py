@@ -155,7 +155,7 @@ def test_ueo_on_shapes_end_to_end(page, server):
         page.mouse.move(x0 + fx * w, y0 + fy * h, steps=8)
     page.mouse.up()
     settle(page, 1500)
-    sel = page.get_by_text("Selected images (").inner_text()
+    sel = page.get_by_text("Selected on the adapted map (").inner_text()  # (the lasso was on the adapted map)
     assert int(sel.split("(")[1].split(")")[0]) > 0, sel
     page.locator('[data-testid="stImage"]').first.wait_for(timeout=60_000)  # (on a loaded CPU they come later)
     shot(page, "4_explore")
