@@ -5,7 +5,7 @@ from studio import charts, pick, sort_panel, state, ui
 from ueo_core.analysis import read_predictions, rejection_summary
 from ueo_core.data import DataError
 from ueo_core.metrics import SPLITS, confidence_histogram
-from ueo_core.privacy import run_downloads
+from ueo_core.downloads import run_downloads
 from ueo_core.runs import RunFolder
 from ueo_core.scores import DEFAULT, LABELS, SCORES
 

@@ -64,7 +64,7 @@ def test_the_token_is_on_no_page_and_in_no_download(tmp_path):
     assert not leaks, f"the workspace token is shown on {leaks}"
     assert "upload 20261206-035612" in seen["pages/6_Compare.py"]  # the data column names the upload, by its time
 
-    from ueo_core.privacy import run_downloads
+    from ueo_core.downloads import run_downloads
     downloads = run_downloads(run_dir, read_predictions(run_dir).by("energy"), threshold)
     assert labels == [d.label for d in downloads]  # the page offers exactly these files
 

@@ -6,7 +6,7 @@ page shows or a download carries goes through here instead:
 - ``data_name(spec)``: a run's data in words ("Shapes · sketch", "upload 20261206-035612", "PACS/sketch");
 - ``public_path(path, root)``: an image named by its path inside the data folder (``dogs/IMG_0001.jpg``);
 - ``scrub(text, run_dir)``: any text (a report, JSON) with the data folder and the workspace replaced by words;
-- ``run_downloads(run_dir)``: the run's downloads, each made only on request and scrubbed.
+- ``Download``: one download as a page offers it (``ueo_core.downloads`` lists a run's).
 
 The workspace token is the only key to a workspace (``?ws=`` in the address): a CSV a student shares, or a table a
 teacher projects, must not carry it.
@@ -23,7 +23,6 @@ from typing import Callable, Optional
 
 from .data import SHAPES_PREFIX, resolve_data
 from .runs import CHECKPOINT, RunFolder
-from .scores import LABELS
 
 HIDDEN_WORKSPACE = "[your workspace]"
 TOKEN = re.compile(r"^[0-9a-f]{32}$")   # a workspace's folder name (studio.workspace makes them)
@@ -135,33 +134,5 @@ class Download:
     help: str = ""
 
 
-def run_downloads(run_dir: str | Path, predictions=None, threshold: Optional[float] = None) -> list[Download]:
-    """Every file the app offers for a run, scrubbed of server paths and the token. ``predictions`` (a
-    ``Predictions`` judged by the chosen score) and ``threshold`` give the CSV at the page's slider."""
-    folder = RunFolder(run_dir)
-    rid, cfg = folder.path.name, folder.config or {}
-    root = data_root(cfg.get("data"))
-    out = []
-    if predictions is not None and threshold is not None:
-        p, t = predictions, float(threshold)
-        out.append(Download(f"predictions.csv at threshold {t:.3f} ({LABELS.get(p.score, p.score)})",
-                            f"{rid}-predictions-{p.score}-t{t:.3f}.csv", "text/csv",
-                            lambda: scrub(p.csv_at_threshold(t, root=root), run_dir).encode("utf-8", "surrogateescape"),
-                            "images named by their path inside the data folder"))
-        from .export import export_downloads  # the labels for other tools, at the same score and threshold
-        out += export_downloads(run_dir, p.score, t)
-    if folder.checkpoint_path.exists():
-        what = ("the moving-average image tower" if cfg.get("method") == "clipood"
-                else "prompt context + norm affine parameters only")
-        out.append(Download("adapted checkpoint (.safetensors)", f"{rid}.safetensors", "application/octet-stream",
-                            lambda: scrub_checkpoint(folder.checkpoint_path.read_bytes(), run_dir),
-                            what + " (safetensors: no pickle)"))
-    if (folder.path / "report.md").exists():
-        out.append(Download("run report (.md)", f"{rid}-report.md", "text/markdown",
-                            lambda: scrub((folder.path / "report.md").read_text(errors="surrogateescape"),
-                                          run_dir).encode("utf-8", "surrogateescape")))
-    return out
-
-
-__all__ = ["CHECKPOINT", "Download", "HIDDEN_WORKSPACE", "data_name", "data_root", "public_path", "run_downloads",
+__all__ = ["CHECKPOINT", "Download", "HIDDEN_WORKSPACE", "data_name", "data_root", "public_path",
            "scrub", "scrub_checkpoint"]
