@@ -69,7 +69,8 @@ def data_root(spec: Optional[str]) -> Optional[Path]:
     if not spec:
         return None
     try:
-        return Path(os.path.realpath(resolve_data(spec))) if str(spec).startswith(SHAPES_PREFIX) else Path(spec)
+        p = resolve_data(spec)  # (a folder as given, ~ expanded; Shapes: its cache folder, resolved)
+        return Path(os.path.realpath(p)) if str(spec).startswith(SHAPES_PREFIX) else p
     except Exception:  # a Shapes domain that no longer exists
         return None
 

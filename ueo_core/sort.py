@@ -40,7 +40,7 @@ import numpy as np
 from .data import (IMG_EXTENSIONS, NO_TRUTH, SHAPES_PREFIX, UNKNOWN, DataError, ImageSet, check_image,
                    is_os_junk, normalize_name, resolve_data)
 from .metrics import SPLITS
-from .privacy import data_name, public_path, scrub
+from .privacy import data_name, data_root, public_path, scrub
 from .runs import ANY_NAME, RunFolder, write_json_atomic
 from .scores import DEFAULT, LABELS, SCORES
 
@@ -103,14 +103,8 @@ def run_threshold(run: str | Path, score: str = DEFAULT) -> tuple[float, str]:
 
 def run_data_root(cfg: dict) -> Optional[Path]:
     """The resolved folder a run adapted on (Shapes: its cache folder), or None when it is gone."""
-    spec = cfg.get("data")
-    if not spec:
-        return None
-    try:
-        p = resolve_data(spec)
-    except Exception:  # a Shapes domain that no longer exists
-        return None
-    return Path(os.path.realpath(p)) if p.is_dir() else None
+    p = data_root(cfg.get("data"))  # (privacy's: the same resolution of a data spec)
+    return Path(os.path.realpath(p)) if p is not None and p.is_dir() else None
 
 
 def resolve_folder(folder: str | Path) -> Path:
