@@ -2,6 +2,7 @@
 import streamlit as st
 
 from studio import charts, state, ui
+from ueo_core import grow
 from ueo_core.analysis import compare_summary, compare_table, list_runs, run_curves
 
 RATES = ("gacc", "pacc", "auroc", "h_score", "fpr95", "auroc (best score)", "gacc (zero-shot)", "auroc (zero-shot)",
@@ -27,6 +28,18 @@ ui.explain("Rates in % (points). " + ("AUROC, FPR95 and H-score use MSP (max sof
            "best, with its AUROC. " if truth else "") + "'mean_confidence': the mean max-softmax; 'largest class': "
            "the share of images predicted as the most common class (an even spread is 1/K).")
 ui.explain(compare_summary(rows))
+for parent, child in grow.grown_pairs(paths, among=runs):  # a grown prior: what the added class took
+    try:
+        got = grow.outcome(parent, child)
+    except ValueError as err:
+        st.warning(state.friendly(err))
+        continue
+    st.subheader(f"'{got['added']}' added to the prior: {child.name} grew {parent.name}")
+    if got["rows"]:
+        ui.table([{"figure": r["figure"], "images": r["images"], parent.name: r["first"], child.name: r["grown"]}
+                  for r in got["rows"]], percent=(parent.name, child.name))
+    ui.explain(got["sentence"] + " Each run at its own threshold on MSP; rates in %. GACC, AUROC and H-score are "
+               f"not compared: adding '{got['added']}' turned some unknowns into a known class.")
 loss, auroc, gacc, methods = {}, {}, {}, {}
 for row, p in zip(rows, paths):
     steps, epochs = run_curves(p)

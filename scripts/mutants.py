@@ -106,6 +106,13 @@ MUTANTS = [
      "        if len(dirs) != 1 or not any(p.is_dir() for p in dirs[0].iterdir()) or any("),
     ("sub-folders that name no prior class read as ground truth", "ueo_core/data.py",
      "    if subdirs and classes and include is None and not any(", "    if False and not any("),
+    ("a grown prior's run leaves out one of the first run's settings", "ueo_core/grow.py",
+     "settings = {k: v for k, v in cfg.items() if k not in NOT_COPIED}",
+     'settings = {k: v for k, v in cfg.items() if k not in NOT_COPIED + ("epochs",)}'),
+    ("the grown run's group counted as accepted whatever class it is given", "ueo_core/grow.py",
+     "as_new = int((c_acc[gi] & (child.pred[gi] == new_k)).sum())", "as_new = int((c_acc[gi]).sum())"),
+    ("a prior given with a preset ignored (a grown prior on a benchmark would not grow)", "ueo_core/data.py",
+     "    prior = prior or preset_prior", "    prior = preset_prior"),
 ]
 
 

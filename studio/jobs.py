@@ -22,10 +22,11 @@ from . import workspace
 from .workspace import check_path, redact, remember, run_path, runs_dir
 
 
-def start_run(cfg: RunConfig, ims: Optional[ImageSet] = None) -> str:
+def start_run(cfg: RunConfig, ims: Optional[ImageSet] = None, link: Optional[dict] = None) -> str:
     """Queue ``cfg`` as a job on Ray (``ueo_core.jobs``) in this workspace. Every path in it is checked against the
     roots first (``PathRefused``), whichever page set it. ``ims`` (the page's image set) is not sent: the worker
-    reads the same data from the config."""
+    reads the same data from the config. ``link``: a grown prior's record (``ueo_core.grow``), written into the
+    run's folder before it is queued."""
     if cfg.checkpoint:
         cfg = cfg.replace(checkpoint=str(check_path(cfg.checkpoint, what="checkpoint file")))
     if cfg.source:
@@ -34,6 +35,9 @@ def start_run(cfg: RunConfig, ims: Optional[ImageSet] = None) -> str:
     if not cfg.data.startswith("shapes:"):
         cfg = cfg.replace(data=str(check_path(cfg.data)))
     run_id = new_run_id(cfg.method)
+    if link is not None:
+        from ueo_core.grow import write_link
+        write_link(runs_dir() / run_id, link)
     engine.submit(cfg.replace(run_dir=str(runs_dir() / run_id)))
     st.session_state["active_run"] = run_id
     st.query_params["run"] = run_id

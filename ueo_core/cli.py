@@ -329,6 +329,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command == "search":
             from .search import cmd_search
             return cmd_search(args)
+        if args.command == "grow":
+            from .grow import cmd_grow
+            return cmd_grow(args)
         return cmd_models()
     except Reported:
         return 2

@@ -278,19 +278,23 @@ def resolve_data(spec: str | Path) -> Path:
 
 
 def load_data(spec: str | Path, prior=None, preset: Optional[str] = None, setting: str = "ODA", **kw) -> ImageSet:
-    """``load_folder``/``load_preset`` for a data spec; Shapes defaults to its own preset (6 known, 2 unknown)."""
+    """``load_folder``/``load_preset`` for a data spec; Shapes defaults to its own preset (6 known, 2 unknown). A
+    prior given with a preset replaces the preset's prior; the preset still says which class folders are read (a
+    grown prior, ``ueo_core.grow``, keeps the run's images)."""
     root = resolve_data(spec)
     if preset is None and prior is None and str(spec).startswith(SHAPES_PREFIX):
         preset = "shapes"
     if preset:
-        return load_preset(root, preset, setting, **kw)
+        return load_preset(root, preset, setting, prior=prior, **kw)
     return load_folder(root, prior=prior, **kw)
 
 
-def load_preset(root: str | Path, preset: str, setting: str = "ODA", **kw) -> ImageSet:
-    """A domain folder of a benchmark (e.g. ``PACS/sketch``) with the prior and target classes of a split."""
+def load_preset(root: str | Path, preset: str, setting: str = "ODA", prior=None, **kw) -> ImageSet:
+    """A domain folder of a benchmark (e.g. ``PACS/sketch``) with the prior and target classes of a split (the
+    prior replaced by ``prior`` when one is given)."""
     from .presets import get_preset
-    prior, target = get_preset(preset).split(setting)
+    preset_prior, target = get_preset(preset).split(setting)
+    prior = prior or preset_prior
     root = Path(root).expanduser()
     try:
         here = {normalize_name(e.name) for e in os.scandir(root) if e.is_dir()} if root.is_dir() else None

@@ -71,6 +71,8 @@ def check_prior_names(classnames: Sequence[str], model_name: str, template: str 
     prompt (``prompt_length_problem``; only the tokenizer is read, no weights). Raises DataError naming the class."""
     import open_clip
     from .data import DataError
+    from .models import register_configs
+    register_configs()  # the built-in model's config (its tokenizer: without it open_clip guesses, with a warning)
     try:
         tokenizer = open_clip.get_tokenizer(model_name)
     except Exception:  # an architecture open_clip does not know here: the run itself checks with its own tokenizer
