@@ -113,6 +113,8 @@ MUTANTS = [
      "as_new = int((c_acc[gi] & (child.pred[gi] == new_k)).sum())", "as_new = int((c_acc[gi]).sum())"),
     ("a prior given with a preset ignored (a grown prior on a benchmark would not grow)", "ueo_core/data.py",
      "    prior = prior or preset_prior", "    prior = preset_prior"),
+    ("a big JPEG drafted at 1/8 whatever the size it is needed at", "ueo_core/data.py",
+     "img.draft(None, (-(-w * min_side // short), -(-h * min_side // short)))", "img.draft(None, (w // 8, h // 8))"),
 ]
 
 

@@ -90,7 +90,7 @@ def thumbnail(path: str, size: int = 112, mtime: float = 0.0) -> bytes:
     """A small JPEG of the image, made once per file (and size, and modification time) per server: pages send
     these bytes as they are, with no re-encoding on each rerun."""
     import io
-    img = load_rgb(path)  # upright (EXIF) and 16-bit/float images scaled, as the model sees them
+    img = load_rgb(path, min_side=2 * size)  # upright (EXIF), 16-bit/float scaled; a big JPEG decoded small
     img.thumbnail((size, size))
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85)

@@ -155,3 +155,29 @@ def test_safe_zip_skips_symlinks(tmp_path):
         zf.writestr("x/ok.txt", "ok")
     out, skipped = safe_extract_zip(tmp_path / "l.zip", tmp_path / "d")
     assert len(out) == 1 and skipped == [("link", "symbolic link")]
+
+
+def test_a_big_jpeg_decodes_only_as_large_as_needed_upright_and_alike(tmp_path):
+    """``load_rgb(min_side=…)``: a JPEG decodes at the smallest DCT scale whose shorter side is still at least
+    ``min_side`` (issue 32), turned upright by EXIF as a full decode is, and looks the same once both are resized;
+    a PNG, or a JPEG not twice as large as needed, decodes in full."""
+    import numpy as np
+    from PIL import Image
+    from ueo_core.data import load_rgb
+    rng = np.random.default_rng(0)
+    base = np.kron(rng.integers(0, 255, (12, 16, 3)), np.ones((100, 100, 1))).astype(np.uint8)  # 1600x1200 blocks
+    img = Image.fromarray(base)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": a portrait phone photo
+    img.save(tmp_path / "p.jpg", "JPEG", quality=95, exif=exif)
+    full = load_rgb(tmp_path / "p.jpg")
+    assert full.size == (1200, 1600)
+    for need, got in ((300, (300, 400)), (500, (600, 800)), (700, (1200, 1600)), (None, (1200, 1600))):
+        small = load_rgb(tmp_path / "p.jpg", min_side=need)
+        assert small.size == got, (need, small.size)
+    small = load_rgb(tmp_path / "p.jpg", min_side=300)
+    a = np.asarray(full.resize((300, 400), Image.BICUBIC), dtype=float)
+    b = np.asarray(small, dtype=float)
+    assert np.abs(a - b).mean() < 4  # the same picture (blocks of 100 px: only their edges differ)
+    img.save(tmp_path / "p.png")
+    assert load_rgb(tmp_path / "p.png", min_side=100).size == (1600, 1200)

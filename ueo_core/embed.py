@@ -34,8 +34,11 @@ def params_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+DECODE = "draft1"  # how files are decoded (``data.load_rgb``'s JPEG draft to the model's input): part of the key
+
+
 def feature_key(loaded: LoadedModel, files: Sequence[str], variant: str = "") -> str:
-    h = hashlib.sha1(f"{loaded.name}|{loaded.pretrained}|{loaded.image_size}|{variant}\n".encode())
+    h = hashlib.sha1(f"{loaded.name}|{loaded.pretrained}|{loaded.image_size}|{variant}|{DECODE}\n".encode())
     _hash_update_files(h, files)
     return h.hexdigest()[:24]
 
@@ -64,7 +67,8 @@ def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "",
     from .train.features import encode_images  # the same encoder the trainer evaluates with
 
     path = Path(cache_dir or cache_root()) / "features" / f"{feature_key(loaded, files, variant)}.npy"
-    return _cached(path, lambda: encode_images(loaded, ImageDataset(files, loaded.preprocess), batch_size,
+    images = ImageDataset(files, loaded.preprocess, min_side=loaded.image_size)  # a big JPEG decoded small
+    return _cached(path, lambda: encode_images(loaded, images, batch_size,
                                                progress=progress).cpu().numpy().astype(np.float32))
 
 
