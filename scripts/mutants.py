@@ -115,6 +115,14 @@ MUTANTS = [
      "    prior = prior or preset_prior", "    prior = preset_prior"),
     ("a big JPEG drafted at 1/8 whatever the size it is needed at", "ueo_core/data.py",
      "img.draft(None, (-(-w * min_side // short), -(-h * min_side // short)))", "img.draft(None, (w // 8, h // 8))"),
+    ("the labels' store without a busy timeout (two tabs at once lose labels)", "ueo_core/labels.py",
+     "BUSY_TIMEOUT_MS = 10_000", "BUSY_TIMEOUT_MS = 0"),
+    ("estimates count the informative labels as a random sample", "ueo_core/estimate.py",
+     "        keep = random\n", "        keep = np.ones_like(random)\n"),
+    ("a Wald interval for the labels' proportions instead of the exact one", "ueo_core/estimate.py",
+     '    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")\n'
+     "    return float(ci.low), float(ci.high)",
+     "    p = k / n; h = 1.959964 * (p * (1 - p) / n) ** 0.5\n    return max(0.0, p - h), min(1.0, p + h)"),
 ]
 
 

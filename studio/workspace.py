@@ -106,6 +106,11 @@ def runs_dir() -> Path:
     return workspace() / "runs"
 
 
+def labels_db() -> Path:
+    """This workspace's labels (``ueo_core.labels.LabelStore``: SQLite, one row per labelling action)."""
+    return workspace() / "labels.sqlite"
+
+
 def allowed_roots() -> list[Root]:
     """The folders this session may read (``ueo_core.roots``): its workspace, the Shapes world, the shared data,
     and the operator's ``UEO_DATA_ROOTS``."""

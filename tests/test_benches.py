@@ -37,6 +37,7 @@ BENCHES = [
     ("embed.py", "| step | seconds | rate |", False, False, True),
     ("search.py", "| query | warm worker on Ray: median / p90 |", False, True, True),
     ("decode.py", "| decode to | full ms | draft ms | ratio | decoded shorter side |", False, False, True),
+    ("label_coverage.py", "| estimate | true value | covered | mean width | too few |", False, False, True),
     ("clipood_table.py", "| target | method | GACC | AUROC | H-score |", False, False, False),
     ("gpu.py", "| measurement | setting | result |", False, False, False),
     ("classroom.py", "| K | lost | all done s |", True, True, False),

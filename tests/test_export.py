@@ -201,3 +201,45 @@ def test_names_that_need_care(run):
     config = ET.fromstring(label_config(labels.__class__(**{**labels.__dict__, "classes": ["a&b", "unknown"],
                                                            "unknown": unknown_label(["a&b", "unknown"])})))
     assert [c.get("value") for c in config.iter("Choice")] == ["a&b", "unknown", "unknown (rejected)"]
+
+
+def test_a_persons_label_in_every_format(run):
+    """A person's labels (issue 31): the CSV's label and labelled_by, FiftyOne's label with a labelled_by
+    attribute, Label Studio's completed annotation beside the run's own prediction; the rest as the run says, and
+    without labels nothing changes. (Caught: labels ignored; the annotation missing; a server path in the CSV.)"""
+    from ueo_core.downloads import run_downloads
+    want = expected(run)
+    preds = read_predictions(run)
+    root = Path(json.loads((run / "config.json").read_text())["data"])
+    by_rel = {Path(p).relative_to(root).as_posix(): p for p in preds.paths}
+    a = next(r for r, (lab, _) in sorted(want.items()) if lab != "unknown")
+    b = next(r for r, (lab, _) in sorted(want.items()) if r != a)
+    other = next(c for c in ("red", "green", "blue") if c != want[a][0])
+    labels = {os.path.realpath(by_rel[a]): other, by_rel[b]: "unknown"}
+    person = {a: other, b: "unknown"}
+    rows = list(csv.DictReader(io.StringIO(export_bytes(run, "csv", labels=labels)[2].decode())))
+    assert {r["path"]: (r["label"], r["labelled_by"]) for r in rows} == {
+        p: ((person[p], "person") if p in person else (lab, "model")) for p, (lab, _) in want.items()}
+    tasks = json.loads(unzip(export_bytes(run, "labelstudio", labels=labels)[2])["tasks.json"])
+    for t in tasks:
+        p = t["data"]["path"]
+        assert t["predictions"][0]["result"][0]["value"]["choices"] == [want[p][0]]  # the run's, always
+        if p in person:
+            (ann,) = t["annotations"]
+            assert ann["result"][0]["value"]["choices"] == [person[p]] and ann["was_cancelled"] is False
+            assert ann["result"][0]["from_name"] == t["predictions"][0]["result"][0]["from_name"]
+        else:
+            assert "annotations" not in t
+    fo = unzip(export_bytes(run, "fiftyone", labels=labels)[2])
+    data, labs = json.loads(fo["data.json"]), json.loads(fo["labels.json"])["labels"]
+    for k, rel in data.items():
+        assert labs[k]["label"] == person.get(rel, want[rel][0])
+        assert labs[k]["attributes"]["labelled_by"] == ("person" if rel in person else "model")
+    assert "2 of these labels are a person's" in fo["IMPORT.txt"]
+    # the app's downloads pass them on; without labels, the same bytes as before
+    thr = json.loads((run / "metrics.json").read_text())["after"]["threshold"]
+    dl = {d.label: d for d in run_downloads(run, preds, thr, labels=labels)}
+    text = dl["labels for plain CSV"].make().decode()
+    assert "labelled_by" in text and str(root) not in text
+    assert export_bytes(run, "csv", labels=None) == export_bytes(run, "csv")
+    assert "labelled_by" not in export_bytes(run, "csv")[2].decode()

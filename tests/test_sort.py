@@ -445,3 +445,35 @@ def test_the_zip_download_needs_no_session_when_pressed(tmp_path, monkeypatch):
         raise RuntimeError("no session here")
     monkeypatch.setattr(studio_jobs, "sort_path", no_session)
     assert make() == b"PK zipped"
+
+
+# ------------------------------------------------------------------------------- a person's labels (issue 31)
+def test_a_persons_label_decides_the_folder_and_is_marked_as_a_persons(world, tmp_path):
+    """Two images labelled by a person: one with a class other than the run's verdict, one 'unknown'. Each goes to
+    the folder of its label, the manifest's labelled_by says 'person' for them and 'model' for the rest, the
+    job's decisions and result say so too; every other image is where the run puts it. (Caught: labels ignored
+    by ``decide``; the labelled_by column missing.)"""
+    from ueo_core import sort as sort_mod
+    want = expected_folders(world["run"] / "predictions.csv", world["threshold"])
+    known = sorted(s for s, f in want.items() if f != "unknown")
+    a, b = known[0], known[1]
+    other = next(c for c in PRIOR if c != want[a])
+    labels = {os.path.realpath(a): other, b: "unknown"}
+    job = tmp_path / "job"
+    job.mkdir()
+    sort_mod.run_job(job, {"mode": "sort", "run": str(world["run"]), "folder": None, "score": "msp",
+                           "threshold": None, "labels": labels})
+    with zipfile.ZipFile(job / "sorted.zip") as zf:
+        rows = list(csv.DictReader(zf.read("manifest.csv").decode().splitlines()))
+    got = {r["source"]: (r["destination"].split("/")[0], r["labelled_by"]) for r in rows}
+    rel = {s: Path(s).relative_to(world["train"]).as_posix() for s in want}
+    assert got[rel[a]] == (other, "person") and got[rel[b]] == ("unknown", "person")
+    assert {s: got[rel[s]] for s in want if s not in (a, b)} == {s: (f, "model") for s, f in want.items()
+                                                                 if s not in (a, b)}
+    assert json.loads((job / "result.json").read_text())["by_person"] == 2
+    dec = sort_mod.read_decisions(job)
+    assert sorted(r.source for r in dec.rows if r.by == "person") == sorted([a, b])
+    # without labels: no labelled_by column, as before
+    plain = sort_mod.decide(world["run"])
+    assert "labelled_by" not in sort_mod.manifest_csv(plain, [(p, "copy") for p in sort_mod.plan(plain)])
+    assert all(len(r) == 5 for r in plain.to_dict()["rows"])

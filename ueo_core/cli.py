@@ -332,6 +332,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command == "grow":
             from .grow import cmd_grow
             return cmd_grow(args)
+        if args.command == "estimate":
+            from .estimate import cmd_estimate
+            return cmd_estimate(args)
         return cmd_models()
     except Reported:
         return 2

@@ -12,9 +12,11 @@ from .runs import RunFolder
 from .scores import LABELS
 
 
-def run_downloads(run_dir: str | Path, predictions=None, threshold: Optional[float] = None) -> list[Download]:
+def run_downloads(run_dir: str | Path, predictions=None, threshold: Optional[float] = None,
+                  labels: Optional[dict] = None) -> list[Download]:
     """Every file the app offers for a run, scrubbed of server paths and the token. ``predictions`` (a
-    ``Predictions`` judged by the chosen score) and ``threshold`` give the CSV at the page's slider."""
+    ``Predictions`` judged by the chosen score) and ``threshold`` give the CSV at the page's slider; ``labels``
+    (a person's, ``{server path: label}``) go into the exports, marked as a person's."""
     folder = RunFolder(run_dir)
     rid, cfg = folder.path.name, folder.config or {}
     root = data_root(cfg.get("data"))
@@ -25,7 +27,7 @@ def run_downloads(run_dir: str | Path, predictions=None, threshold: Optional[flo
                             f"{rid}-predictions-{p.score}-t{t:.3f}.csv", "text/csv",
                             lambda: scrub(p.csv_at_threshold(t, root=root), run_dir).encode("utf-8", "surrogateescape"),
                             "images named by their path inside the data folder"))
-        out += export_downloads(run_dir, p.score, t)
+        out += export_downloads(run_dir, p.score, t, labels=labels)
     if folder.checkpoint_path.exists():
         what = ("the moving-average image tower" if cfg.get("method") == "clipood"
                 else "prompt context + norm affine parameters only")

@@ -73,6 +73,7 @@ class Row:
     known: bool
     true_class: str    # the class folder ('' without ground truth)
     inside: bool       # the image lies inside the data folder (else ``public`` is its file name only)
+    by: str = "model"  # who gave ``label``: "model", or "person" (a person's label, ``ueo_core.labels``)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Labels:
     root: Optional[Path]   # the data folder (None when unknown)
     data: str              # the data in words (``privacy.data_name``)
     has_truth: bool
+    people: bool = False   # a person's labels were given: the formats say who labelled each image
 
     @property
     def choices(self) -> list:
@@ -152,10 +154,12 @@ def default_threshold(run_dir, preds, score: str, cfg: dict) -> float:
 
 
 def labels_of(run_dir, score: Optional[str] = None, threshold: Optional[float] = None,
-              only: Optional[Sequence[str]] = None) -> Labels:
+              only: Optional[Sequence[str]] = None, labels: Optional[dict] = None) -> Labels:
     """The run's labels at ``score`` (default MSP) and ``threshold`` (default: the run's own, see
     ``default_threshold``); ``only``: these images (paths as predictions.csv names them: Explore's selection). The
-    threshold is decided on all the run's images either way."""
+    threshold is decided on all the run's images either way. ``labels``: a person's labels (``{server path: class
+    or "unknown"}``, ``ueo_core.labels``): where there is one it is the image's label, marked as a person's (a
+    class outside the prior counts as unknown)."""
     run_dir = Path(run_dir)
     cfg = _read_run(run_dir)
     score = score or DEFAULT
@@ -176,18 +180,23 @@ def labels_of(run_dir, score: Optional[str] = None, threshold: Optional[float] =
     classes = list(p.classes)
     unknown = unknown_label(classes)
     root = data_root(cfg.get("data"))
+    from .labels import person_labels
+    given = person_labels(p.paths, labels)
     rows, wanted = [], set(only) if only is not None else None
     for i in range(len(p)):
         if wanted is not None and p.paths[i] not in wanted:
             continue
         nearest = classes[p.pred[i]] if 0 <= p.pred[i] < len(classes) else ""
         known = i not in rejected
-        rows.append(Row(path=p.paths[i], public=public_path(p.paths[i], root), label=nearest if known else unknown,
+        label, by = nearest if known else unknown, "model"
+        if i in given:  # a person's label (``known`` stays the run's verdict): a prior class, else unknown
+            label, by = given[i] if given[i] in classes else unknown, "person"
+        rows.append(Row(path=p.paths[i], public=public_path(p.paths[i], root), label=label,
                         nearest=nearest, confidence=float(msp[i]), value=float(p.confidence[i]), known=known,
-                        true_class=p.true_class[i], inside=_inside(p.paths[i], root)))
+                        true_class=p.true_class[i], inside=_inside(p.paths[i], root), by=by))
     return Labels(run_id=run_dir.resolve().name, method=str(cfg.get("method", "")), score=score, threshold=t,
                   classes=classes, unknown=unknown, rows=rows, root=root, data=data_name(cfg.get("data")),
-                  has_truth=any(r.true_class for r in rows))
+                  has_truth=any(r.true_class for r in rows), people=labels is not None)
 
 
 # ------------------------------------------------------------------------------------------------- Label Studio
@@ -208,11 +217,18 @@ def label_config(labels: Labels) -> str:
 def labelstudio_tasks(labels: Labels, image_prefix: Optional[str] = None) -> list:
     """One Label Studio task per image, its label pre-filled as a prediction a person accepts or corrects."""
     prefix = default_image_prefix(labels) if image_prefix is None else image_prefix
-    return [{"data": {"image": prefix + quote(r.public, safe="/", errors="surrogateescape"), "path": r.public},
-             "predictions": [{"model_version": labels.model_version, "score": r.confidence,
-                              "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                                          "value": {"choices": [r.label]}}]}]}
-            for r in labels.rows]
+    tasks = [{"data": {"image": prefix + quote(r.public, safe="/", errors="surrogateescape"), "path": r.public},
+              "predictions": [{"model_version": labels.model_version, "score": r.confidence,
+                               "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                                           "value": {"choices": [r.label if r.by == "model" else
+                                                                 (r.nearest if r.known else labels.unknown)]}}]}]}
+             for r in labels.rows]
+    for task, r in zip(tasks, labels.rows):  # a person's label: a completed annotation beside the run's prediction
+        if r.by == "person":
+            task["data"]["labelled_by"] = "person"
+            task["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                                                "value": {"choices": [r.label]}}], "was_cancelled": False}]
+    return tasks
 
 
 # ------------------------------------------------------------------------------------------------------ FiftyOne
@@ -238,9 +254,10 @@ def fiftyone_labels(labels: Labels) -> dict:
     """``labels.json`` of a FiftyOneImageClassificationDataset: label and confidence (max softmax) per image; the
     nearest known class and the deciding score as the label's attributes."""
     return {"classes": labels.choices,
-            "labels": {k: {"label": r.label, "confidence": r.confidence,
+            "labels": {k: {"label": r.label, "confidence": r.confidence if r.by == "model" else None,
                            "attributes": {"nearest_class": r.nearest, "score_name": labels.score,
-                                          "score_value": r.value, "threshold": labels.threshold}}
+                                          "score_value": r.value, "threshold": labels.threshold,
+                                          **({"labelled_by": r.by} if labels.people else {})}}
                        for k, r in zip(fiftyone_keys(labels), labels.rows)}}
 
 
@@ -258,10 +275,11 @@ def _clashes(labels: Labels) -> bool:
 def csv_text(labels: Labels) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_HEADER + (["true_class"] if labels.has_truth else []))
+    w.writerow(CSV_HEADER + (["true_class"] if labels.has_truth else []) + (["labelled_by"] if labels.people else []))
     for r in labels.rows:
         w.writerow([r.public, r.label, r.nearest, repr(r.confidence), labels.score, repr(r.value),
-                    repr(labels.threshold), r.known] + ([r.true_class] if labels.has_truth else []))
+                    repr(labels.threshold), r.known] + ([r.true_class] if labels.has_truth else [])
+                   + ([r.by] if labels.people else []))
     return buf.getvalue()
 
 
@@ -271,9 +289,13 @@ def how_to_import(fmt: str, labels: Labels, where: Optional[Path] = None, image_
     it (a download) the data folder is named in words."""
     folder = str(labels.root) if where is not None and labels.root is not None else f"/path/to/{_folder_word(labels)}"
     parent = str(Path(folder).parent)
-    n_unknown = sum(not r.known for r in labels.rows)
+    n_unknown = sum(r.label == labels.unknown for r in labels.rows)
     head = (f"{len(labels.rows)} images of {labels.data}: {len(labels.rows) - n_unknown} labelled with a known class, "
             f"{n_unknown} '{labels.unknown}' (score {labels.score} below {labels.threshold:.6g}).\n")
+    if labels.people:
+        n_person = sum(r.by == "person" for r in labels.rows)
+        head += (f"{n_person} of these label{'s are' if n_person != 1 else ' is'} a person's (the rest are the "
+                 f"run's: '{labels.unknown}' where the score is below the threshold).\n")
     if fmt == "labelstudio":
         if image_prefix is not None and image_prefix != default_image_prefix(labels):
             serve = f"Images are addressed as {image_prefix}<path inside the data folder>: serve them there.\n"
@@ -338,11 +360,12 @@ def files_of(fmt: str, labels: Labels, image_prefix: Optional[str] = None, absol
 
 
 def export_bytes(run_dir, fmt: str, score: Optional[str] = None, threshold: Optional[float] = None,
-                 image_prefix: Optional[str] = None, only: Optional[Sequence[str]] = None) -> tuple[str, str, bytes]:
+                 image_prefix: Optional[str] = None, only: Optional[Sequence[str]] = None,
+                 labels: Optional[dict] = None) -> tuple[str, str, bytes]:
     """(file name, MIME type, bytes) of a download: the CSV itself, or a zip of one folder for Label Studio and
     FiftyOne. Images are named by their path inside the data folder; every text is scrubbed of server paths and
-    the workspace token. Raises ``DataError`` (a ValueError) in words."""
-    labels = labels_of(run_dir, score, threshold, only)
+    the workspace token. Raises ``DataError`` (a ValueError) in words. ``labels``: a person's (``labels_of``)."""
+    labels = labels_of(run_dir, score, threshold, only, labels)
     name, mime = _name(labels, fmt, only is not None)
     stem = name.rsplit(".", 1)[0]
     texts = {n: scrub(t, run_dir).encode("utf-8", "surrogateescape")
@@ -358,16 +381,18 @@ def export_bytes(run_dir, fmt: str, score: Optional[str] = None, threshold: Opti
 
 
 def export_downloads(run_dir, score: Optional[str] = None, threshold: Optional[float] = None,
-                     only: Optional[Sequence[str]] = None) -> list:
+                     only: Optional[Sequence[str]] = None, labels: Optional[dict] = None) -> list:
     """The three formats as ``privacy.Download`` entries (label, file name, MIME, ``make``: the bytes, made only
     when asked), for the app's download buttons at the page's score and threshold (``only``: a selection)."""
     from .privacy import Download
-    labels = labels_of(run_dir, score, threshold, only)  # (raises DataError in words before any button is drawn)
+    given = labels  # a person's labels (``labels_of``)
+    labels = labels_of(run_dir, score, threshold, only, given)  # (raises DataError in words before any button is drawn)
     some = only is not None
 
     def one(fmt):
         return Download(f"labels for {FORMATS[fmt]}", *_name(labels, fmt, some),
-                        lambda: export_bytes(run_dir, fmt, labels.score, labels.threshold, only=only)[2], _HELP[fmt])
+                        lambda: export_bytes(run_dir, fmt, labels.score, labels.threshold, only=only,
+                                             labels=given)[2], _HELP[fmt])
     return [one(f) for f in FORMATS]
 
 
@@ -414,9 +439,10 @@ def check_out(run_dir, fmt: str, out) -> Path:
 
 
 def write_export(run_dir, fmt: str, out, score: Optional[str] = None, threshold: Optional[float] = None,
-                 image_prefix: Optional[str] = None) -> tuple[list, str]:
-    """Write a format to ``out`` (a file for CSV, a folder otherwise). Returns (paths written, how to import)."""
-    labels = labels_of(run_dir, score, threshold)
+                 image_prefix: Optional[str] = None, labels: Optional[dict] = None) -> tuple[list, str]:
+    """Write a format to ``out`` (a file for CSV, a folder otherwise). Returns (paths written, how to import).
+    ``labels``: a person's (``labels_of``)."""
+    labels = labels_of(run_dir, score, threshold, labels=labels)
     out = check_out(run_dir, fmt, out)
     texts = files_of(fmt, labels, image_prefix, absolute=True, where=None if fmt == "csv" else out.resolve())
     if fmt == "csv":

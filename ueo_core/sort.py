@@ -127,6 +127,7 @@ class Decision:
     predicted: str
     value: float
     known: bool
+    by: str = "model"            # who decided: "model", or "person" (a person's label, ``ueo_core.labels``)
 
 
 @dataclass
@@ -147,7 +148,8 @@ class Decisions:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("run", "method", "folder", "spec", "classes", "score", "threshold",
                                            "threshold_from", "own_data")}
-        d["rows"] = [[r.source, r.rel, r.predicted, r.value, r.known] for r in self.rows]
+        d["rows"] = [[r.source, r.rel, r.predicted, r.value, r.known] + ([r.by] if r.by != "model" else [])
+                     for r in self.rows]
         d["skipped"] = [list(s) for s in self.skipped]
         return d
 
@@ -163,10 +165,12 @@ class Decisions:
 def decide(run: str | Path, folder: Optional[str | Path] = None, score: Optional[str] = None,
            threshold: Optional[float] = None, work: Optional[str | Path] = None, device: Optional[str] = None,
            listeners: Sequence = (), progress: Optional[Progress] = None,
-           only: Optional[Sequence[str]] = None) -> Decisions:
+           only: Optional[Sequence[str]] = None, labels: Optional[dict] = None) -> Decisions:
     """Each image of FOLDER (None: the run's own data) as known class or unknown, by the run at ``score`` and
     ``threshold`` (default: the run's own, ``run_threshold``). New photos are evaluated into ``work/evaluation``.
-    ``only``: these images of the run's own data (paths as its predictions name them: Explore's selection)."""
+    ``only``: these images of the run's own data (paths as its predictions name them: Explore's selection).
+    ``labels``: a person's labels (``{server path: class or "unknown"}``, ``ueo_core.labels``): where there is one,
+    the image goes to that class's folder (a class outside the prior: unknown), marked as a person's."""
     from .analysis import read_predictions
     run = Path(run)
     cfg = read_run(run)
@@ -207,6 +211,8 @@ def decide(run: str | Path, folder: Optional[str | Path] = None, score: Optional
         wanted = set(only)
         gone |= {p for p in judged.paths if p not in wanted}
         skipped = [s for s in skipped if s[0] in wanted]
+    from .labels import person_labels
+    given = person_labels(judged.paths, labels)
     rows = []
     for i, path in enumerate(judged.paths):
         if path in gone:
@@ -214,6 +220,10 @@ def decide(run: str | Path, folder: Optional[str | Path] = None, score: Optional
         k = judged.pred[i]
         rows.append(Decision(path, _rel(path, src), classes[k] if 0 <= k < len(classes) else "",
                              float(judged.confidence[i]), i in accepted))
+        if i in given:  # a person's label decides: its class's folder, or unknown
+            known = given[i] in classes
+            rows[-1] = Decision(path, rows[-1].rel, given[i] if known else rows[-1].predicted, rows[-1].value,
+                                known, "person")
     rows.sort(key=lambda r: r.rel)
     return Decisions(str(run), str(cfg.get("method")), str(src), spec, classes, score, thr, words, own, rows,
                      skipped)
@@ -542,11 +552,12 @@ def manifest_csv(dec: Decisions, arrived: Sequence[tuple[Placed, str]], public: 
     folder written by the app, carries no server path)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(FIELDS)
+    people = any(r.by != "model" for r in dec.rows)  # a person's labels: one more column says who decided
+    w.writerow(FIELDS + (["labelled_by"] if people else []))
     for p, how in arrived:
         d = p.decision
         w.writerow([d.rel if public else d.source, p.destination, d.predicted, dec.score, f"{d.value:.6f}",
-                    f"{dec.threshold:.6f}", "known" if d.known else "unknown", how])
+                    f"{dec.threshold:.6f}", "known" if d.known else "unknown", how] + ([d.by] if people else []))
     return buf.getvalue()
 
 
@@ -728,7 +739,8 @@ def run_job(job_dir: str | Path, payload: dict) -> None:
                                              "how": dict(res.how), "skipped": len(res.skipped)})
     else:
         dec = decide(payload["run"], payload.get("folder"), payload.get("score"), payload.get("threshold"),
-                     work=job_dir, listeners=(status.listener,), progress=status, only=payload.get("only"))
+                     work=job_dir, listeners=(status.listener,), progress=status, only=payload.get("only"),
+                     labels=payload.get("labels"))
         tmp = job_dir / f".{DECISIONS}.tmp"
         tmp.write_text(json.dumps(dec.to_dict()), **ANY_NAME)
         tmp.replace(job_dir / DECISIONS)
@@ -741,10 +753,11 @@ def run_job(job_dir: str | Path, payload: dict) -> None:
 def overview(dec: Decisions, placed: Sequence[Placed]) -> dict:
     """What the page says of a finished sort: counts per folder, the score and threshold and where it comes
     from, the data by name (never a path)."""
+    people = sum(p.decision.by == "person" for p in placed)
     return {"mode": "sort", "images": len(placed), "counts": counts(dec, placed), "skipped": len(dec.skipped),
             "score": dec.score, "label": dec.label, "threshold": dec.threshold,
             "threshold_from": dec.threshold_from, "own_data": dec.own_data, "data": data_name(dec.spec),
-            "run": Path(dec.run).name, "method": dec.method}
+            "run": Path(dec.run).name, "method": dec.method, **({"by_person": people} if people else {})}
 
 
 def read_decisions(job_dir: str | Path) -> Optional[Decisions]:
