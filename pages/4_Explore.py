@@ -8,13 +8,13 @@ import numpy as np
 import streamlit as st
 
 from studio import charts, pick, sort_panel, state, ui
-from ueo_core.analysis import read_predictions
+from ueo_core.analysis import changes, read_predictions
 from ueo_core.data import DataError
 from ueo_core.export import export_downloads
 from ueo_core.explore import predictions_before, score_colours, selections, too_few
 from ueo_core.methods import METHODS
 from ueo_core.privacy import data_root, public_path
-from ueo_core.runs import RunFolder
+from ueo_core.runs import ZERO_SHOT_PREDICTIONS, RunFolder
 from ueo_core.scores import DEFAULT, LABELS, SCORES
 
 ui.page("Explore", "🔭")
@@ -58,6 +58,7 @@ def colouring(p, thr, colour_by):
     return p.confidence, True, hover, counts
 
 
+CHANGED = "what adaptation changed"  # colours by ueo_core.analysis.changes's kinds, the same on both maps
 SEARCH_TOP = 24  # three rows of the gallery
 AMONG = {"all images": None, "known": "known", "unknown": "unknown"}
 _kind, _like_key = f"search_kind|{rid}", f"search_like|{rid}"
@@ -141,8 +142,10 @@ def maps() -> None:
     c_proj, c_col = st.columns([1, 3])
     proj = c_proj.radio("Projection", projections, horizontal=True, key=f"proj|{have_umap}")
     truth = any(preds_all.true_class)  # "true class" only where there is one (else every point is "(none)")
+    flipped = [CHANGED] if (Path(run_dir) / ZERO_SHOT_PREDICTIONS).exists() else []  # only with zero-shot saved
     colour_by = c_col.radio("Colour by", ["predicted known/unknown", "predicted class"] + (["true class"] if truth
-                                                                                          else []) + ["score"],
+                                                                                          else []) + ["score"]
+                            + flipped,
                             horizontal=True, key="colour_by")
     if not have_umap:
         st.progress(status.get("done", 0) / 2,
@@ -163,6 +166,16 @@ def maps() -> None:
     preds, before = preds.by(score), before.by(score)
     if score != DEFAULT:
         thr_before, thr_after = before.default_threshold(), preds.default_threshold()
+    flips = None
+    if colour_by == CHANGED:  # each image's zero-shot decision beside its adapted one, at each map's threshold
+        try:
+            flips = changes(before, preds, thr_before, thr_after)
+        except ValueError as err:
+            st.warning(str(err))
+            colour_by = "predicted known/unknown"
+    only_flipped = flips is not None and st.checkbox(
+        "Only the points whose decision flipped", key="explore_only_flipped",
+        help="Hides the unchanged points (click 'unchanged' in a map's legend to show them again).")
     shown = {"before": before, "after": preds}
     hits, heading, note = searched(score, thr_after)
     scale = score_colours({k: p.confidence for k, p in shown.items()}, {"before": thr_before, "after": thr_after},
@@ -172,9 +185,14 @@ def maps() -> None:
     for col, key, title, thr in ((c1, "before", "before adaptation (zero-shot)", thr_before),
                                  (c2, "after", "after adaptation", thr_after)):
         colour, cont, hover, counts = colouring(shown[key], thr, colour_by)
+        if flips is not None:  # the same kind on both maps: a flip is between them
+            colour, cont = flips.kind, False
+            hover = [f"{h}<br>change: {flips.caption(i)}" for i, h in enumerate(hover)]
         with col:
             fig = charts.embedding_scatter(coords[key], colour, hover, f"{proj} · {title}", continuous=cont,
                                            colour_range=(scale.lo, scale.hi), threshold=thr, colour_title=scale.title)
+            if flips is not None:
+                charts.colour_changes(fig, only_flipped)
             if hits:
                 ring(fig, coords[key], hits)
             ev = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode=("box", "lasso"),
@@ -184,6 +202,8 @@ def maps() -> None:
             picked[key] = [int(q["customdata"]) for q in pts if q.get("customdata") is not None]
     if colour_by == "score":
         st.caption(scale.note())
+    if flips is not None:
+        st.caption(f"{flips.summary()} {flips.thresholds_note('the adapted map’s threshold')}")
     more = "More like this"
     if hits is not None:
         st.subheader(heading)

@@ -1,7 +1,7 @@
 """Inspect: what the model rejects as unknown, mistakes, confusion matrix, downloads."""
 import streamlit as st
 
-from studio import charts, pick, sort_panel, state, ui
+from studio import changed_panel, charts, pick, sort_panel, state, ui, unknowns_panel
 from ueo_core.analysis import read_predictions, rejection_summary
 from ueo_core.data import DataError
 from ueo_core.metrics import SPLITS, confidence_histogram
@@ -22,7 +22,8 @@ except Exception as err:
 names = [n for n in SCORES if n in preds.scores]
 score = st.selectbox("Known/unknown score", names, index=names.index(DEFAULT), format_func=LABELS.get,
                      key=f"score|{rid}", help="What decides known vs unknown. MSP (max softmax) is the papers' and "
-                                              "the default; metrics.json reports AUROC, FPR95 and AUPR for each.")
+                                              "the default; the chosen score's AUROC, FPR95 and AUPR are shown "
+                                              "below its threshold, where there is ground truth.")
 preds = preds.by(score)
 label = LABELS[score]
 values = preds.confidence
@@ -41,6 +42,7 @@ ui.explain(f"Images scoring below the threshold on {label} are rejected as unkno
            f"({default_thr:.3g}) splits this score's values into two groups without labels ({SPLITS[split]})."
            + (" MSP is the default score, as in the papers." if score == DEFAULT else ""))
 groups = preds.at_threshold(thr)
+changed_panel.detection_row(preds, thr)  # the counts at this threshold, and the score's AUROC, FPR95, AUPR
 st.plotly_chart(charts.threshold_histogram(confidence_histogram(values, preds.truth, span=span), thr, label),
                 width="stretch")
 cap = lambda i: f"{preds.classes[preds.pred[i]]} {preds.confidence[i]:.3g}"  # noqa: E731
@@ -54,6 +56,7 @@ ui.gallery([preds.paths[i] for i in rejected],
 ui.explain((f"Caption: ✓ or ✗, the image's true folder, then the known class it was closest to and its {label}."
             if preds.truth is not None else
             f"Caption: the known class it was closest to and its {label} (no ground truth: no ✓ or ✗)."))
+unknowns_panel.render(rid, folder, preds, score, thr)  # groups among the rejected, with suggested names
 if preds.truth is not None:
     c1, c2 = st.columns(2)
     with c1:
@@ -78,6 +81,7 @@ if preds.truth is not None:
         ui.explain("A known image counts as right only when it is accepted and given its own class.")
 else:
     st.info("This folder has no class sub-folders, so there is no ground truth to check mistakes against.")
+changed_panel.render(rid, folder, preds, score, thr, split)  # the decisions that flipped since zero-shot
 st.subheader("Accepted images, by predicted class")
 accepted = groups["accepted"]
 per_class = {name: [i for i in accepted if preds.pred[i] == k] for k, name in enumerate(preds.classes)}

@@ -123,6 +123,18 @@ MUTANTS = [
      '    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")\n'
      "    return float(ci.low), float(ci.high)",
      "    p = k / n; h = 1.959964 * (p * (1 - p) / n) ** 0.5\n    return max(0.0, p - h), min(1.0, p + h)"),
+    ("what adaptation changed: the zero-shot side judged at the adapted threshold", "ueo_core/analysis/changes.py",
+     "d_before = open_set_predictions(b_pred, b_value, t_before)",
+     "d_before = open_set_predictions(b_pred, b_value, t_after)"),
+    ("what adaptation changed: the zero-shot file not matched by path", "ueo_core/analysis/changes.py",
+     "b_pred, b_value = before.pred[order], before.confidence[order]", "b_pred, b_value = before.pred, before.confidence"),
+    ("Inspect shows AUPR-Out as the score's AUPR", "studio/changed_panel.py", '("aupr_in", "AUPR")', '("aupr_out", "AUPR")'),
+    ("groups among the rejected: k by the lowest silhouette", "ueo_core/unknowns.py",
+     "best = max(sil, key=lambda k: (sil[k], -k))", "best = min(sil, key=lambda k: (sil[k], -k))"),
+    ("groups among the rejected: the 'rejected by mistake' flag inverted", "ueo_core/unknowns.py",
+     'near["similarity"] > names[0]["similarity"]', 'near["similarity"] < names[0]["similarity"]'),
+    ("growing the prior from a group passes only its shown images", "studio/unknowns_panel.py",
+     'group_paths=list(group["paths"])', 'group_paths=list(group["paths"])[:group["central"]]'),
 ]
 
 

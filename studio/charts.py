@@ -123,6 +123,28 @@ def _diverging(lo: float, hi: float, threshold: float) -> list:
     return [[0.0, UNKNOWN_COLOR], [mid, NEUTRAL_COLOR], [1.0, KNOWN_COLOR]]
 
 
+CLASS_CHANGE_COLOR = "#7048e8"  # known both times, another class: violet, neither known's green nor unknown's
+
+
+def colour_changes(fig: go.Figure, only_flipped: bool = False) -> go.Figure:
+    """An ``embedding_scatter`` coloured by what adaptation changed (one trace per kind): each kind in its colour
+    and named with its count, the unchanged points small, grey and drawn first (under the flips); with
+    ``only_flipped`` they are hidden (legend only: a click on the legend shows them), and the flipped points keep
+    their image indices for selections."""
+    from ueo_core.analysis.changes import CLASS, DOWN, UNCHANGED, UP  # the kinds, named where they are decided
+    colors = {UP: KNOWN_COLOR, DOWN: UNKNOWN_COLOR, CLASS: CLASS_CHANGE_COLOR, UNCHANGED: NEUTRAL_COLOR}
+    for tr in fig.data:
+        if tr.name in colors:
+            kind = tr.name
+            tr.marker.color = colors[kind]
+            tr.name = f"{kind} · {len(tr.x)}"
+            if kind == UNCHANGED:
+                tr.marker.size = 4
+                tr.visible = "legendonly" if only_flipped else True
+    fig.data = sorted(fig.data, key=lambda t: not str(t.name).startswith(UNCHANGED))
+    return fig
+
+
 def confusion_heatmap(cm: np.ndarray, labels: Sequence[str]) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=cm, x=list(labels), y=list(labels), colorscale="Blues", text=cm,
                                texttemplate="%{text}", hovertemplate="true %{y} → predicted %{x}: %{z}<extra></extra>"))

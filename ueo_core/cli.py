@@ -329,12 +329,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command == "search":
             from .search import cmd_search
             return cmd_search(args)
-        if args.command == "grow":
-            from .grow import cmd_grow
-            return cmd_grow(args)
         if args.command == "estimate":
             from .estimate import cmd_estimate
             return cmd_estimate(args)
+        if args.command == "unknowns":
+            from .unknowns import cmd_unknowns
+            return cmd_unknowns(args)
+        if args.command == "grow":
+            from .grow import cmd_grow
+            return cmd_grow(args)
         return cmd_models()
     except Reported:
         return 2

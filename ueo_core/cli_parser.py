@@ -181,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(sub)
     from .search import add_search_parser  # (its options live beside the search they run)
     add_search_parser(sub)
-    from .grow import add_grow_parser  # (beside the prior's growth it runs)
-    add_grow_parser(sub)
     from .estimate import add_estimate_parser  # (its options live beside the estimates they print)
     add_estimate_parser(sub)
+    from .unknowns import add_unknowns_parser  # (its options live beside the grouping they run)
+    add_unknowns_parser(sub)
+    from .grow import add_grow_parser  # (beside the prior's growth it runs)
+    add_grow_parser(sub)
 
     sub.add_parser("models", help="list the open_clip architectures and pretrained tags")
     c = sub.add_parser("cluster", help="the Ray that the app's runs queue on: 'up' connects to UEO_RAY_ADDRESS / "
