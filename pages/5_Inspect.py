@@ -2,6 +2,7 @@
 import streamlit as st
 
 from studio import changed_panel, charts, pick, sort_panel, state, ui, unknowns_panel
+from studio import label_panel
 from ueo_core.analysis import read_predictions, rejection_summary
 from ueo_core.data import DataError
 from ueo_core.metrics import SPLITS, confidence_histogram
@@ -29,17 +30,24 @@ label = LABELS[score]
 values = preds.confidence
 span = (0.0, 1.0) if score in ("msp", "mcm") else (float(values.min()), float(values.max()) + 1e-9)
 run_split = (folder.config or {}).get("split", "2means")
-split = st.radio("Default threshold, found without labels", list(SPLITS), index=list(SPLITS).index(run_split),
-                 format_func=SPLITS.get, horizontal=True, key=f"split|{rid}",
-                 help="2-means: the midpoint between the two groups' centres; Otsu: the cut that makes the two "
-                      "groups' values most different (Otsu 1979, the CLIPTTA suite's open-set choice).")
-default_thr = ((folder.read_json("metrics.json") or {}).get("after", {}).get("threshold", 0.5)
+youden = label_panel.youden_choice(rid, preds)  # a third choice once a person's labels support one
+choices = {**SPLITS, **youden.options}
+choice = st.radio("Default threshold, found without labels" + (" or from your labels" if youden.options else ""),
+                  list(choices), index=list(SPLITS).index(run_split), format_func=choices.get, horizontal=True,
+                  key=f"split|{rid}",
+                  help="2-means: the midpoint between the two groups' centres; Otsu: the cut that makes the two "
+                       "groups' values most different (Otsu 1979, the CLIPTTA suite's open-set choice). "
+                       + youden.note)
+split = choice if choice in SPLITS else run_split  # (label-free: the zero-shot side's, below)
+default_thr = (youden.value if choice == label_panel.YOUDEN else
+               (folder.read_json("metrics.json") or {}).get("after", {}).get("threshold", 0.5)
                if score == DEFAULT and split == run_split else preds.default_threshold(split))
 thr = st.slider(f"Known/unknown threshold on {label}", span[0], span[1],
                 float(min(max(default_thr, span[0]), span[1])), (span[1] - span[0]) / 200, format="%.3f",
-                key=f"thr|{rid}|{score}|{split}")
+                key=f"thr|{rid}|{score}|{split if choice in SPLITS else youden.key}")
 ui.explain(f"Images scoring below the threshold on {label} are rejected as unknown. The default "
-           f"({default_thr:.3g}) splits this score's values into two groups without labels ({SPLITS[split]})."
+           f"({default_thr:.3g}) " + ("is " + youden.note if choice == label_panel.YOUDEN else
+                                      f"splits this score's values into two groups without labels ({SPLITS[split]}).")
            + (" MSP is the default score, as in the papers." if score == DEFAULT else ""))
 groups = preds.at_threshold(thr)
 changed_panel.detection_row(preds, thr)  # the counts at this threshold, and the score's AUROC, FPR95, AUPR
@@ -97,30 +105,33 @@ def accepted_gallery() -> None:  # choosing a class reruns this part only
 
 
 accepted_gallery()
+label_panel.render(rid, folder, preds, score, thr)  # a person labels a few images: estimates, Youden's J
 
 st.subheader("Downloads")
 # Each file is made (or read) only when its button is pressed, and pressing one does not rerun the page: a
 # checkpoint of a whole image tower (CLIPood) is hundreds of MB, too much to resend on every threshold change.
 # Every download names images by their path inside the data folder, never by the server's path (privacy).
-downloads = run_downloads(folder.path, preds, thr)
+downloads = run_downloads(folder.path, preds, thr, labels=label_panel.person_labels(preds))
 for k, d in enumerate(downloads):
     if k % 3 == 0:
         cols = st.columns(3)
     cols[k % 3].download_button(d.label, d.make, d.file_name, d.mime, on_click="ignore", help=d.help or None)
 ui.explain(f"The predictions file and the labels use the score and threshold chosen above ({label}, {thr:.3f}): "
-           "rejected images are labelled 'unknown'. Label Studio's tasks come with these labels pre-filled, for a "
+           "rejected images are labelled 'unknown'; an image you labelled (Check with a few labels) carries your "
+           "label, marked as a person's. Label Studio's tasks come with these labels pre-filled, for a "
            "person to correct; FiftyOne's dataset carries each label with its confidence; each zip's IMPORT.txt "
            "says how to open it, and images are named by their path inside your data folder.")
 
 st.subheader("Sort my photos")
-n_acc = len(groups["accepted"])
+n_acc, n_mine = label_panel.sorted_known(preds, thr)  # (where a person labelled an image, the label decides)
 ui.explain(f"One folder per known class and 'unknown' for this run's {len(preds)} images, at the score and "
            f"threshold above ({label} ≥ {thr:.3f}): {n_acc} go to the known classes' folders, {len(preds) - n_acc} "
            "to 'unknown'. Your images are only read: the result is a zip, or folders of links written where you "
-           "say. Each folder's images show on the Sort page.")
+           "say. Each folder's images show on the Sort page." + label_panel.sort_note(n_mine))
 if st.button(f"Sort these {len(preds)} images", key=f"sort_own|{rid}"):
     try:
-        st.session_state[f"sort|{rid}"] = st.session_state["sort"] = state.start_sort(rid, None, score, thr)
+        st.session_state[f"sort|{rid}"] = st.session_state["sort"] = state.start_sort(rid, None, score, thr,
+                                                                                  labels=label_panel.labels_now(preds))
     except DataError as err:
         st.error(state.friendly(err))
 sort_panel.sort_of_these(st.session_state.get(f"sort|{rid}"), "the images", f"{rid}-sorted.zip", score, thr)

@@ -135,6 +135,13 @@ MUTANTS = [
      'near["similarity"] > names[0]["similarity"]', 'near["similarity"] < names[0]["similarity"]'),
     ("growing the prior from a group passes only its shown images", "studio/unknowns_panel.py",
      'group_paths=list(group["paths"])', 'group_paths=list(group["paths"])[:group["central"]]'),
+    ("label panel: the next image ignores the database's labels", "studio/label_panel.py",
+     "        if paths[i] not in labelled and paths[i] not in skipped:\n", "        if paths[i] not in skipped:\n"),
+    ("label panel: a relabelled image takes the list's source (an informative label joins the random sample)",
+     "studio/label_panel.py", "        i, source = index[focus[0]], focus[1]\n", "        i, source = index[focus[0]], which\n"),
+    ("Youden's J offered from all labels, informative ones too", "studio/label_panel.py",
+     "    est = estimates(rid, preds, 0.0, labels, random_only(rid))\n",
+     "    est = estimates(rid, preds, 0.0, labels, False)\n"),
 ]
 
 

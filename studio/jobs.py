@@ -276,10 +276,12 @@ def sort_threshold(run_id: str, score: str) -> tuple[float, str]:
 
 
 def start_sort(run_id: str, folder: Optional[str] = None, score: str = "msp",
-               threshold: Optional[float] = None, only: Optional[list[str]] = None) -> str:
+               threshold: Optional[float] = None, only: Optional[list[str]] = None,
+               labels: Optional[dict] = None) -> str:
     """Queue the sort of ``folder`` (None: the run's own images; a path is checked against the roots first) by a
     finished run of this workspace, at ``score`` and ``threshold`` (None: the run's own) as a job on Ray; ``only``
-    keeps these of the run's own images (Explore's selection)."""
+    keeps these of the run's own images (Explore's selection); ``labels`` (``{image: label}``, a person's) decide
+    their images' folders."""
     run = run_path(run_id)
     if run is None or not (run / "metrics.json").exists():
         raise DataError("Choose a finished run first.")
@@ -289,7 +291,8 @@ def start_sort(run_id: str, folder: Optional[str] = None, score: str = "msp",
             raise DataError(f"Folder not found: {redact(folder)}")
     sid = new_run_id("sort")
     engine.submit_sort(sorts_dir() / sid, {"mode": "sort", "run": str(run), "folder": folder, "score": score,
-                                           "threshold": threshold, "only": list(only) if only is not None else None})
+                                           "threshold": threshold, "only": list(only) if only is not None else None,
+                                           "labels": dict(labels) if labels else None})
     return sid
 
 

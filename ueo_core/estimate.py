@@ -103,8 +103,13 @@ def _auc(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """AUROC of positives ``x`` against negatives ``y`` (the Mann-Whitney U over nx * ny), ties one half;
     vectorised over leading axes, as ``scipy.stats.bootstrap`` calls it."""
     x, y = np.moveaxis(np.asarray(x), axis, -1), np.moveaxis(np.asarray(y), axis, -1)
-    d = x[..., :, None] - y[..., None, :]
-    return ((d > 0) + 0.5 * (d == 0)).mean(axis=(-2, -1))
+    nx, ny = x.shape[-1], y.shape[-1]
+    # by ranks (ties get their mean rank: one half each), not by the nx * ny differences: a bootstrap of 2,000
+    # resamples of 300 labels then holds 2,000 x 300 values, not 2,000 x 200 x 100
+    lead = np.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+    both = np.concatenate([np.broadcast_to(x, lead + (nx,)), np.broadcast_to(y, lead + (ny,))], axis=-1)
+    ranks = stats.rankdata(both, axis=-1)
+    return (ranks[..., :nx].sum(axis=-1) - nx * (nx + 1) / 2) / (nx * ny)
 
 
 def auroc_interval(known: np.ndarray, unknown: np.ndarray, method: str = AUROC_METHOD,
