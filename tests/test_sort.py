@@ -477,3 +477,22 @@ def test_a_persons_label_decides_the_folder_and_is_marked_as_a_persons(world, tm
     plain = sort_mod.decide(world["run"])
     assert "labelled_by" not in sort_mod.manifest_csv(plain, [(p, "copy") for p in sort_mod.plan(plain)])
     assert all(len(r) == 5 for r in plain.to_dict()["rows"])
+
+
+def test_the_cli_sorts_by_a_persons_labels_csv(world, tmp_path):
+    """``sort --labels labels.csv`` (Inspect's download: paths inside the data folder): the labelled photo goes to
+    its label's folder, marked 'person' in the manifest; a label naming no prior class is refused with its row."""
+    want = expected_folders(world["run"] / "predictions.csv", world["threshold"])
+    a = sorted(s for s, f in want.items() if f != "unknown")[0]
+    other = next(c for c in PRIOR if c != want[a])
+    rel = Path(a).relative_to(world["train"]).as_posix()
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text(f"path,label\n{rel},{other}\n")
+    assert sort(world["train"], world["run"], tmp_path / "out", "--labels", str(csv_file)) == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").read_text().splitlines()))
+    got = {r["source"]: (r["destination"].split("/")[0], r["labelled_by"]) for r in rows}
+    assert got[a] == (other, "person")  # (the CLI's manifest names the sources as given)
+    assert sum(by == "person" for _, by in got.values()) == 1
+    csv_file.write_text(f"path,label\n{rel},zebra\n")
+    assert sort(world["train"], world["run"], tmp_path / "out2", "--labels", str(csv_file)) == 2
+    assert not (tmp_path / "out2").exists()

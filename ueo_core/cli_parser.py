@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "the file system refuses), a symbolic link, or a copy (default %(default)s)")
     srt.add_argument("--device", help="cpu, cuda, cuda:1 ... for applying the run to new photos (default: CUDA when "
                                       "present, else CPU)")
+    srt.add_argument("--labels", metavar="CSV", help="a person's labels (path,label; Inspect's labels.csv): a "
+                                                    "labelled photo goes to its label's folder, marked as a person's")
 
     from .export import add_export_parser  # (its options and help live beside the formats they describe)
     add_export_parser(sub)

@@ -570,10 +570,11 @@ def skipped_text(dec: Decisions, skipped: Sequence[tuple[str, str]], public: boo
 
 def sort_folder(folder: Optional[str | Path], run: str | Path, out: str | Path, score: Optional[str] = None,
                 threshold: Optional[float] = None, link: str = "hard", device: Optional[str] = None,
-                listeners: Sequence = (), progress: Optional[Progress] = None) -> SortResult:
+                listeners: Sequence = (), progress: Optional[Progress] = None,
+                labels: Optional[dict] = None) -> SortResult:
     """``python -m ueo_core sort``: OUT checked first (a refusal comes before minutes of evaluation), then the
     decisions (new photos evaluated into ``OUT/.ueo-sort/evaluation``), then the files; OUT appears whole at the
-    end."""
+    end. ``labels``: a person's labels (``decide``), e.g. ``--labels labels.csv``."""
     if link not in LINKS:
         raise DataError(f"--link must be one of {', '.join(LINKS)}, not {link!r}.")
     read_run(run)  # a bad run, folder or OUT is said at once, before anything is written
@@ -581,7 +582,7 @@ def sort_folder(folder: Optional[str | Path], run: str | Path, out: str | Path, 
     target = check_out(out, src)
     with _building(target, src) as part:
         dec = decide(run, folder, score, threshold, work=part / WORK, device=device, listeners=listeners,
-                     progress=progress)
+                     progress=progress, labels=labels)
         res = _fill(part, dec, link, progress, public=False)
     res.out = target
     return res
@@ -694,9 +695,16 @@ def cmd_sort(args) -> int:
         if ev.kind in ("progress", "start", "error"):
             bar(ev)
 
+    labels = None
+    if getattr(args, "labels", None):  # a person's labels (Inspect's labels.csv): they decide where they exist
+        from .grow import prior_of
+        from .labels import read_labels_csv
+        root = resolve_folder(args.folder) if args.folder is not None else decide_folder(args.run)
+        labels = read_labels_csv(args.labels, root, classes=prior_of(args.run))
     try:
         res = sort_folder(args.folder, args.run, args.out, score=args.score, threshold=args.threshold,
-                          link=args.link, device=args.device, listeners=(listener,), progress=progress)
+                          link=args.link, device=args.device, listeners=(listener,), progress=progress,
+                          labels=labels)
     except Exception as err:
         if bar.reported:
             raise Reported() from err
