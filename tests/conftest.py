@@ -43,6 +43,28 @@ def tiny():
     return load_model("ueo-tiny", seed=0)
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One feature cache for the module (UEO_CACHE, as the app's: an exploration fills it, a search reads it)."""
+    old = os.environ.get("UEO_CACHE")
+    os.environ["UEO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield Path(os.environ["UEO_CACHE"])
+    if old is None:
+        os.environ.pop("UEO_CACHE", None)
+    else:
+        os.environ["UEO_CACHE"] = old
+
+
+def tiny_ueo_run(root: Path, out: Path, prior=("red", "green", "blue"), seed: int = 3) -> Path:
+    """A one-epoch UEO run of the random-init tiny model on 24 images (yellow unknown), into ``out``."""
+    from ueo_core.cli import main
+    data = make_folder(root / "data", classes=("red", "green", "blue", "yellow"), per_class=6, seed=seed)
+    assert main(["train", str(data), "--prior", ",".join(prior), "--model", "ueo-tiny", "--pretrained", "none",
+                 "--batch-size", "8", "--epochs", "1", "--lr-prompt", "0.05", "--lr-visual", "0.05",
+                 "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture
 def folder(tmp_path):
     """red/green/blue/yellow class folders, 6 images each."""

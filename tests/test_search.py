@@ -11,38 +11,19 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-from helpers import make_folder, rendered
+from conftest import ROOT, tiny_ueo_run
+from helpers import rendered
 from ueo_core.cli import main
 
-PRIOR = ["red", "green", "blue"]
-TINY = ["--model", "ueo-tiny", "--pretrained", "none"]
 WS = "cd" * 16
 RID = "20260102-120000-ueo-abc123"
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One feature cache for the module (as the app's: the exploration fills it, the search reads it)."""
-    import os
-    old = os.environ.get("UEO_CACHE")
-    os.environ["UEO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield Path(os.environ["UEO_CACHE"])
-    if old is None:
-        os.environ.pop("UEO_CACHE", None)
-    else:
-        os.environ["UEO_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, cache):
     """A one-epoch UEO run of the random-init tiny model on 24 images (18 of the prior's 3 classes)."""
     root = tmp_path_factory.mktemp("search")
-    data = make_folder(root / "data", classes=("red", "green", "blue", "yellow"), per_class=6, seed=3)
-    out = root / "ws" / WS / "runs" / RID
-    assert main(["train", str(data), "--prior", ",".join(PRIOR), *TINY, "--batch-size", "8", "--epochs", "1",
-                 "--lr-prompt", "0.05", "--lr-visual", "0.05", "--out", str(out)]) == 0
-    return out
+    return tiny_ueo_run(root, root / "ws" / WS / "runs" / RID)
 
 
 @pytest.fixture(scope="module")

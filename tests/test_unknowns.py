@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT
-from helpers import make_folder, rendered
+from conftest import ROOT, tiny_ueo_run
+from helpers import rendered
 from ueo_core import unknowns as U
 from ueo_core.analysis.predictions import Predictions
 from ueo_core.cli import main
 from ueo_core.shapes import CONCEPTS
 
 PRIOR = ["red", "green", "blue"]
-TINY = ["--model", "ueo-tiny", "--pretrained", "none"]
 WS = "ef" * 16
 PAGE_CENTRAL = 2
 RID = "20260103-120000-ueo-abc123"
@@ -195,26 +194,10 @@ def test_the_vocabulary_is_the_models_words_without_the_prior():
 
 # ----------------------------------------------------------------------------------------------- a real tiny run
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    import os
-    old = os.environ.get("UEO_CACHE")
-    os.environ["UEO_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield Path(os.environ["UEO_CACHE"])
-    if old is None:
-        os.environ.pop("UEO_CACHE", None)
-    else:
-        os.environ["UEO_CACHE"] = old
-
-
-@pytest.fixture(scope="module")
 def run(tmp_path_factory, cache):
     """A one-epoch UEO run of the random-init tiny model on 24 images (18 of the prior's 3 classes)."""
     root = tmp_path_factory.mktemp("unknowns")
-    data = make_folder(root / "data", classes=("red", "green", "blue", "yellow"), per_class=6, seed=3)
-    out = root / "ws" / WS / "runs" / RID
-    assert main(["train", str(data), "--prior", ",".join(PRIOR), *TINY, "--batch-size", "8", "--epochs", "1",
-                 "--lr-prompt", "0.05", "--lr-visual", "0.05", "--out", str(out)]) == 0
-    return out
+    return tiny_ueo_run(root, root / "ws" / WS / "runs" / RID)
 
 
 @pytest.fixture(scope="module")
