@@ -57,7 +57,7 @@ def simulate(run: Path, draws: int, n_labels: int, compare: bool) -> dict:
     from ueo_core.analysis import read_predictions
     from ueo_core.estimate import ESTIMATES, _auc, auroc_interval, estimate, true_values
     from ueo_core.labels import UNKNOWN_LABEL, random_order
-    from ueo_core.sort import run_threshold
+    from ueo_core.analysis.predictions import run_threshold
 
     preds = read_predictions(run)
     if preds.truth is None:

@@ -271,7 +271,7 @@ def sort_path(sort_id: Optional[str]) -> Optional[Path]:
 
 
 def sort_threshold(run_id: str, score: str) -> tuple[float, str]:
-    """The run's own threshold on ``score`` and where it comes from (``ueo_core.sort.run_threshold``)."""
+    """The run's own threshold on ``score`` and where it comes from (``analysis.predictions.run_threshold``)."""
     return sort.run_threshold(run_path(run_id), score)
 
 

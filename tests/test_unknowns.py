@@ -233,7 +233,8 @@ def test_a_real_run_groups_its_rejected_images_and_the_worker_query_answers_the_
     assert {i for g in res["groups"] for i in g["indices"]} == rejected
     assert res["vocabulary"] == len(U.vocabulary(searcher.config))  # ueo-tiny: ImageNet's names, 77 tokens fit
     assert not ({n["name"] for g in res["groups"] for n in g["names"]} & set(PRIOR))
-    via = searcher.query("unknowns", None, score=DEFAULT, groups=None)
+    from ueo_core.workers import answer
+    via = answer(searcher, "unknowns", None, score=DEFAULT, groups=None)
     assert pickle.loads(pickle.dumps(via)) == res
     with pytest.raises(ValueError, match="Your name"):
         U.group_unknowns(searcher, vocab_extra=[" ".join(["word"] * 90)])
@@ -291,7 +292,8 @@ def page_run(run, monkeypatch, searcher):
 
     def answer(run_dir, kind, what, **options):
         asked.append((Path(run_dir), kind, what, options))
-        return searcher.query(kind, what, central=PAGE_CENTRAL, **options)  # (fewer than a group: see the grow)
+        from ueo_core.workers import answer
+        return answer(searcher, kind, what, central=PAGE_CENTRAL, **options)  # (fewer than a group: see the grow)
 
     def no_model(*a, **kw):
         raise AssertionError("the web server loaded a model")

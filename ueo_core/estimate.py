@@ -360,7 +360,7 @@ def cmd_estimate(args) -> int:
     from .labels import read_labels_csv
     from .privacy import data_root
     from .runs import RunFolder
-    from .sort import run_threshold
+    from .analysis.predictions import run_threshold
 
     run = Path(args.run)
     if not (run / "predictions.csv").is_file():

@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
-from .runs import ZERO_SHOT_PREDICTIONS, RunFolder, load_checkpoint, write_json_atomic
+from .analysis.predictions import predictions_before  # noqa: F401 (the pages read it from here too)
+from .runs import RunFolder, load_checkpoint, write_json_atomic
 from .scores import LABELS
 
 FOLDER = "explore"
@@ -121,13 +122,6 @@ def read(run_dir: str | Path) -> dict:
         except (OSError, ValueError, KeyError):
             pass
     return got
-
-
-def predictions_before(run_dir: str | Path):
-    """The zero-shot predictions saved beside the run's own, or None for runs made before they were saved."""
-    from .analysis import read_predictions
-    return read_predictions(run_dir, ZERO_SHOT_PREDICTIONS) if (Path(run_dir) / ZERO_SHOT_PREDICTIONS).exists() \
-        else None
 
 
 def clear_outputs(run_dir: str | Path) -> None:

@@ -85,16 +85,6 @@ def read_link(run_dir: str | Path) -> Optional[dict]:
     return record if isinstance(record, dict) and record.get("parent") and record.get("added") else None
 
 
-def own_threshold(run_dir: str | Path, preds) -> float:
-    """The threshold a run opens with on Inspect: metrics.json's (MSP), else the label-free split of its config."""
-    from .runs import RunFolder
-    folder = RunFolder(run_dir)
-    saved = ((folder.read_json("metrics.json") or {}).get("after") or {}).get("threshold")
-    if saved is not None and preds.score == DEFAULT:
-        return float(saved)
-    return float(preds.default_threshold((folder.config or {}).get("split", "2means")))
-
-
 def _share(mask: np.ndarray) -> Optional[float]:
     return float(mask.mean()) if mask.size else None
 
@@ -110,6 +100,7 @@ def outcome(parent_dir: str | Path, child_dir: str | Path) -> dict:
     - ``sentence``: all of it in words, computed from these numbers.
     """
     from .analysis import read_predictions, shown_rate
+    from .analysis.predictions import run_threshold
     record = read_link(child_dir)
     if record is None:
         raise ValueError("This run was not made by growing another run's prior (it has no grown.json).")
@@ -120,7 +111,7 @@ def outcome(parent_dir: str | Path, child_dir: str | Path) -> dict:
     new_k = next((k for k, c in enumerate(child.classes) if normalize_name(c) == normalize_name(added)), None)
     if new_k is None:
         raise ValueError(f"The new run's prior has no class '{added}'.")
-    t_parent, t_child = own_threshold(parent_dir, parent), own_threshold(child_dir, child)
+    t_parent, t_child = run_threshold(parent_dir)[0], run_threshold(child_dir)[0]  # (MSP: Inspect's default)
     p_at = {p: i for i, p in enumerate(parent.paths)}
     c_at = {p: i for i, p in enumerate(child.paths)}
     group = [p for p in record.get("group", []) if p in c_at]

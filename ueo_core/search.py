@@ -235,10 +235,7 @@ class Searcher:
             return self.text(str(what), **options)
         if kind == "like":
             return self.like(what, **options)
-        if kind == "unknowns":  # groups among the rejected images, with suggested names (``what`` unused)
-            from .unknowns import group_unknowns
-            return group_unknowns(self, **options)
-        raise ValueError(f"Unknown search kind '{kind}' (text, like or unknowns).")
+        raise ValueError(f"Unknown search kind '{kind}' (text or like).")
 
 
 def text_query(run_dir: str | Path, query: str, top: int = 20, filter: Optional[str] = None, score: str = DEFAULT,

@@ -39,6 +39,7 @@ import numpy as np
 
 from .data import (IMG_EXTENSIONS, NO_TRUTH, SHAPES_PREFIX, UNKNOWN, DataError, ImageSet, check_image,
                    is_os_junk, normalize_name, resolve_data)
+from .analysis.predictions import run_threshold  # (the run's own threshold, as Inspect opens at)
 from .metrics import SPLITS
 from .privacy import data_name, data_root, public_path, scrub
 from .runs import ANY_NAME, RunFolder, write_json_atomic
@@ -79,26 +80,6 @@ def read_run(run: str | Path) -> dict:
         raise DataError(f"{run} has not finished (it has no predictions.csv and metrics.json yet): sort with a "
                         "finished run.")
     return cfg
-
-
-def run_threshold(run: str | Path, score: str = DEFAULT) -> tuple[float, str]:
-    """The run's own threshold on ``score`` and where it comes from, in words: for MSP its metrics.json (what
-    Inspect opens at), else the run's label-free split of that score's values on its own images."""
-    from .analysis import read_predictions
-    folder = RunFolder(run)
-    split = (folder.config or {}).get("split") or "2means"
-    if score == DEFAULT:
-        after = (folder.read_json("metrics.json") or {}).get("after") or {}
-        if after.get("threshold") is not None:
-            return float(after["threshold"]), "the run's own threshold, from its metrics.json"
-    preds = read_predictions(run)
-    if score not in preds.scores:
-        raise DataError(f"This run's predictions have no {LABELS.get(score, score)} values (it was made before "
-                        f"they were saved): sort it by {LABELS[DEFAULT]}.")
-    judged = preds.by(score)
-    return judged.default_threshold(split), (f"the run's own {SPLITS.get(split, split)} split of its "
-                                             f"{LABELS.get(score, score)} values on the {len(judged)} images it "
-                                             "adapted on")
 
 
 def run_data_root(cfg: dict) -> Optional[Path]:

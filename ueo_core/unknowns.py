@@ -32,7 +32,7 @@ and search read them) are clustered, and each group is named by the text feature
   way) than to any new name looks like a known class the run rejected: said so, with both similarities.
 
 Nothing here loads a model by itself: it works on a ``ueo_core.search.Searcher`` (the run's model, adapted
-parameters and image features, loaded once), so the app's warm search worker answers it (``Searcher.query(
+parameters and image features, loaded once), so the app's warm search worker answers it (``workers.answer(
 "unknowns", …)``) and the CLI makes one Searcher per command. Results are plain data (picklable, JSON-able); paths
 in them are the server's, and the CLI prints them inside the data folder (``privacy.public_path``).
 """

@@ -93,6 +93,16 @@ class SortWorker(SlotWorker):
         return "done"
 
 
+def answer(searcher, kind: str, what, **options):
+    """What a search worker answers: a search (``Searcher.query``: "text", "like"), or "unknowns", the groups among
+    the run's rejected images with suggested names (``ueo_core.unknowns``, on the same loaded run; ``what``
+    unused)."""
+    if kind == "unknowns":
+        from .unknowns import group_unknowns
+        return group_unknowns(searcher, **options)
+    return searcher.query(kind, what, **options)
+
+
 class SearchWorker:
     """A run's search (``ueo_core.search``), kept warm: the run's model and its images' features stay loaded
     between queries, and the worker ends itself after ``idle_s`` without one (``ueo_core.jobs.search``). It holds
@@ -117,7 +127,7 @@ class SearchWorker:
             with self.lock:  # loaded once; again if the run changed since (a resumed run's new checkpoint)
                 if self.searcher is None or self.searcher.stale():
                     self.searcher = search.Searcher(self.run_dir, device="cpu")
-            return "ok", self.searcher.query(kind, what, **options)
+            return "ok", answer(self.searcher, kind, what, **options)
         except (ValueError, OSError, ModelLoadError) as err:  # (DataError is a ValueError)
             return "error", explain(err, "app")
         finally:

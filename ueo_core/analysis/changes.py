@@ -224,7 +224,7 @@ def run_changes(run_dir: str | Path, after: Predictions, t_after: float, split: 
     """What adaptation changed in a run, its adapted side ``after`` (judged by its score) at ``t_after`` and its
     zero-shot side at ``zero_shot_threshold``. A run without saved zero-shot predictions raises ValueError
     (``NO_ZERO_SHOT``), as do files that do not list the same images."""
-    from ..explore import predictions_before
+    from .predictions import predictions_before
     from ..runs import RunFolder
     before = predictions_before(run_dir)
     if before is None:

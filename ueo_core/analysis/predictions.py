@@ -10,11 +10,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..data import normalize_name
-from ..metrics import default_threshold, open_confusion
+from ..data import DataError, normalize_name
+from ..metrics import SPLITS, default_threshold, open_confusion
 from ..privacy import public_path
-from ..runs import RunFolder
-from ..scores import DEFAULT
+from ..runs import ZERO_SHOT_PREDICTIONS, RunFolder
+from ..scores import DEFAULT, LABELS
 
 
 @dataclass
@@ -141,3 +141,26 @@ def read_predictions(run_dir: str | Path, name: str = "predictions.csv") -> Pred
                        classes=classes, truth=truth, scores=scores)
 
 
+def run_threshold(run: str | Path, score: str = DEFAULT) -> tuple[float, str]:
+    """The run's own threshold on ``score`` and where it comes from, in words: for MSP its metrics.json (what
+    Inspect opens at), else the run's label-free split of that score's values on its own images."""
+    folder = RunFolder(run)
+    split = (folder.config or {}).get("split") or "2means"
+    if score == DEFAULT:
+        after = (folder.read_json("metrics.json") or {}).get("after") or {}
+        if after.get("threshold") is not None:
+            return float(after["threshold"]), "the run's own threshold, from its metrics.json"
+    preds = read_predictions(run)
+    if score not in preds.scores:
+        raise DataError(f"This run's predictions have no {LABELS.get(score, score)} values (it was made before "
+                        f"they were saved): sort it by {LABELS[DEFAULT]}.")
+    judged = preds.by(score)
+    return judged.default_threshold(split), (f"the run's own {SPLITS.get(split, split)} split of its "
+                                             f"{LABELS.get(score, score)} values on the {len(judged)} images it "
+                                             "adapted on")
+
+
+def predictions_before(run_dir: str | Path) -> Optional[Predictions]:
+    """The zero-shot predictions saved beside the run's own, or None for runs made before they were saved."""
+    return read_predictions(run_dir, ZERO_SHOT_PREDICTIONS) if (Path(run_dir) / ZERO_SHOT_PREDICTIONS).exists() \
+        else None
