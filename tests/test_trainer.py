@@ -251,7 +251,7 @@ def test_decoded_cache_decodes_each_file_once_per_run(folder, tmp_path, monkeypa
     import ueo_core.data as data_mod
     calls = []
     real = data_mod.load_rgb
-    monkeypatch.setattr(data_mod, "load_rgb", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(data_mod, "load_rgb", lambda p, min_side=None: calls.append(p) or real(p, min_side))
     a = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=2)).run()
     assert len(calls) == 24  # zero-shot pass decodes; two epochs and two evaluations reuse
     calls.clear()
