@@ -38,8 +38,12 @@ for parent, child in grow.grown_pairs(paths, among=runs):  # a grown prior: what
     if got["rows"]:
         ui.table([{"figure": r["figure"], "images": r["images"], parent.name: r["first"], child.name: r["grown"]}
                   for r in got["rows"]], percent=(parent.name, child.name))
+    own = sum(r["images"] for r in got["rows"] if r["figure"] == f"'{got['added']}' images accepted as "
+                                                                  f"'{got['added']}'")
     ui.explain(got["sentence"] + " Each run at its own threshold on MSP; rates in %. GACC, AUROC and H-score are "
-               f"not compared: adding '{got['added']}' turned some unknowns into a known class.")
+               f"not compared: with '{got['added']}' in the prior the two runs answer different questions"
+               + (f" (the {own} images of the folder '{got['added']}' are unknown to the first, known to the second)."
+                  if own else "."))
 loss, auroc, gacc, methods = {}, {}, {}, {}
 for row, p in zip(rows, paths):
     steps, epochs = run_curves(p)

@@ -84,10 +84,12 @@ r = job.result
 rows = r["counts"]
 unknown = rows[-1]["images"]
 st.subheader(f"Sorted: {r['images']} photos of {r['data']}")
-ui.explain(f"{r['images'] - unknown} accepted as one of the {len(rows) - 1} known classes and {unknown} rejected as "
-           f"unknown, at {r['label']} ≥ {r['threshold']:.4f} ({r['threshold_from']}); by the run {r['run']} "
+ui.explain(f"{r['images'] - unknown} in the folders of the {len(rows) - 1} known classes and {unknown} in 'unknown', "
+           f"at {r['label']} ≥ {r['threshold']:.4f} ({r['threshold_from']}); by the run {r['run']} "
            f"({r['method']})" + (", from its own predictions (these are the images it adapted on)." if r["own_data"]
                                  else ", applied to these photos.")
+           + (f" {r['by_person']} of them were placed by your labels (marked 'person' in manifest.csv)."
+              if r.get("by_person") else "")
            + (f" {r['skipped']} file{'s' if r['skipped'] != 1 else ''} could not be read: listed in skipped.txt "
               "in the zip." if r["skipped"] else ""))
 ui.table([{"folder": g["folder"], "class": g["class"] or "(rejected as unknown)", "images": g["images"]}

@@ -345,13 +345,14 @@ def _progress(preds, current: dict[str, Label], skipped) -> None:
     n_random = sum(1 for lab in current.values() if lab.source == "random")
     n_inf = sum(1 for lab in current.values() if lab.source == "informative")
     other = len(current) - n_random - n_inf
-    target = max(N_RANDOM, n_random)  # (the random sample goes on past the 40 proposed)
+    # (the random sample goes on past the 40 proposed; a folder of fewer images has fewer to give)
+    target = max(min(N_RANDOM, len(preds)), n_random)
     parts = [f"{n_random} of {target} random labels", f"{n_inf} of {N_INFORMATIVE} informative"]
     if other:
         parts.append(f"{other} other")
     text = (" · ".join(parts) + f" · {len(current)} of this run's {len(preds)} images labelled"
             + (f" · {len(skipped)} skipped in this tab" if skipped else ""))
-    st.progress(min(1.0, n_random / N_RANDOM), text=text)
+    st.progress(min(1.0, n_random / target), text=text)
 
 
 def _one_image(rid, preds, root, db, current: dict[str, Label], i: int, source: str) -> None:

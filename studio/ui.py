@@ -30,6 +30,8 @@ def page(title: str, icon: str = "🧭") -> None:
     (its own data, its true status) and a Stop button while anything trains. The address keeps ``ws`` and
     ``run``."""
     st.set_page_config(page_title=f"UEO Studio · {title}", page_icon=icon, layout="wide")
+    st.session_state["_arrived"] = st.session_state.get("_page") != title  # a page switch, not a rerun of it
+    st.session_state["_page"] = title
     state.workspace()
     link_error = None
     if st.query_params.get(share.PARAM):  # a teacher's link: its choices, in this student's own workspace

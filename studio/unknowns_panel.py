@@ -84,16 +84,19 @@ def _show(rid: str, res: dict, preds, tag: str) -> None:
             st.caption(truth_sentence(g)[0].upper() + truth_sentence(g)[1:])
         captions = ([preds.true_class[i] for i in g["indices"]] if preds.truth is not None else None)
         ui.gallery(g["paths"], captions, limit=max(1, g["central"]), columns=6, key=f"unk_gal|{rid}|{g_no}")
-        _grow(rid, g_no, g, tag)
+        _grow(rid, g_no, g, tag, flagged=bool(mistake))
 
 
-def _grow(rid: str, g_no: int, group: dict, tag: str) -> None:
+def _grow(rid: str, g_no: int, group: dict, tag: str, flagged: bool = False) -> None:
     """One button per suggested name, and a typed name: the run again with that name added to its prior
-    (``studio.grow``), this group's images remembered with it."""
+    (``studio.grow``), this group's images remembered with it. A group that looks like a class of the prior gets
+    no suggested-name buttons (a new name would not fit it): a typed one only, for a user who knows better."""
     said = f"unk_grown|{rid}|{tag}|{g_no}"
     c_names, c_typed = st.columns([3, 2])  # the buttons one under another: their labels are long
     chosen = None
-    for d in group["names"][:TOP_NAMES]:
+    if flagged:
+        c_names.caption("No name is offered to add: this group looks like a class already in your prior.")
+    for d in ([] if flagged else group["names"][:TOP_NAMES]):
         if c_names.button(f"Add '{d['name']}' to the prior and run again", key=f"unk_add|{rid}|{g_no}|{d['name']}"):
             chosen = d["name"]
     with c_typed:

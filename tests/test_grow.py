@@ -138,6 +138,8 @@ def test_compare_shows_what_the_added_class_took(runs, monkeypatch):
     got = grow.outcome(parent, child)
     assert f"'Yellow' added to the prior: {CHILD} grew {PARENT}" in [s.value for s in at.subheader]
     assert any(got["sentence"] in c.value for c in at.caption)
+    assert any("(the 6 images of the folder 'Yellow' are unknown to the first, known to the second)" in c.value
+               for c in at.caption)
     from helpers import rendered
     page = rendered(at)
     assert str(parent.parents[2]) not in page and WS not in page

@@ -118,7 +118,7 @@ def test_each_click_is_a_row_and_the_next_image_comes_from_the_database(isolated
     ok(at)
     assert "Check with a few labels" in [s.value for s in at.subheader]
     assert shown(at) == public(run, order[0])
-    assert "0 of 40 random labels" in progress(at) and "0 of this run's 24 images labelled" in progress(at)
+    assert "0 of 24 random labels" in progress(at) and "0 of this run's 24 images labelled" in progress(at)
     click(at, f"lbl_class|{RID}|1")  # "square", whatever the image is: a person's label, not the truth
     hist = store().history(RID)
     assert [(Path(h.image).name, h.label, h.source) for h in hist] == [(f"img_{order[0]}.png", "square", "random")]
@@ -127,7 +127,7 @@ def test_each_click_is_a_row_and_the_next_image_comes_from_the_database(isolated
     assert len(store().history(RID)) == 2 and shown(at) == public(run, order[2])
     click(at, f"lbl_skip|{RID}")                          # nothing stored, the next comes
     assert len(store().history(RID)) == 2 and shown(at) == public(run, order[3])
-    assert "2 of 40 random labels" in progress(at) and "1 skipped in this tab" in progress(at)
+    assert "2 of 24 random labels" in progress(at) and "1 skipped in this tab" in progress(at)
     click(at, f"lbl_undo|{RID}")                          # the newest label ("unknown" on order[1]) goes
     now = store().current()
     assert sorted(Path(k).name for k in now) == [f"img_{order[0]}.png"]
@@ -138,7 +138,7 @@ def test_each_click_is_a_row_and_the_next_image_comes_from_the_database(isolated
     at.selectbox(key=f"lbl_pick|{RID}").set_value(preds_of(run).paths[order[0]]).run()
     click(at, f"lbl_remove|{RID}")
     assert sorted(Path(k).name for k in store().current()) == [f"img_{order[1]}.png"]
-    assert "1 of 40 random labels" in progress(at) and "1 of this run's 24 images labelled" in progress(at)
+    assert "1 of 24 random labels" in progress(at) and "1 of this run's 24 images labelled" in progress(at)
     assert shown(at) == public(run, order[0])             # unlabelled again: first in the list
     click(at, f"lbl_undo|{RID}")                          # the newest label in force (order[1]'s) goes, its image
     assert not store().current() and shown(at) == public(run, order[1])  # shown to label again
@@ -466,3 +466,34 @@ def test_two_browser_tabs_labelling_at_once_lose_nothing(isolated):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_the_chosen_run_stays_while_another_finishes_and_the_address_follows_it(isolated):
+    """Walkthrough, issue 31: labelling run A while run B (a grown prior started from A's page) finished, the
+    page jumped to B and the labels went to B. Now: the choice stays A through reruns while B becomes the
+    session's run and finishes; choosing a run makes it the session's run (address and sidebar follow); arriving
+    on the page again opens the session's run."""
+    import shutil
+    a = make_run(isolated).rename(workspace.WORKSPACES / WS / "runs" / "20260101-120000-ueo-aaaaa1")
+    at = AppTest.from_file(str(ROOT / "pages/5_Inspect.py"), default_timeout=120)
+    at.session_state["ws"] = WS
+    at.session_state["active_run"] = a.name
+    at.run()
+    ok(at)
+    run_box = lambda: next(s for s in at.selectbox if s.label == "Run")  # noqa: E731
+    assert run_box().value == a.name
+    b = a.with_name("20260101-130000-ueo-bbbbb2")
+    shutil.copytree(a, b)
+    at.session_state["active_run"] = b.name  # as studio.grow.start does; then B finishes
+    at.run()  # (a rerun: a label given, a slider moved)
+    ok(at)
+    assert run_box().value == a.name
+    run_box().select(b.name).run()
+    ok(at)
+    assert at.session_state["active_run"] == b.name and b.name in str(at.query_params["run"])
+    run_box().select(a.name).run()
+    assert at.session_state["active_run"] == a.name
+    at.session_state["active_run"] = b.name
+    at.session_state["_page"] = "Explore"  # a page switch back to Inspect
+    at.run()
+    assert run_box().value == b.name

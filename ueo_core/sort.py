@@ -57,7 +57,7 @@ FIELDS = ["source", "destination", "predicted_class", "score", "score_value", "t
 # a job's files (the app's sorts: <workspace>/sorts/<id>/)
 STATUS, DECISIONS, RESULT, ZIP = "status.json", "decisions.json", "result.json", "sorted.zip"
 ZIP_MAX_BYTES = 2 * 1024 ** 3       # larger: no zip (the page offers the folders instead)
-CHOSEN = "chosen by hand, not the run's own"  # where a threshold given to a sort comes from
+CHOSEN = "set by you, not the run's own"  # a threshold given to a sort: the slider, Youden's J, --threshold
 
 
 # ------------------------------------------------------------------------------------------------- the run
