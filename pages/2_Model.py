@@ -79,6 +79,8 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Device", info["device"])
 c2.metric("Parameters", f"{info['parameters'] / 1e6:.1f} M")
 c3.metric("Input size", f"{info['image_size']} px")
+st.caption(f"Inference precision: **{info['precision']}** ({info['precision_why']}); training steps on a CPU run "
+           "in fp32.")
 
 st.subheader("What a run will cost")
 try:

@@ -142,6 +142,14 @@ MUTANTS = [
     ("Youden's J offered from all labels, informative ones too", "studio/label_panel.py",
      "    est = estimates(rid, preds, 0.0, labels, random_only(rid))\n",
      "    est = estimates(rid, preds, 0.0, labels, False)\n"),
+    ("CPU inference never autocast under bf16", "ueo_core/models.py",
+     'if loaded.precision == "bf16" and loaded.device.type in ("cpu", "cuda"):',
+     'if loaded.precision == "bf16" and loaded.device.type == "cuda":'),
+    ("precision auto ignores the bf16 detector", "ueo_core/models.py",
+     'return ("bf16", why) if why else ("fp32", "this CPU has no native bf16")',
+     'return ("bf16", why or "this CPU has no native bf16")'),
+    ("Inspect's run choice follows the session's run on every rerun (a finished run takes over mid-labelling)",
+     "studio/pick.py", 'st.session_state.get("_arrived", True) and active in runs', "active in runs"),
 ]
 
 

@@ -38,6 +38,7 @@ BENCHES = [
     ("search.py", "| query | warm worker on Ray: median / p90 |", False, True, True),
     ("decode.py", "| decode to (median per photo) | full ms | draft ms | ratio | decoded shorter side |", False,
      False, True),
+    ("precision.py", "| precision | img/s | ratio |", False, False, True),
     ("label_coverage.py", "| estimate | true value | covered | mean width | too few |", False, False, True),
     ("clipood_table.py", "| target | method | GACC | AUROC | H-score |", False, False, False),
     ("gpu.py", "| measurement | setting | result |", False, False, False),

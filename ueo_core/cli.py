@@ -105,7 +105,7 @@ def cmd_train(args, method: Optional[str] = None) -> int:
         method=method, data=args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting,
         model=args.model, pretrained=_pretrained(args), checkpoint=args.checkpoint, device=args.device,
         template=args.template, threshold=args.threshold, split=args.split, mcm_temperature=args.mcm_temperature,
-        seed=args.seed, num_workers=args.workers,
+        seed=args.seed, num_workers=args.workers, precision=args.precision,
         protocol=args.protocol or DEFAULTS.protocol, run_dir=_run_dir(args, method), **given)
     if args.command == "train":
         cfg = cfg.replace(trade=args.trade, weight_temperature=args.weight_temperature, eval_every=args.eval_every,
@@ -203,6 +203,7 @@ def applied_config(run: str | Path, data: str, out: Optional[str | Path] = None,
 def _eval_of_run(args) -> tuple[RunConfig, dict]:
     """``eval DATA --run R``: ``applied_config``, with the prior or preset given on the command line."""
     cfg, evaluates = applied_config(args.run, args.data, args.out, device=args.device, protocol=args.protocol)
+    cfg = cfg.replace(precision=args.precision)
     if args.prior or args.preset:
         cfg = cfg.replace(prior=_prior(args.prior), preset=args.preset, setting=args.setting)
     return cfg, evaluates

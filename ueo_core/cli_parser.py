@@ -62,6 +62,10 @@ def _add_run_args(p: argparse.ArgumentParser, out_help: str = "run folder to wri
                         "(training x100, weights and scores from the softmax of unscaled cosines)")
     p.add_argument("--workers", type=int, default=DEFAULTS.num_workers,
                    help="DataLoader worker processes (default %(default)s)")
+    p.add_argument("--precision", default=DEFAULTS.precision,
+                   help="precision of inference passes (zero-shot, evaluations, cached features): auto, fp32 or "
+                        "bf16 (default %(default)s: bf16 on CUDA and on a CPU with native bf16, else fp32; "
+                        "training on a CPU stays fp32)")
 
 
 def _add_train_args(t: argparse.ArgumentParser) -> None:

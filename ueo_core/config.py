@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .models import BUILTIN_MODEL, BUILTIN_TAG
+from .models import BUILTIN_MODEL, BUILTIN_TAG, PRECISIONS
 from .prompts import DEFAULT_TEMPLATE
 
 
@@ -50,6 +50,8 @@ class RunConfig:
     #   small CLIP (assets/); None = random init
     checkpoint: Optional[str] = None        # local open_clip checkpoint file (instead of a tag)
     device: Optional[str] = None            # None: CUDA when present, else CPU
+    precision: str = "auto"                 # of inference passes (models.resolve_precision): auto = bf16 on CUDA
+    #   and on a CPU with native bf16 (AVX-512 BF16 / AMX), else fp32; training steps on a CPU stay fp32
     # --- method and objective
     method: str = "ueo"                     # zero_shot / entropy / im / ueo / oracle
     template: str = DEFAULT_TEMPLATE        # prompt; the words before {} initialise the learnable context
@@ -169,6 +171,8 @@ class RunConfig:
             bad("fast_mode", "unset, " + " or ".join(FAST_MODES), self.fast_mode)
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:[0-9]{1,2})?", str(self.device)):
             bad("device", "cpu, cuda, cuda:N or mps (or unset: CUDA when present)", self.device)
+        if self.precision not in PRECISIONS:
+            bad("precision", "one of " + ", ".join(PRECISIONS), self.precision)
         return self
 
     def to_dict(self) -> dict:

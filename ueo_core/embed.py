@@ -1,8 +1,8 @@
 """Image features (cached on disk) and their 2-D UMAP, for the embeddings before and after adaptation.
 
 The cache key covers everything the features depend on: the model (architecture, weights source, and a hash of
-any adapted parameters), the image size, and each file's path, size and modification time. A second call with
-the same inputs reads a ``.npy`` file instead of running the image tower.
+any adapted parameters), the image size, the inference precision (fp32 / bf16), and each file's path, size and
+modification time. A second call with the same inputs reads a ``.npy`` file instead of running the image tower.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ DECODE = "draft1"  # how files are decoded (``data.load_rgb``'s JPEG draft to th
 
 
 def feature_key(loaded: LoadedModel, files: Sequence[str], variant: str = "") -> str:
-    h = hashlib.sha1(f"{loaded.name}|{loaded.pretrained}|{loaded.image_size}|{variant}|{DECODE}\n".encode())
+    h = hashlib.sha1(f"{loaded.name}|{loaded.pretrained}|{loaded.image_size}|{variant}|{DECODE}"
+                     f"|{loaded.precision}\n".encode())
     _hash_update_files(h, files)
     return h.hexdigest()[:24]
 

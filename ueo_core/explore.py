@@ -59,7 +59,8 @@ def run_model(run_dir: str | Path, cache_dir=None, progress: Optional[Callable[[
     cfg = run.config
     paths = read_predictions(run_dir).paths
     loaded = load_model(cfg["model"], pretrained=cfg.get("pretrained"), checkpoint=cfg.get("checkpoint"),
-                        device=device or cfg.get("device"), seed=cfg.get("seed", 0))
+                        device=device or cfg.get("device"), seed=cfg.get("seed", 0),
+                        precision=cfg.get("precision") or "auto")  # (the run's inference precision)
     report = (lambda stage: (lambda d, n: progress(stage, d, n))) if progress else (lambda stage: None)
     feats = {}
     if "before" in maps:

@@ -6,6 +6,7 @@ only adds the project's model configs, device choice, and one clear error when w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -162,9 +163,61 @@ def device_label(device: torch.device) -> str:
 
 
 def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op context on CPU (fp32 there, for repeatable results)."""
+    """Autocast for TRAINING steps: bf16 on CUDA; a no-op context on CPU (fp32 there, for repeatable results).
+    Inference passes use ``inference_autocast(loaded)``, which follows the model's ``precision``."""
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+PRECISIONS = ("auto", "fp32", "bf16")  # RunConfig.precision / --precision
+
+
+def native_bf16(device: torch.device) -> Optional[str]:
+    """Whether ``device`` computes bf16 natively: the reason in words (e.g. "this CPU has AVX-512 BF16"), or None.
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: oneDNN must be available and report bf16 support
+    (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``) and /proc/cpuinfo must list the ``amx_bf16`` or
+    ``avx512_bf16`` flag (without them oneDNN emulates bf16, which is slower than fp32). Other devices: None."""
+    if device.type == "cuda":
+        return "CUDA GPU" if torch.cuda.is_bf16_supported() else None
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return None
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except (OSError, RuntimeError, AttributeError):
+        return None
+    for flag, words in (("amx_bf16", "AMX BF16"), ("avx512_bf16", "AVX-512 BF16")):
+        if flag in flags:
+            return f"this CPU has {words}"
+    return None
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """("fp32" or "bf16", why in words) for a ``precision`` setting (auto / fp32 / bf16) on ``device``. "auto":
+    bf16 on CUDA and on a CPU with native bf16 (``native_bf16``), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Option 'precision' (--precision) must be one of {', '.join(PRECISIONS)} "
+                         f"(got {precision!r}).")
+    if precision == "fp32":
+        return "fp32", "fp32 chosen"
+    if device.type not in ("cpu", "cuda"):
+        return "fp32", f"bf16 autocast is not used on {device.type}"
+    if precision == "bf16":
+        return "bf16", "bf16 chosen"
+    if device.type == "cuda":
+        return "bf16", "CUDA GPU"
+    why = native_bf16(device)
+    return ("bf16", why) if why else ("fp32", "this CPU has no native bf16")
+
+
+def inference_autocast(loaded: "LoadedModel"):
+    """Autocast for INFERENCE passes (no-grad feature passes: zero-shot, evaluations, cached features, search):
+    bf16 on the model's device when its ``precision`` is bf16 (CUDA, or a CPU with native bf16), else none."""
+    if loaded.precision == "bf16" and loaded.device.type in ("cpu", "cuda"):
+        return torch.autocast(loaded.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -179,6 +232,16 @@ class LoadedModel:
     image_size: int
     mean: tuple = field(default=open_clip.OPENAI_DATASET_MEAN)
     std: tuple = field(default=open_clip.OPENAI_DATASET_STD)
+    precision: str = "fp32"       # of inference passes (``inference_autocast``): "fp32" or "bf16", resolved at load
+    precision_why: str = ""       # why that precision, in words ("this CPU has AVX-512 BF16")
+
+    def with_precision(self, precision: str) -> "LoadedModel":
+        """This model with inference ``precision`` (auto / fp32 / bf16) resolved for its device: itself when that
+        changes nothing, else a shallow copy (the same weights), so a shared model is left as it was."""
+        resolved, why = resolve_precision(precision, self.device)
+        if (resolved, why) == (self.precision, self.precision_why):
+            return self
+        return dataclasses.replace(self, precision=resolved, precision_why=why)
 
     @property
     def channels_last(self) -> bool:
@@ -209,7 +272,8 @@ class LoadedModel:
     def describe(self) -> dict:
         n_params = sum(p.numel() for p in self.model.parameters())
         return {"model": self.name, "pretrained": self.pretrained, "device": device_label(self.device),
-                "parameters": n_params, "image_size": self.image_size, "logit_scale": round(self.logit_scale, 4)}
+                "parameters": n_params, "image_size": self.image_size, "logit_scale": round(self.logit_scale, 4),
+                "precision": self.precision, "precision_why": self.precision_why}
 
 
 def _to_rgb(img):
@@ -223,7 +287,7 @@ def list_pretrained() -> list[tuple[str, str]]:
 
 def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpoint: Optional[str | os.PathLike] = None,
                device: Optional[str] = None, seed: int = 0, cache_dir: Optional[str] = None,
-               progress: Optional[Callable[[int, int], None]] = None) -> LoadedModel:
+               progress: Optional[Callable[[int, int], None]] = None, precision: str = "auto") -> LoadedModel:
     """Load an OpenCLIP model.
 
     - ``name`` + ``pretrained`` tag (e.g. ``ViT-B-32`` / ``openai``): open_clip downloads (or finds cached) weights.
@@ -232,10 +296,12 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
       checkpoint).
     - neither: random initialisation, seeded (used by the tests with the tiny configs).
 
-    ``progress(bytes_done, bytes_total)`` follows a weights download.
+    ``progress(bytes_done, bytes_total)`` follows a weights download. ``precision`` (auto / fp32 / bf16) is that
+    of inference passes (``resolve_precision``); training steps use ``autocast(device)``.
     """
     register_configs()
     dev = pick_device(device)
+    resolved, why = resolve_precision(precision, dev)
     if name not in open_clip.list_models():
         raise ModelLoadError(
             f"Unknown model architecture '{name}'. Choose one of open_clip.list_models(), e.g. ViT-B-32, RN50, "
@@ -282,7 +348,7 @@ def load_model(name: str = TINY_MODEL, pretrained: Optional[str] = None, checkpo
     return LoadedModel(model=model, tokenizer=open_clip.get_tokenizer(name), preprocess=preprocess, name=name,
                        pretrained=source, device=dev, image_size=int(size),
                        mean=tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
-                       std=tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)))
+                       std=tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)), precision=resolved, precision_why=why)
 
 
 @contextlib.contextmanager

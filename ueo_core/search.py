@@ -127,7 +127,7 @@ class Searcher:
         """The query's L2-normalised text feature (see ``PROMPTS``). "before" has no learned context: its learned
         prompt is the template's own words, as the zero-shot classifier's."""
         import torch
-        from .models import autocast
+        from .models import inference_autocast
         from .prompts import PromptLearner
         if prompt not in PROMPTS:
             raise ValueError(f"Unknown prompt '{prompt}': one of {', '.join(PROMPTS)}.")
@@ -135,7 +135,7 @@ class Searcher:
         name = query_name(query, self.template)  # (refuses an empty query)
         text = self.prompt_text(query, prompt)
         _check_length(text, loaded.tokenizer, f"'{text}'")
-        with torch.no_grad(), autocast(loaded.device):
+        with torch.no_grad(), inference_autocast(loaded):
             if prompt == "learned":
                 learner = PromptLearner(loaded, [name], self.template).to(loaded.device)
                 if which == "after" and self.ctx is not None and tuple(self.ctx.shape) == tuple(learner.ctx.shape):

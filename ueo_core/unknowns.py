@@ -124,7 +124,7 @@ def text_features(searcher, names: Sequence[str], prompt: str = DEFAULT_NAMING_P
     class names (``prompt="learned"``: the template with the run's learned context) or through the template's
     words (``"template"``). Kept per Searcher and name: a second call encodes only names it has not seen."""
     import torch
-    from .models import autocast
+    from .models import inference_autocast
     from .prompts import PromptLearner
     if prompt not in NAMING_PROMPTS:
         raise ValueError(f"Unknown naming prompt '{prompt}': one of {', '.join(NAMING_PROMPTS)}.")
@@ -133,7 +133,7 @@ def text_features(searcher, names: Sequence[str], prompt: str = DEFAULT_NAMING_P
     loaded = searcher.loaded  # (a name too long for the text context: PromptLearner refuses it in words; see fitting)
     for start in range(0, len(missing), TEXT_BATCH):
         batch = missing[start:start + TEXT_BATCH]
-        with torch.no_grad(), autocast(loaded.device):
+        with torch.no_grad(), inference_autocast(loaded):
             learner = PromptLearner(loaded, batch, searcher.template).to(loaded.device)
             ctx = searcher.ctx
             if prompt == "learned" and ctx is not None and tuple(ctx.shape) == tuple(learner.ctx.shape):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from scipy.stats import beta as beta_dist
 
 from ..data import DataError, ImageDataset, load_data
-from ..models import autocast, check_training_memory
+from ..models import check_training_memory, inference_autocast
 from . import register
 from .base import Batch, Context, Method, TrainBatch, epoch_generator
 
@@ -71,7 +71,7 @@ class CLIPood(Method):
     def prepare(self, tr, zero_shot_cos, resumed) -> Context:
         """Training logits range over the seen classes (prior classes with source images), on fixed text."""
         dev, seen = tr.loaded.device, torch.as_tensor(tr.seen)
-        with torch.no_grad(), autocast(dev):
+        with torch.no_grad(), inference_autocast(tr.loaded):
             text = tr.prompt().float()[seen.to(dev)]
         index = torch.full((len(tr.image_set.classes),), -1, dtype=torch.long)
         index[seen] = torch.arange(len(seen))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..data import load_rgb
-from ..models import autocast
+from ..models import inference_autocast
 from . import register
 from .base import Context, Method
 
@@ -80,12 +80,12 @@ class Zero(Method):
                         tr.eval_set.cache)
         per_batch = max(1, cfg.batch_size * 3 // cfg.zero_views)  # images per forward pass (their views together)
         loader = torch.utils.data.DataLoader(views, batch_size=per_batch, shuffle=False, num_workers=cfg.num_workers)
-        with torch.no_grad(), autocast(loaded.device):
+        with torch.no_grad(), inference_autocast(loaded):
             text = tr.prompt().float()
         scale, votes, cos, done = tr.scale("train"), [], [], 0
         for x, _ in loader:
             tr.stop.check()
-            with torch.no_grad(), autocast(loaded.device):
+            with torch.no_grad(), inference_autocast(loaded):
                 f = loaded.model.encode_image(loaded.to_input(x.flatten(0, 1)), normalize=True).float()
             for c in (f @ text.T).view(len(x), cfg.zero_views, -1):
                 votes.append(zero_vote(scale * c))

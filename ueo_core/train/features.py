@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..distributed import Encoders, is_distributed
 from ..methods.base import TrainBatch, norm_affine_params
-from ..models import LoadedModel, autocast
+from ..models import LoadedModel, inference_autocast
 from .batches import CachedBatches, TargetBatches
 
 def encode_images(loaded: LoadedModel, dataset, batch_size: int, num_workers: int = 0,
@@ -33,7 +33,7 @@ def encode_images(loaded: LoadedModel, dataset, batch_size: int, num_workers: in
     whatever ``fn`` makes of each input batch: the fast modes cache a frozen part of the tower this way)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, done = [], 0
-    with torch.no_grad(), autocast(loaded.device):
+    with torch.no_grad(), inference_autocast(loaded):  # bf16 on CUDA / a CPU with native bf16 (loaded.precision)
         for images, _ in loader:
             x = loaded.to_input(images)
             f = fn(x) if fn is not None else loaded.model.encode_image(x, normalize=True)
@@ -144,7 +144,7 @@ class CachedPrefix(FullTower):
         if self.eval_feats is None:  # the prefix's output is computed once; only the trained head runs again
             self.eval_feats = encode_images(self.loaded, self.tr.eval_set, cfg.batch_size * 3, cfg.num_workers,
                                             fn=self.prefix, progress=progress)
-        with autocast(self.loaded.device):
+        with inference_autocast(self.loaded):
             return torch.cat([self.head(z) for z in self.eval_feats.split(cfg.batch_size * 3)])
 
 

@@ -21,7 +21,7 @@ from ..distributed import is_distributed
 from ..distributed import rank as dist_rank
 from ..methods import get_method
 from ..metrics import compute_metrics, confidence_histogram, predictions_table
-from ..models import LoadedModel, autocast, load_model
+from ..models import LoadedModel, inference_autocast, load_model
 from ..prompts import PromptLearner
 from ..runs import ZERO_SHOT_PREDICTIONS, RunFolder, write_report
 from ..scores import all_scores, score_table
@@ -120,7 +120,8 @@ class Trainer:
         self.method = get_method(cfg.method)
         if self.loaded is None:
             self.loaded = load_model(cfg.model, pretrained=cfg.pretrained, checkpoint=cfg.checkpoint,
-                                     device=cfg.device, seed=cfg.seed)
+                                     device=cfg.device, seed=cfg.seed, precision=cfg.precision)
+        self.loaded = self.loaded.with_precision(cfg.precision)  # a given model: this run's inference precision
         check(cfg, self.method, self.loaded, self.image_set, is_distributed())
         model, ims = self.loaded.model, self.image_set
         model.eval()  # always: BatchNorm statistics stay frozen, as in the official code
@@ -155,7 +156,7 @@ class Trainer:
     @torch.no_grad()
     def cosine_logits(self, phase: str = "evaluating") -> torch.Tensor:
         feats = self.last_features = self.features.evaluate(self.progress_reporter(phase))
-        with autocast(self.loaded.device):
+        with inference_autocast(self.loaded):
             text = self.prompt().float()
         return feats @ text.T
 
