@@ -150,6 +150,10 @@ MUTANTS = [
      'return ("bf16", why or "this CPU has no native bf16")'),
     ("Inspect's run choice follows the session's run on every rerun (a finished run takes over mid-labelling)",
      "studio/pick.py", 'st.session_state.get("_arrived", True) and active in runs', "active in runs"),
+    ("the docs site stops checking anchors (a link into a renamed heading builds)", "mkdocs.yml",
+     "    anchors: warn\n", "    anchors: info\n"),
+    ("the README links a docs page that is gone", "README.md",
+     "- [Layout](docs/layout.md) — which file", "- [Layout](docs/structure.md) — which file"),
 ]
 
 
@@ -172,7 +176,7 @@ def test_order(mutated: str | None = None) -> list[str]:
 
 
 def copy_tree(dst: Path) -> None:
-    keep = {"ueo_core", "studio", "pages", "tests", "assets", "bench", "scripts", ".streamlit"}
+    keep = {"ueo_core", "studio", "pages", "tests", "assets", "bench", "scripts", ".streamlit", "docs"}
     for item in ROOT.iterdir():
         if item.name in keep:
             shutil.copytree(item, dst / item.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
