@@ -7,6 +7,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub look-ups (and no 45 s of retries) in tests
+# one cache root for the session, never the user's (~/.cache/ueo_studio): a feature stored by an earlier session
+# must not spare a test the pass it checks (the Ray workers the tests start inherit it)
+os.environ.setdefault("UEO_CACHE", __import__("tempfile").mkdtemp(prefix="ueo-test-cache-"))
 
 from helpers import make_folder  # noqa: E402
 

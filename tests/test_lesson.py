@@ -1,4 +1,5 @@
 """The lesson engine: its configs share every setting, its summary is computed from the numbers, it can stop."""
+import numpy as np
 from helpers import make_folder
 from ueo_core.config import RunConfig
 from ueo_core.data import load_data
@@ -129,3 +130,36 @@ def test_cli_extended_lesson_runs_zero_and_tda_too(tmp_path, capsys):
         assert any(line.startswith(m + " ") for line in out.splitlines()), out
     assert "- ZERO, which trains nothing," in out and "- TDA, which trains nothing," in out
     assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 7
+
+
+def count_tower_images(monkeypatch) -> list[int]:
+    """Every batch through an open_clip image tower (evaluations, caches and training steps alike), by size."""
+    import open_clip
+    seen, real = [], open_clip.model.CLIP.encode_image
+
+    def counted(self, image, *a, **k):
+        seen.append(len(image))
+        return real(self, image, *a, **k)
+    monkeypatch.setattr(open_clip.model.CLIP, "encode_image", counted)
+    return seen
+
+
+def test_a_lesson_encodes_its_zero_shot_pass_once_and_explore_after_it_costs_no_pass(tmp_path, monkeypatch):
+    """The feature store (issue 32): the five runs' zero-shot passes are one (same model, same photos), and the
+    exploration of a run right after it reads the zero-shot and the adapted features the run stored."""
+    from ueo_core import explore
+    monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))  # an empty store
+    folder = make_folder(tmp_path / "imgs", classes=("red", "green", "blue"), per_class=4)
+    ims = load_data(str(folder), prior=["red", "green"])
+    base = RunConfig(data=str(folder), prior=["red", "green"], model="ueo-tiny", pretrained=None, epochs=1,
+                     batch_size=4, lr_prompt=0.05, lr_visual=0.05)
+    seen = count_tower_images(monkeypatch)
+    out = Lesson(base, ims, tmp_path / "runs").run()
+    assert list(out) == ["zero_shot", "entropy", "im", "ueo", "oracle"]
+    n = len(ims)
+    # zero-shot: one pass; each adapting run: its epoch's training pass and its last evaluation (its own tower);
+    # before the store every run also paid its own zero-shot pass: n + 4 * 3n
+    assert sum(seen) == n + 4 * (n + n)
+    seen.clear()
+    feats = explore.run_features(out["ueo"])
+    assert sum(seen) == 0 and not np.allclose(feats["before"], feats["after"])

@@ -249,19 +249,25 @@ def test_cli_train_eval_embed(folder, tmp_path):
 
 def test_decoded_cache_decodes_each_file_once_per_run(folder, tmp_path, monkeypatch):
     import ueo_core.data as data_mod
+    monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))  # an empty feature store
     calls = []
     real = data_mod.load_rgb
     monkeypatch.setattr(data_mod, "load_rgb", lambda p, min_side=None: calls.append(p) or real(p, min_side))
     a = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=2)).run()
-    assert len(calls) == 24  # zero-shot pass decodes; two epochs and two evaluations reuse
+    # each file decoded once for the evaluations (at the model's input, as the feature store's passes decode) and
+    # once for training (larger, for the crops); two epochs and two more evaluations reuse them
+    assert len(calls) == 24 * 2
     calls.clear()
     b = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=2, cache_images=False)).run()
-    assert len(calls) == 24 * 5  # 3 evaluations + 2 training epochs
-    assert np.array_equal(a.probs, b.probs)  # exact: same results with and without the cache
+    # no decoded cache: 2 training epochs + the epoch-1 evaluation decode; the zero-shot pass and the last
+    # evaluation (the same tower as the first run's, exactly) come from the feature store
+    assert len(calls) == 24 * 3
+    assert np.array_equal(a.probs, b.probs)  # exact: same results with and without the caches
 
 
 def test_prompt_only_fast_mode_trains_only_the_context(folder, tmp_path, monkeypatch):
     import ueo_core.train.features as trainer_mod
+    monkeypatch.setenv("UEO_CACHE", str(tmp_path / "cache"))  # an empty feature store
     loaded = load_model("ueo-tiny", seed=0)
     before = snapshot(loaded.model)
     passes = []
@@ -280,6 +286,13 @@ def test_prompt_only_fast_mode_trains_only_the_context(folder, tmp_path, monkeyp
     # each step reads a random one of the cached views of each image (seeded by the epoch), not always the first
     views = [torch.cat([b.view for b in tr.batches.epoch(e)]) for e in (1, 2)]
     assert all(set(v.tolist()) == {0, 1} for v in views) and not torch.equal(views[0], views[1])
+    # the next run with the same settings (a lesson's next method, a rerun) runs the image tower not once: its
+    # views are read from disk and its evaluation features from the feature store
+    passes.clear()
+    tr2 = Trainer(cfg_for(folder, tmp_path, run_dir=None, epochs=3, fast_mode="prompt_only", fast_views=2,
+                          method="entropy"), loaded=loaded)
+    tr2.run()
+    assert passes == [] and torch.equal(tr2.features.view_feats, tr.features.view_feats)
     with pytest.raises(ValueError, match="fast_mode.*prompt_only or last_blocks"):
         Trainer(cfg_for(folder, tmp_path, run_dir=None, fast_mode="turbo")).run()
 

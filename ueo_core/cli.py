@@ -246,7 +246,7 @@ def cmd_lesson(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    from .embed import image_features, params_digest, umap_2d
+    from .embed import image_features, umap_2d
     from .runs import load_checkpoint
     from .train import apply_state
 
@@ -260,7 +260,7 @@ def cmd_embed(args) -> int:
         tensors, _ = load_checkpoint(args.run)
         apply_state(loaded, tensors)
         with tqdm(total=len(ims), desc="features (after)", unit="img") as bar:
-            after = image_features(loaded, ims.files, variant=params_digest(tensors),
+            after = image_features(loaded, ims.files, variant=loaded.variant,
                                    progress=lambda d, n: bar.update(d - bar.n))
         cols["after"] = umap_2d(after, seed=args.seed)
     with open(args.output, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:

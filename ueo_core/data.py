@@ -333,19 +333,22 @@ class DecodedCache:
         self.max_side = max_side
         self.budget = budget_bytes
         self.used = 0
-        self.images: dict[str, Image.Image] = {}
+        self.images: dict = {}  # path (or (path, min_side)) -> image
 
-    def get(self, path: str) -> Image.Image:
-        img = self.images.get(path)
+    def get(self, path: str, min_side: Optional[int] = None) -> Image.Image:
+        """The decoded image; with ``min_side``, decoded exactly as ``load_rgb(path, min_side)`` does (the
+        evaluation's images, which must equal the feature store's other passes), kept apart from the full one."""
+        key = path if min_side is None else (path, min_side)
+        img = self.images.get(key)
         if img is not None:
             return img
-        img = load_rgb(path, min_side=self.max_side)  # a large JPEG decodes at a reduced scale already
-        if self.max_side and min(img.size) > self.max_side:
+        img = load_rgb(path, min_side=min_side or self.max_side)  # a large JPEG decodes at a reduced scale already
+        if min_side is None and self.max_side and min(img.size) > self.max_side:
             scale = self.max_side / min(img.size)
             img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
         size = img.width * img.height * 3
         if self.used + size <= self.budget:
-            self.images[path] = img
+            self.images[key] = img
             self.used += size
         return img
 
@@ -365,5 +368,6 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int):
-        img = self.cache.get(self.files[i]) if self.cache is not None else load_rgb(self.files[i], self.min_side)
+        img = (self.cache.get(self.files[i], self.min_side) if self.cache is not None
+               else load_rgb(self.files[i], self.min_side))
         return self.transform(img), i

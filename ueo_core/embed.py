@@ -1,8 +1,11 @@
-"""Image features (cached on disk) and their 2-D UMAP, for the embeddings before and after adaptation.
+"""Image features (one store on disk for every pass) and their 2-D maps, for the embeddings before and after
+adaptation.
 
-The cache key covers everything the features depend on: the model (architecture, weights source, and a hash of
-any adapted parameters), the image size, the inference precision (fp32 / bf16), and each file's path, size and
-modification time. A second call with the same inputs reads a ``.npy`` file instead of running the image tower.
+An image's feature is kept under its feature space (the model's architecture, weights source, input size, a hash
+of any adapted image-tower parameters, the decoding, the transform, the inference precision) and a hash of the
+file's bytes (``FeatureStore``). Every pass that runs the image tower with the same weights on the same photos
+asks the store first: a photo is encoded once for a run's zero-shot pass, its frozen-tower evaluations, Explore,
+sort, search, the fast modes and every run of a lesson.
 """
 from __future__ import annotations
 
@@ -19,12 +22,6 @@ from .data import ImageDataset
 from .models import LoadedModel
 
 
-def _hash_update_files(h, files: Sequence[str]) -> None:
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-
-
 def params_digest(tensors: dict[str, torch.Tensor]) -> str:
     """A short hash of a set of tensors (e.g. the adapted parameters of a checkpoint)."""
     h = hashlib.sha1()
@@ -34,13 +31,162 @@ def params_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def tower_variant(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> str:
+    """The feature variant of ``loaded``'s image tower once a checkpoint's ``visual.*`` tensors are applied (read
+    before ``apply_state`` copies them): the model's own ``variant`` when they equal what the tower holds (nothing
+    in it learned: zero-shot, prompt_only, a training-free method; the adapted features are then the zero-shot
+    ones, already in the store), else the digest of those tensors, as the trainer keys its last evaluation
+    (``Trainer.feature_variant``)."""
+    own = dict(loaded.model.visual.named_parameters())
+    tower = {k[len("visual."):]: v for k, v in tensors.items() if k.startswith("visual.")}
+    if all(n in own and torch.equal(own[n].detach().cpu(), v.detach().cpu().to(own[n].dtype))
+           for n, v in tower.items()):
+        return loaded.variant
+    return params_digest(tower)
+
+
 DECODE = "draft1"  # how files are decoded (``data.load_rgb``'s JPEG draft to the model's input): part of the key
+STORE = "features.sqlite"
+STATS = {"encoded": 0, "reused": 0}  # images through the image tower / served from the store, in this process
 
 
-def feature_key(loaded: LoadedModel, files: Sequence[str], variant: str = "") -> str:
-    h = hashlib.sha1(f"{loaded.name}|{loaded.pretrained}|{loaded.image_size}|{variant}|{DECODE}"
-                     f"|{loaded.precision}\n".encode())
-    _hash_update_files(h, files)
+def feature_space(loaded: LoadedModel, variant: str = "", transform: str = "eval") -> str:
+    """What an image's feature depends on besides the file's content: the model (architecture, weights source, a
+    hash of the tower's weights as loaded, input size, and ``variant``: what was adapted since), the decoding, the
+    transform and the precision."""
+    return hashlib.sha1(f"{loaded.name}|{loaded.pretrained}|{loaded.weights}|{loaded.image_size}|{variant}|{DECODE}"
+                        f"|{transform}|{loaded.precision}".encode()).hexdigest()[:24]
+
+
+class FeatureStore:
+    """The one feature cache (SQLite, in the cache root): an image's feature is stored under (feature space, a
+    hash of the file's bytes), so the same photo is encoded once for every pass that needs the same tower: a run's
+    zero-shot pass and its frozen-tower evaluations, Explore's and sort's and search's features, the fast modes'
+    evaluation cache, and every run of a lesson on the same images, under any path (a copy, another upload).
+
+    A file's hash is read once and remembered by (path, size, modification time), as git's index does; a file
+    changed in place gets a new size or time, so it is hashed (and encoded) again."""
+
+    def __init__(self, cache_dir=None):
+        import sqlite3
+        path = Path(cache_dir or cache_root()) / STORE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=60)  # Ray workers and the app may write at the same time
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+                        "digest TEXT)")
+        self.db.execute("CREATE TABLE IF NOT EXISTS features (space TEXT, digest TEXT, dim INTEGER, vec BLOB, "
+                        "PRIMARY KEY (space, digest))")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def digests(self, files: Sequence[str]) -> list[str]:
+        """The content hash of each file (blake2b, 128 bits), from the table where size and time still match."""
+        paths = [os.path.abspath(f) for f in files]
+        known = {}
+        for chunk in _chunks(sorted(set(paths))):
+            known.update({r[0]: r[1:] for r in self.db.execute(
+                f"SELECT path, size, mtime_ns, digest FROM files WHERE path IN ({','.join('?' * len(chunk))})",
+                chunk)})
+        out, fresh = [], []
+        for p in paths:
+            st = os.stat(p)
+            row = known.get(p)
+            if row is None or row[0] != st.st_size or row[1] != st.st_mtime_ns:
+                with open(p, "rb") as fh:
+                    row = (st.st_size, st.st_mtime_ns, hashlib.file_digest(fh, lambda: hashlib.blake2b(
+                        digest_size=16)).hexdigest())
+                known[p] = row
+                fresh.append((p, *row))
+            out.append(row[2])
+        if fresh:
+            with self.db:
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
+        return out
+
+    def get(self, space: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
+        got = {}
+        for chunk in _chunks(sorted(set(digests))):
+            for d, dim, vec in self.db.execute(
+                    f"SELECT digest, dim, vec FROM features WHERE space = ? AND digest IN "
+                    f"({','.join('?' * len(chunk))})", [space, *chunk]):
+                got[d] = np.frombuffer(vec, dtype=np.float32, count=dim)
+        return got
+
+    def put(self, space: str, rows: dict[str, np.ndarray]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)",
+                                [(space, d, int(v.size), np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                                 for d, v in rows.items()])
+
+
+def _chunks(items: list, n: int = 500):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "", batch_size: int = 128,
+                   cache_dir: Optional[str | Path] = None,
+                   progress: Optional[Callable[[int, int], None]] = None, dataset=None,
+                   num_workers: int = 0) -> np.ndarray:
+    """(N, D) L2-normalised float32 image features of ``files``, the image tower running only on those the
+    store (``FeatureStore`` in ``cache_dir``, default ``cache_root()``) does not hold yet (each distinct content
+    once).
+
+    ``variant`` names the state of the image tower: "" for the model's own weights, else a digest of the adapted
+    parameters (``tower_variant``); the model's current weights are what is encoded, so pass a different variant
+    whenever they differ. ``dataset``: the caller's dataset of the same files with the evaluation transform (the
+    trainer's, which keeps decoded images in memory); by default each file is decoded for the model's input.
+    """
+    from .train.features import encode_images  # the same encoder the trainer evaluates with
+
+    store = FeatureStore(cache_dir)
+    try:
+        space = feature_space(loaded, variant)
+        digests = store.digests(files)
+        have = store.get(space, digests)
+        first = {}  # each missing content once, at its first position
+        for i, d in enumerate(digests):
+            if d not in have and d not in first:
+                first[d] = i
+        todo = list(first.values())
+        if todo:
+            images = dataset if dataset is not None else ImageDataset(files, loaded.preprocess,
+                                                                     min_side=loaded.image_size)
+            skip = len(files) - len(todo)
+            tick = (lambda d, n: progress(skip + d, len(files))) if progress else None
+            feats = encode_images(loaded, torch.utils.data.Subset(images, todo), batch_size, num_workers,
+                                  progress=tick).cpu().numpy().astype(np.float32)
+            new = {digests[i]: f for i, f in zip(todo, feats)}
+            store.put(space, new)
+            have.update(new)
+        elif progress:
+            progress(len(files), len(files))
+        STATS["encoded"] += len(todo)
+        STATS["reused"] += len(files) - len(todo)
+        dim = len(next(iter(have.values()))) if have else 0
+        return np.stack([have[d] for d in digests]) if files else np.zeros((0, dim), np.float32)
+    finally:
+        store.close()
+
+
+def cached_array(key: str, compute: Callable[[], np.ndarray], cache_dir=None, folder: str = "features") -> np.ndarray:
+    """An array kept whole on disk under ``key`` (e.g. the fast modes' augmented views of a whole image list,
+    whose random crops depend on the list and the seed, not on one file)."""
+    return _cached(Path(cache_dir or cache_root()) / folder / f"{key}.npy", compute)
+
+
+def feature_key(loaded: LoadedModel, files: Sequence[str], variant: str = "", cache_dir=None,
+                transform: str = "eval") -> str:
+    """A key for an array computed from a list of files in order (their contents, not their paths)."""
+    store = FeatureStore(cache_dir)
+    try:
+        digests = store.digests(files)
+    finally:
+        store.close()
+    h = hashlib.sha1(feature_space(loaded, variant, transform).encode())
+    h.update("\n".join(digests).encode())
     return h.hexdigest()[:24]
 
 
@@ -54,23 +200,6 @@ def _cached(path: Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
     np.save(tmp, arr)
     tmp.replace(path)
     return arr
-
-
-def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "", batch_size: int = 128,
-                   cache_dir: Optional[str | Path] = None,
-                   progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-    """(N, D) L2-normalised float32 image features, from the cache (``cache_dir``, default ``cache_root()``) when
-    the same inputs were seen before.
-
-    ``variant`` names the state of the image tower (e.g. a digest of adapted norm parameters); the model's current
-    weights are what is encoded, so pass a different variant whenever they differ.
-    """
-    from .train.features import encode_images  # the same encoder the trainer evaluates with
-
-    path = Path(cache_dir or cache_root()) / "features" / f"{feature_key(loaded, files, variant)}.npy"
-    images = ImageDataset(files, loaded.preprocess, min_side=loaded.image_size)  # a big JPEG decoded small
-    return _cached(path, lambda: encode_images(loaded, images, batch_size,
-                                               progress=progress).cpu().numpy().astype(np.float32))
 
 
 def umap_2d(features: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,

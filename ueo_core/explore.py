@@ -51,7 +51,7 @@ def run_model(run_dir: str | Path, cache_dir=None, progress: Optional[Callable[[
     tower. "before" is encoded first, while the image tower is still the base model's. ``device`` overrides the
     run's own (the search worker holds no GPU)."""
     from .analysis import read_predictions
-    from .embed import image_features, params_digest
+    from .embed import image_features
     from .models import load_model
     from .train import apply_state
 
@@ -66,9 +66,9 @@ def run_model(run_dir: str | Path, cache_dir=None, progress: Optional[Callable[[
     if "before" in maps:
         feats["before"] = image_features(loaded, paths, cache_dir=cache_dir, progress=report("features before"))
     tensors, _ = load_checkpoint(run.path)
-    apply_state(loaded, tensors)
+    apply_state(loaded, tensors)  # loaded.variant: "" when the tower did not learn ("after" is "before", stored)
     if "after" in maps:
-        feats["after"] = image_features(loaded, paths, variant=params_digest(tensors), cache_dir=cache_dir,
+        feats["after"] = image_features(loaded, paths, variant=loaded.variant, cache_dir=cache_dir,
                                         progress=report("features after"))
     return loaded, tensors, feats
 

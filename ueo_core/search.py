@@ -100,7 +100,6 @@ class Searcher:
         self.stamp = self._stamp()
         self.loaded, tensors, self.features = explore.run_model(self.run_dir, cache_dir=cache_dir, progress=progress,
                                                                 maps=maps, device=device)
-        self.variant_tensors = tensors
         self.ctx = tensors.get("prompt.ctx")
         self.preds = {"after": read_predictions(self.run_dir)}
         before = explore.predictions_before(self.run_dir)
@@ -179,8 +178,8 @@ class Searcher:
             raise ValueError(f"'{image}' is neither one of this run's images nor an image file.")
         if which != "after":
             raise ValueError("An image from outside the run can be compared with the adapted features only.")
-        from .embed import image_features, params_digest
-        return image_features(self.loaded, [str(p)], variant=params_digest(self.variant_tensors))[0]
+        from .embed import image_features
+        return image_features(self.loaded, [str(p)], variant=self.loaded.variant)[0]
 
     def _features(self, which: str) -> np.ndarray:
         if which not in self.features:

@@ -42,9 +42,11 @@ def save(tr, ctx, epoch: int) -> Optional[Path]:
 
 def apply_state(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> int:
     """Copy saved ``visual.*`` parameters (norm affine, or the whole tower for CLIPood) into the model's image
-    tower; returns how many were set."""
+    tower; returns how many were set. ``loaded.variant`` then names the tower's new state for the feature store
+    (unchanged when the tensors are the tower's own: nothing in it learned)."""
+    from ..embed import tower_variant
     params = dict(loaded.model.visual.named_parameters())
-    n = 0
+    variant, n = tower_variant(loaded, tensors), 0
     with torch.no_grad():
         for name, value in tensors.items():
             if name.startswith("visual.") and name[7:] in params:
@@ -53,6 +55,7 @@ def apply_state(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> int:
                                     f"{tuple(value.shape)}, this model's {tuple(params[name[7:]].shape)}.")
                 params[name[7:]].copy_(value.to(params[name[7:]].device, params[name[7:]].dtype))
                 n += 1
+    loaded.variant = variant
     return n
 
 

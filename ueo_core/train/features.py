@@ -44,6 +44,14 @@ def encode_images(loaded: LoadedModel, dataset, batch_size: int, num_workers: in
     return torch.cat(feats)
 
 
+def stored_features(loaded: LoadedModel, dataset, variant: str, cfg, progress) -> torch.Tensor:
+    """An evaluation dataset's features through the feature store (``embed.image_features``), on the device."""
+    from ..embed import image_features
+    feats = image_features(loaded, dataset.files, variant, cfg.batch_size * 3, progress=progress, dataset=dataset,
+                           num_workers=cfg.num_workers)
+    return torch.from_numpy(feats).to(loaded.device)
+
+
 class FullTower:
     """The whole image tower on every batch's pixels."""
     trains_tower = True   # whether the tower's parameters can learn (a learning rate above 0 trains them)
@@ -66,10 +74,15 @@ class FullTower:
         feats = self.loaded.model.encode_image(self.loaded.to_input(b.images), normalize=True).float()
         return feats, text()
 
-    def evaluate(self, progress) -> torch.Tensor:
-        """Normalised image features of every evaluation image, in order."""
+    def evaluate(self, progress, variant: Optional[str] = None) -> torch.Tensor:
+        """Normalised image features of every evaluation image, in order: through the feature store under
+        ``variant`` (``Trainer.feature_variant``: the images it holds are not encoded again), or all encoded
+        (None: a tower still learning)."""
         cfg = self.tr.config
-        return encode_images(self.loaded, self.tr.eval_set, cfg.batch_size * 3, cfg.num_workers, progress=progress)
+        if variant is None:
+            return encode_images(self.loaded, self.tr.eval_set, cfg.batch_size * 3, cfg.num_workers,
+                                 progress=progress)
+        return stored_features(self.loaded, self.tr.eval_set, variant, cfg, progress)
 
 
 class DDPTower(FullTower):
@@ -127,23 +140,40 @@ class CachedPrefix(FullTower):
 
     @torch.no_grad()
     def begin_training(self, params) -> None:
-        """Run the prefix once on ``fast_views`` augmented views of every image."""
+        """Run the prefix once on ``fast_views`` augmented views of every image. prompt_only's views are whole
+        features of the tower as loaded: kept on disk (``embed.cached_array``) under everything their random crops
+        depend on (the files in order, the seed, the crop scale, the decoding), so the next run with the same
+        settings (a lesson's methods, a rerun) reads them."""
         cfg, views = self.tr.config, []
         for v in range(cfg.fast_views):
-            torch.manual_seed(cfg.seed * 1000 + 500 + v)
-            views.append(encode_images(self.loaded, self.tr.train_set, cfg.batch_size * 3, cfg.num_workers,
-                                       progress=self.tr.progress_reporter(f"caching view {v + 1}/{cfg.fast_views}"),
-                                       fn=self.prefix))
+            seed = cfg.seed * 1000 + 500 + v
+
+            def encode(seed=seed, v=v):
+                torch.manual_seed(seed)
+                return encode_images(self.loaded, self.tr.train_set, cfg.batch_size * 3, cfg.num_workers,
+                                     progress=self.tr.progress_reporter(f"caching view {v + 1}/{cfg.fast_views}"),
+                                     fn=self.prefix)
+            if self.blocks:
+                views.append(encode())
+                continue
+            from ..embed import cached_array, feature_key
+            key = feature_key(self.loaded, self.tr.train_set.files,
+                              f"{self.loaded.variant}|view|{seed}|{tuple(cfg.crop_scale)}|{cfg.cache_images}"
+                              f"|{cfg.num_workers}", transform="train")
+            views.append(torch.from_numpy(cached_array(key, lambda: encode().cpu().numpy())).to(self.loaded.device))
         self.view_feats = torch.stack(views)
 
     def __call__(self, b, text):
         return self.head(self.view_feats[b.view, b.index].to(self.loaded.device)), text()
 
-    def evaluate(self, progress):
+    def evaluate(self, progress, variant: Optional[str] = None):
         cfg = self.tr.config
         if self.eval_feats is None:  # the prefix's output is computed once; only the trained head runs again
-            self.eval_feats = encode_images(self.loaded, self.tr.eval_set, cfg.batch_size * 3, cfg.num_workers,
-                                            fn=self.prefix, progress=progress)
+            if not self.blocks:  # prompt_only: the frozen tower's features, from the feature store
+                self.eval_feats = stored_features(self.loaded, self.tr.eval_set, self.loaded.variant, cfg, progress)
+            else:
+                self.eval_feats = encode_images(self.loaded, self.tr.eval_set, cfg.batch_size * 3, cfg.num_workers,
+                                                fn=self.prefix, progress=progress)
         with inference_autocast(self.loaded):
             return torch.cat([self.head(z) for z in self.eval_feats.split(cfg.batch_size * 3)])
 

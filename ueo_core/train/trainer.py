@@ -18,6 +18,7 @@ from .. import errors
 from ..config import PROTOCOLS, RunConfig
 from ..data import NO_TRUTH, DataError, DecodedCache, ImageDataset, ImageSet, load_data
 from ..distributed import is_distributed
+from ..embed import params_digest
 from ..distributed import rank as dist_rank
 from ..methods import get_method
 from ..metrics import compute_metrics, confidence_histogram, predictions_table
@@ -57,6 +58,7 @@ class Trainer:
     def __init__(self, config: RunConfig, listeners: tuple = (), loaded: Optional[LoadedModel] = None,
                  image_set: Optional[ImageSet] = None, audience: str = "cli", evaluates: Optional[dict] = None):
         self.config, self.loaded, self.image_set = config, loaded, image_set
+        self.given = loaded  # a caller's model (``with_precision`` may copy it: both share the weights)
         self.audience = audience  # who reads the error messages: "cli" (flags) or "app" (where to click)
         self.rank = dist_rank()  # under torchrun only rank 0 writes the run folder and talks to listeners
         # an evaluation of another run's adapted model (``config.resume``) on these images (`eval --run`):
@@ -131,12 +133,15 @@ class Trainer:
             p.requires_grad_(False)
         self.prompt = PromptLearner(self.loaded, ims.classes, cfg.template).to(self.loaded.device)
         cache = DecodedCache(max_side=4 * self.loaded.image_size) if cfg.cache_images else None
-        self.eval_set = ImageDataset(ims.files, self.loaded.preprocess, cache)
+        # the evaluation decodes each file as the feature store's other passes do (for the model's input), so
+        # that its features are theirs (embed.image_features)
+        self.eval_set = ImageDataset(ims.files, self.loaded.preprocess, cache, min_side=self.loaded.image_size)
         self.train_set = ImageDataset(ims.files, self.loaded.train_transform(tuple(cfg.crop_scale)), cache)
         self.truth = ims.labels if ims.has_truth else None
         self.known = torch.as_tensor(ims.labels >= 0, device=self.loaded.device) if ims.has_truth else None
         self.features = feature_source(self)
         self.visual_params = self.features.select(self.method.visual_params(model.visual))
+        self.tower_base = params_digest(dict(self.visual_params))  # the tower as loaded (feature_variant)
         self.batches = self.method.batches(self)
         self.seen = self.batches.seen
         self.total_steps = cfg.epochs * len(self.batches) if self.method.trains else 0
@@ -153,9 +158,22 @@ class Trainer:
                 **({"evaluates": self.evaluates} if self.evaluates else {}), **self.method.describe(self)}
 
     # ---------------------------------------------------------------- evaluation
+    def feature_variant(self, epoch: int, kind: str = "epoch") -> Optional[str]:
+        """Under which variant an evaluation's features go to the feature store (``embed.image_features``): the
+        model's own (``loaded.variant``, "" for its weights) while nothing in the tower has learned, so a run's
+        zero-shot pass and its frozen-tower evaluations are every other pass's on these images; the tower's digest
+        for the run's last evaluation (and an evaluation of a run on other photos), the adapted features Explore,
+        sort and search ask for next (``apply_state`` keys them alike); None in between (features of a tower still
+        learning are not kept)."""
+        now = params_digest(dict(self.visual_params))
+        if now == self.tower_base:
+            return self.loaded.variant
+        last = epoch == self.config.epochs or self.evaluates is not None  # (an evaluation's tower never learns)
+        return now if kind == "epoch" and last else None
+
     @torch.no_grad()
-    def cosine_logits(self, phase: str = "evaluating") -> torch.Tensor:
-        feats = self.last_features = self.features.evaluate(self.progress_reporter(phase))
+    def cosine_logits(self, phase: str = "evaluating", variant: Optional[str] = None) -> torch.Tensor:
+        feats = self.last_features = self.features.evaluate(self.progress_reporter(phase), variant)
         with inference_autocast(self.loaded):
             text = self.prompt().float()
         return feats @ text.T
@@ -165,7 +183,7 @@ class Trainer:
         a training-free method's own predictions (ZERO's votes, TDA's cache-adapted logits)."""
         what = "zero-shot" if epoch == 0 else ("moving average" if kind == "bma" else f"epoch {epoch}")
         if outputs is None:
-            cos = self.cosine_logits(f"evaluating {what}")
+            cos = self.cosine_logits(f"evaluating {what}", self.feature_variant(epoch, kind))
             probs = torch.softmax(self.scale("eval") * cos, dim=1).cpu().numpy()
         else:
             cos, probs = outputs
@@ -225,8 +243,18 @@ class Trainer:
             self.emit("error", message=message, traceback=traceback.format_exc())
             raise
         finally:
+            self._settle_variant()
             if self.folder is not None:
                 self.folder.close()
+
+    def _settle_variant(self) -> None:
+        """A model trained in place names its tower's new state (``loaded.variant``), so that whoever uses it
+        next (another run given the same model) never reads the feature store's entries of its old weights."""
+        if getattr(self, "visual_params", None) and self.loaded is not None:
+            now = params_digest(dict(self.visual_params))
+            if now != self.tower_base:
+                for m in {id(x): x for x in (self.loaded, self.given) if x is not None}.values():
+                    m.variant = now
 
     def _done(self, t0: float, summary: dict) -> RunResult:
         """The end: metrics.json, predictions.csv and the report, from the last evaluation."""
