@@ -6,6 +6,9 @@
     metrics.json       final metrics (and the zero-shot ones before adaptation)
     predictions.csv    per-image predictions
     checkpoint.safetensors  trainable parameters only (prompt context + norm affine), run config in its metadata
+    optimizer.pt       while a run trains: the optimizer's, the schedule's and CLIPood's moving-average state of
+                       the checkpoint's epoch (resume continues exactly; tensors only, read with weights_only=True;
+                       dropped when the run finishes: train/checkpoint.py)
     skipped.txt        files that could not be read, with the reason
     report.md          a short human-readable summary
 """

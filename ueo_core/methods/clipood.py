@@ -36,7 +36,8 @@ def mms_logits(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
 @register
 class CLIPood(Method):
     """Differs from UEO in every hook: labelled source batches, the whole tower, AdamW, fixed text over the seen
-    classes, a moving average after each step, and one checkpoint (of the average) at the end."""
+    classes, a moving average after each step, and checkpoints of the live tower after each epoch (to resume from;
+    optimizer.pt holds the optimizer's state and the average so far) and of the average at the end."""
     name = "clipood"
     label = "CLIPood (supervised, labelled source)"
     description = ("Fine-tune the whole image tower on labelled source folders with margin metric softmax, "
@@ -82,7 +83,8 @@ class CLIPood(Method):
         ctx.averager.update()
 
     def end_epoch(self, tr, ctx, epoch):
-        pass  # (only the final moving-average tower is saved, at the end)
+        if epoch < tr.config.epochs:  # the live tower, to resume from (optimizer.pt holds the average so far);
+            tr.save_checkpoint(ctx, epoch)  # the last checkpoint is the moving average (end_run)
 
     def end_run(self, tr, ctx):
         """The result is the Beta moving average; the last model is reported beside it."""
@@ -102,7 +104,7 @@ class BetaMovingAverage:
     def __init__(self, params: dict[str, torch.Tensor], total_steps: int, beta: float = 0.5):
         self.params = params
         self.total = total_steps
-        self.dist = beta_dist(beta, beta)
+        self.dist, self.beta = beta_dist(beta, beta), beta
         self.t = 0
         self.weight_sum = self.weight(0)
         self.avg = {k: p.detach().clone() for k, p in params.items()}
@@ -118,6 +120,20 @@ class BetaMovingAverage:
         for k, p in self.params.items():
             self.avg[k].mul_(1 / (1 + rel)).add_(p.detach(), alpha=rel / (1 + rel))
         self.weight_sum += w
+
+    def plan(self) -> dict:
+        """What a saved average is only valid for (a resumed run's must match)."""
+        return {"total": self.total, "beta": self.beta}
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "weight_sum": self.weight_sum, "avg": self.avg}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Continue a resumed run's average where it was (its steps so far and their weights)."""
+        self.t, self.weight_sum = int(state["t"]), float(state["weight_sum"])
+        for k, v in state["avg"].items():
+            self.avg[k].copy_(v)
 
     @torch.no_grad()
     def swap(self) -> None:

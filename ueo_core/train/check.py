@@ -21,8 +21,5 @@ def check(cfg: RunConfig, method: Method, loaded: LoadedModel, image_set: ImageS
                          "model); use prompt_only for this model.")
     if cfg.fast_mode and not (method.trains_prompt and method.trains and not method.supervised):
         raise ValueError(f"The fast modes ({cfg.fast_mode}) apply to the unsupervised methods, not {cfg.method}.")
-    if method.supervised and cfg.resume:
-        raise DataError("Runs on labelled sources (CLIPood) cannot be resumed (optimiser and moving-average "
-                        "state are not saved); start a new run.")
     if distributed and method.trains and (method.supervised or cfg.fast_mode):
         raise ValueError("Several processes are supported for the unsupervised methods in full mode.")

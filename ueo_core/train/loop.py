@@ -65,7 +65,8 @@ def train(tr) -> None:
               for part, lr in (("prompt.", cfg.lr_prompt), ("visual.", cfg.lr_visual))]
     optimizer = method.optimizer([g for g in groups if g["params"]], tr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tr.total_steps)
-    checkpoint.fast_forward(optimizer, schedule, resumed.epoch * len(tr.batches))
+    training = checkpoint.Training(tr, optimizer, schedule, ctx.averager)
+    training.resume(resumed)  # the saved optimizer and schedule state (older runs: plain SGD's fast-forward)
     sync_every = cfg.sync_every or (10 if tr.loaded.device.type == "cuda" else 1)
     with learning(params), StepLog(tr.emit, resumed.epoch * len(tr.batches), tr.total_steps, sync_every) as log:
         tr.features.begin_training(params)
@@ -87,4 +88,7 @@ def train(tr) -> None:
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 tr.evaluate(epoch)
             method.end_epoch(tr, ctx, epoch)
+            if tr.checkpoint_epoch == epoch < cfg.epochs:  # beside the epoch's checkpoint: resume goes on exactly
+                training.save(tr, epoch)
     method.end_run(tr, ctx)
+    training.drop(tr)
