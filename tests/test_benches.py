@@ -39,10 +39,15 @@ BENCHES = [
     ("decode.py", "| decode to (median per photo) | full ms | draft ms | ratio | decoded shorter side |", False,
      False, True),
     ("precision.py", "| precision | img/s | ratio |", False, False, True),
+    ("train_precision.py", "| setting | s/step (median) | img/s | vs fp32 (paired median) |", False, False, True),
     ("label_coverage.py", "| estimate | true value | covered | mean width | too few |", False, False, True),
     ("clipood_table.py", "| target | method | GACC | AUROC | H-score |", False, False, False),
     ("gpu.py", "| measurement | setting | result |", False, False, False),
     ("classroom.py", "| K | lost | all done s |", True, True, False),
+    # big_folder: two stages in two trees (a5f8a9a unpacked, and this one), each a process importing torch: ~60 s
+    ("big_folder.py", "| stage (the folder's photos / wall s, process start included) |", False, False, False),
+    # tower_passes: two trees, each a lesson of 5 runs in both modes: ~2 min (tests/test_lesson.py checks the counts)
+    ("tower_passes.py", "| mode | what | before: inference |", False, False, False),
 ]
 OVER_BUDGET = "over this file's ~150 s budget (see BENCHES); UEO_ALL_BENCHES=1 runs it"
 

@@ -112,3 +112,13 @@ def test_pacs_open_set_split_and_a_short_run(tmp_path):
                     batch_size=64, run_dir=str(tmp_path / "run"))
     r = Trainer(cfg, image_set=ims).run()
     assert r.status == "done" and 0 <= r.metrics["auroc"] <= 1
+
+
+def test_models_of_other_weights_never_share_features(folder, tmp_path):
+    """The same architecture and tag with other weights (a random init of another seed, another local checkpoint)
+    is another feature space: the store never hands one model's features to the other."""
+    from ueo_core.models import load_model
+    files = load_folder(folder).files[:4]
+    a = image_features(load_model("ueo-tiny", seed=0), files, cache_dir=tmp_path)
+    b = image_features(load_model("ueo-tiny", seed=1), files, cache_dir=tmp_path)
+    assert not np.allclose(a, b)

@@ -137,7 +137,8 @@ def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "",
     ``variant`` names the state of the image tower: "" for the model's own weights, else a digest of the adapted
     parameters (``tower_variant``); the model's current weights are what is encoded, so pass a different variant
     whenever they differ. ``dataset``: the caller's dataset of the same files with the evaluation transform (the
-    trainer's, which keeps decoded images in memory); by default each file is decoded for the model's input.
+    trainer's, which keeps decoded images in memory); by default each file is decoded for the model's input
+    (``spread.encode_files``: a decoding worker beside the model, the Ray cluster's other machines).
     """
     from .train.features import encode_images  # the same encoder the trainer evaluates with
 
@@ -152,12 +153,14 @@ def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "",
                 first[d] = i
         todo = list(first.values())
         if todo:
-            images = dataset if dataset is not None else ImageDataset(files, loaded.preprocess,
-                                                                     min_side=loaded.image_size)
             skip = len(files) - len(todo)
             tick = (lambda d, n: progress(skip + d, len(files))) if progress else None
-            feats = encode_images(loaded, torch.utils.data.Subset(images, todo), batch_size, num_workers,
-                                  progress=tick).cpu().numpy().astype(np.float32)
+            if dataset is None:  # decoded for the model's input; over the Ray cluster where it adds cores
+                from .spread import encode_files
+                feats = encode_files(loaded, [files[i] for i in todo], batch_size, progress=tick)
+            else:
+                feats = encode_images(loaded, torch.utils.data.Subset(dataset, todo), batch_size, num_workers,
+                                      progress=tick).cpu().numpy().astype(np.float32)
             new = {digests[i]: f for i, f in zip(todo, feats)}
             store.put(space, new)
             have.update(new)
