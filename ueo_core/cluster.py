@@ -18,6 +18,18 @@ from typing import Optional
 
 from .runs import write_json_atomic
 
+PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME")  # what a worker inherits
+
+
+def worker_env() -> dict:
+    """The environment of this project's Ray workers (jobs, the feature pass's actors): this tree on PYTHONPATH and
+    the settings a worker inherits (``PASSED_ENV``)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                       if p])
+    return env
+
 NAMESPACE = "ueo_studio"
 SLOT = "ueo_slot"                   # the custom resource a CPU run asks for (one each)
 STATE_DIR = Path(os.environ.get("UEO_RAY_DIR", Path.home() / ".cache" / "ueo_studio" / "ray"))

@@ -31,15 +31,14 @@ from pathlib import Path
 from typing import Optional
 
 from .cluster import NAMESPACE, SLOT, cluster_slots, connect, head_started
+from .cluster import worker_env as _worker_env
 from .config import RunConfig
 from .workers import ENDED, EXPLORE, JOB, STOP, WORKER, ExploreWorker, RunWorker
 from .workers import SORTS, SortWorker
 from .runs import write_json_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
 # the server's workspaces (each with its runs/): where the app writes and the jobs' folders are
 WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo_studio" / "workspaces"))
-PASSED_ENV = ("UEO_", "HF_", "OPENBLAS_", "OMP_", "TORCH_HOME", "XDG_CACHE_HOME")  # what a worker inherits
 
 
 
@@ -61,13 +60,6 @@ def _remote(cls):
 
 
 _REMOTE: dict = {}
-
-
-def _worker_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV)}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-                                                       if p])
-    return env
 
 
 def _threads(threads: Optional[int], gpus: float) -> int:

@@ -89,9 +89,10 @@ class _Encoder:
 
 
 def _runtime_env() -> dict:
-    """The actors import this project like the jobs do (``jobs._worker_env``: PYTHONPATH, UEO_/HF_/thread settings)."""
-    from .jobs import _worker_env
-    return {"env_vars": _worker_env()}
+    """The actors import this project like the jobs do (``cluster.worker_env``: PYTHONPATH, UEO_/HF_/thread
+    settings)."""
+    from .cluster import worker_env
+    return {"env_vars": worker_env()}
 
 
 def encode_files(loaded: LoadedModel, files: list[str], batch_size: int,
