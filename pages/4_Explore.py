@@ -2,27 +2,47 @@
 see the images; find images by a text or like an image (ueo_core.search, answered by the run's warm search worker on
 Ray, never a model here). The embeddings are a job on Ray (ueo_core.explore, queued like a run); this page reads its
 files."""
+import os
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from studio import charts, pick, sort_panel, state, ui
+from ueo_core import thumbs
 from ueo_core.analysis import changes, read_predictions
 from ueo_core.data import DataError
 from ueo_core.export import export_downloads
-from ueo_core.explore import predictions_before, score_colours, selections, too_few
+from ueo_core.explore import folder, score_colours, selections, too_few
 from ueo_core.methods import METHODS
 from ueo_core.privacy import data_root, public_path
 from ueo_core.runs import ZERO_SHOT_PREDICTIONS, RunFolder
 from ueo_core.scores import DEFAULT, LABELS, SCORES
 
 ui.page("Explore", "🔭")
+
+
+@st.cache_resource(max_entries=16, ttl=900, show_spinner=False)
+def _read(run_dir: str, name: str, signature: tuple):
+    return read_predictions(run_dir, name)
+
+
+def predictions(run_dir: str, name: str = "predictions.csv"):
+    """A run's predictions (``name``: its zero-shot ones), read once per content of the file and shared (never
+    changed: ``.by`` makes new ones); None where the file is absent. Reading 10,000 rows took ~0.2 s, and a lasso
+    redraws the page twice."""
+    try:
+        s = os.stat(Path(run_dir) / name)
+    except OSError:
+        return None
+    return _read(run_dir, name, (s.st_size, s.st_mtime_ns))
+
+
 rid = pick.finished_run()
 if not rid:
     st.stop()
 run_dir = str(state.runs_dir() / rid)
-preds_all = read_predictions(run_dir)
+preds_all = predictions(run_dir)
 few = too_few(len(preds_all))
 if few:  # no retry can help, and no job is queued to fail
     st.info(few)
@@ -42,11 +62,15 @@ if run_cfg.get("fast_mode") == "prompt_only" or not getattr(METHODS.get(run_cfg.
 
 
 def colouring(p, thr, colour_by):
-    """(colours, continuous?, hover texts, counts line) of one map from its own predictions and threshold."""
+    """(colours, continuous?, hover table, counts line) of one map from its own predictions and threshold. The
+    hover is ``charts.hover_table``'s columns (file name, predicted class, known/unknown, score, true class), not
+    100,000 texts: the point map writes a hovered point's text in the browser. (A file's name by
+    ``os.path.basename``: pathlib's took 0.4 s for 10,000 points.)"""
     known = np.where(p.confidence >= thr, "known", "unknown")
     names = np.array([p.classes[k] for k in p.pred], dtype=object)
-    hover = [f"{Path(f).name}<br>predicted: {c} ({k})<br>{LABELS[p.score]}: {v:.3g}" + (f"<br>true: {t}" if t else "")
-             for f, c, k, v, t in zip(p.paths, names, known, p.confidence, p.true_class)]
+    hover = charts.hover_table(["{file}", "predicted: {pred} ({kind})", f"{LABELS[p.score]}: {{score}}",
+                                "true: {true}"], file=[os.path.basename(f) for f in p.paths], pred=names,
+                               kind=known, score=np.asarray(p.confidence, dtype=float), true=list(p.true_class))
     n_known = int((known == "known").sum())
     counts = f"{n_known} known · {len(known) - n_known} unknown ({LABELS[p.score]} threshold {thr:.3g})"
     if colour_by == "predicted known/unknown":
@@ -56,6 +80,34 @@ def colouring(p, thr, colour_by):
     if colour_by == "true class":
         return np.array([t or "(none)" for t in p.true_class], dtype=object), False, hover, counts
     return p.confidence, True, hover, counts
+
+
+def stamps() -> tuple:
+    """What a map's colours and hover texts are computed from: both prediction files, as they are now."""
+    out = []
+    for name in ("predictions.csv", ZERO_SHOT_PREDICTIONS):
+        try:
+            s = os.stat(Path(run_dir) / name)
+            out.append((s.st_size, s.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+@st.cache_resource(max_entries=8, ttl=900, show_spinner=False)
+def coloured(stamp: tuple, _p, thr, colour_by, _flips):
+    """``colouring`` of one map (with what adaptation changed, when coloured by it), made once per ``stamp`` (the
+    run, the map, its files, score, thresholds and colouring): a lasso redraws the maps, and 100,000 hover rows
+    took ~0.6 s a map."""
+    colour, cont, hover, counts = colouring(_p, thr, colour_by)
+    if _flips is not None:  # the same kind on both maps: a flip is between them (its caption's words and value)
+        colour, cont = _flips.kind, False
+        v = np.asarray(_flips.value_after, dtype=float)
+        words = [c[:len(c) - len(f"{x:.3g}") - 1] for c, x in zip(map(_flips.caption, range(len(v))), v)]
+        more = charts.hover_table(["change: {change} {change_value}"], change=words, change_value=v)
+        hover = {"lines": hover["lines"] + more["lines"], "cats": {**hover["cats"], **more["cats"]},
+                 "nums": {**hover["nums"], **more["nums"]}}
+    return colour, cont, hover, counts
 
 
 CHANGED = "what adaptation changed"  # colours by ueo_core.analysis.changes's kinds, the same on both maps
@@ -108,6 +160,20 @@ def searched(score: str, thr: float):
     return done[1], heading, note
 
 
+def big_map(xy, colour, cont, hover, title, scale, thr, flips, only_flipped, hits, key, shots) -> list[int]:
+    """A map of more than ``charts.PLOTLY_MAX`` points (``charts.point_map``: a canvas that stays smooth at
+    100,000; hovering a point shows its thumbnail, made by the job); returns the indices selected on it."""
+    from ueo_core.analysis.changes import CLASS, DOWN, UNCHANGED, UP
+    colors = ({UP: charts.KNOWN_COLOR, DOWN: charts.UNKNOWN_COLOR, CLASS: charts.CLASS_CHANGE_COLOR,
+               UNCHANGED: charts.NEUTRAL_COLOR} if flips is not None else None)
+    codes, style = charts.map_colours(colour, continuous=cont, colour_range=(scale.lo, scale.hi), threshold=thr,
+                                      colour_title=scale.title, colors=colors,
+                                      hidden=[UNCHANGED] if only_flipped else ())
+    return charts.point_map(xy, codes, style, hover, title, key=key, thumbs=shots,
+                            sheets=thumbs.sheet_paths(folder(run_dir), shots) if shots else (),
+                            ring=[h.index for h in hits or ()])
+
+
 def ring(fig, xy, hits) -> None:
     """The search results ringed on a map (selectable like the points under them)."""
     idx = [h.index for h in hits]
@@ -116,8 +182,19 @@ def ring(fig, xy, hits) -> None:
                                                   line=dict(width=1.5)))
 
 
-@st.fragment(run_every=1.0 if ex.kind in ("working", "queued") else None)
-def maps() -> None:
+def made(shots, indices):
+    """A gallery's thumbnails as the job made them (``ueo_core.thumbs``: no photo decoded by the web server), or
+    None before they are made (the gallery then makes its own)."""
+    if not shots or shots.get("n") != len(preds_all):
+        return None
+    return lambda pos: thumbs.gallery_bytes(folder(run_dir), indices[pos])
+
+
+def maps(polling: bool) -> None:
+    """The maps, their selections' galleries and the search. While the job works it is a fragment that redraws
+    alone every second (``polling``); once the job is done it is drawn in the page's own run, so that a lasso
+    redraws the page once (a fragment's redraw and then a full one for the selection's downloads below took two
+    at 100,000 points)."""
     job = _this_run.pop() if _this_run else state.exploration(run_dir)  # the fragment redraws alone meanwhile
     if job.kind == "failed":
         st.error(f"The embeddings could not be computed: {job.words}")
@@ -147,13 +224,18 @@ def maps() -> None:
                                                                                           else []) + ["score"]
                             + flipped,
                             horizontal=True, key="colour_by")
-    if not have_umap:
+    shots = res.get("thumbs")  # the job's thumbnails (hover, galleries), once complete
+    if status.get("stage") == "thumbnails":
+        st.progress(status.get("done", 0) / max(1, status.get("total", 0)),
+                    text=f"Thumbnails: {status.get('done', 0)}/{status.get('total', 0)} images (made once), then "
+                         f"UMAP computing (0/2 maps); the PCA maps are shown meanwhile…")
+    elif not have_umap:
         st.progress(status.get("done", 0) / 2,
                     text=f"UMAP computing ({status.get('done', 0)}/2 maps; the PCA maps are shown meanwhile)…")
     coords = res["umap" if proj == "UMAP" else "pca"]
     preds = preds_all
     thr_after = m.get("after", {}).get("threshold", 0.5)
-    before, thr_before = predictions_before(run_dir), m.get("before", {}).get("threshold", thr_after)
+    before, thr_before = predictions(run_dir, ZERO_SHOT_PREDICTIONS), m.get("before", {}).get("threshold", thr_after)
     if before is None:
         st.warning("This run was made before zero-shot predictions were saved: both maps use the adapted "
                    "predictions.")
@@ -184,12 +266,16 @@ def maps() -> None:
     picked = {}
     for col, key, title, thr in ((c1, "before", "before adaptation (zero-shot)", thr_before),
                                  (c2, "after", "after adaptation", thr_after)):
-        colour, cont, hover, counts = colouring(shown[key], thr, colour_by)
-        if flips is not None:  # the same kind on both maps: a flip is between them
-            colour, cont = flips.kind, False
-            hover = [f"{h}<br>change: {flips.caption(i)}" for i, h in enumerate(hover)]
+        stamp = (run_dir, key, stamps(), score, round(float(thr_before), 9), round(float(thr_after), 9), colour_by)
+        colour, cont, hover, counts = coloured(stamp, shown[key], thr, colour_by, flips)
         with col:
-            fig = charts.embedding_scatter(coords[key], colour, hover, f"{proj} · {title}", continuous=cont,
+            if len(coords[key]) > charts.PLOTLY_MAX:  # Plotly's WebGL in software is too slow there
+                picked[key] = big_map(coords[key], colour, cont, hover, f"{proj} · {title}", scale, thr, flips,
+                                      only_flipped, hits, f"map_{key}_{proj}", shots)
+                st.caption(counts)
+                continue
+            fig = charts.embedding_scatter(coords[key], colour, charts.hover_texts(hover), f"{proj} · {title}",
+                                           continuous=cont,
                                            colour_range=(scale.lo, scale.hi), threshold=thr, colour_title=scale.title)
             if flips is not None:
                 charts.colour_changes(fig, only_flipped)
@@ -211,13 +297,13 @@ def maps() -> None:
         ui.gallery([h.path for h in hits],
                    [f"{h.similarity:.3f} · {h.predicted} · {'known' if h.known else 'unknown'}" for h in hits],
                    limit=SEARCH_TOP, empty="No image matches this filter.", key="explore_search", own_fragment=False,
-                   action=(more, lambda pos: like(hits[pos].index)))
+                   action=(more, lambda pos: like(hits[pos].index)), image=made(shots, [h.index for h in hits]))
     chosen = {}
     for sel in selections(picked, shown, {"before": thr_before, "after": thr_after}):  # each map's picks with its own predictions, never merged
         st.subheader(sel.heading)
         ui.gallery(sel.paths, sel.captions, empty="Select points on this map with the box or lasso tool.",
                    key=f"explore_sel_{sel.key}", own_fragment=False,
-                   action=(more, lambda pos, sel=sel: like(sel.indices[pos])))
+                   action=(more, lambda pos, sel=sel: like(sel.indices[pos])), image=made(shots, sel.indices))
         if sel.paths:
             chosen[sel.key] = list(sel.paths)
     # the selection's way home (sort, labels, zip) is drawn outside this fragment, which polls: a new selection
@@ -225,14 +311,18 @@ def maps() -> None:
     take = {"chosen": chosen, "score": score, "threshold": float(thr_after)}
     if take != st.session_state.get("explore_take"):
         st.session_state["explore_take"] = take
-        st.rerun()
+        if polling:  # drawn below this fragment: the page follows the new selection
+            st.rerun()
     if st.session_state.get("explore_polling") and job.kind not in ("working", "queued"):
         st.session_state["explore_polling"] = False
         st.rerun()  # the job ended: one full rerun stops the polling
 
 
 st.session_state["explore_polling"] = ex.kind in ("working", "queued")
-maps()
+if st.session_state["explore_polling"]:
+    st.fragment(run_every=1.0)(maps)(True)
+else:
+    maps(False)
 take = st.session_state.get("explore_take") or {}
 if take.get("chosen"):
     st.subheader("Take the selection home")

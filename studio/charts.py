@@ -362,3 +362,427 @@ def live_figures(run_dir: str | Path, classes: Sequence[str]) -> dict[str, go.Fi
     if sig and sig[0]:
         out.update(_epoch_figures(str(run_dir), sig, tuple(classes)))
     return out
+
+
+# ------------------------------------------------------------------------------ the point map (10,000 - 100,000)
+# Explore's maps above PLOTLY_MAX points. Plotly's WebGL scatter, which runs in software where the browser has no
+# GPU, took seconds to mount and to answer a lasso at 100,000 points (bench/map_scale.py); this map draws on a 2-D
+# canvas by writing pixels (a few ms for 100,000 points), selects by lasso or box in the browser, and shows the
+# hovered image's thumbnail: a tile of the sprite sheets that the exploration job made (ueo_core.thumbs), fetched
+# by the browser as Streamlit media (an address of content hashes: no server path). Points are sent as binary
+# (float32 coordinates, uint16 colour codes), their hover texts as columns (``hover_table``: codes into tables of
+# distinct texts, score values), written into a text by the browser for the hovered point only.
+PLOTLY_MAX = 3000
+
+_MAP_JS = r"""
+const HOVER_PX = 7;
+function decode(raw) {
+  const u8 = raw instanceof Uint8Array ? raw : new Uint8Array(raw.buffer ? raw.buffer : raw);
+  const dv = new DataView(u8.buffer, u8.byteOffset, u8.byteLength);
+  const hlen = dv.getUint32(0, true);
+  const head = JSON.parse(new TextDecoder().decode(u8.subarray(4, 4 + hlen)));
+  let off = 4 + hlen; off += (8 - (off % 8)) % 8;
+  const n = head.n, buf = u8.buffer.slice(u8.byteOffset + off, u8.byteOffset + u8.byteLength);
+  const T = {f32: Float32Array, f64: Float64Array, u8: Uint8Array, u16: Uint16Array, u32: Uint32Array}, A = {};
+  head.arrays.forEach(([name, type, at]) => { A[name] = new T[type](buf, at, n); });
+  return {head, x: A.x, y: A.y, code: A.code, A, n};
+}
+function esc(t) { return String(t).replace(/[&<>"]/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'})[c]); }
+function g3(v) {  // Python's f"{v:.3g}"
+  if (!isFinite(v)) return isNaN(v) ? 'nan' : (v > 0 ? 'inf' : '-inf');
+  if (v === 0) return (1 / v < 0) ? '-0' : '0';
+  const [m, e] = v.toExponential(2).split('e'), E = +e;
+  const trim = t => t.includes('.') ? t.replace(/0+$/, '').replace(/\.$/, '') : t;
+  if (E < -4 || E >= 3) return trim(m) + 'e' + (E < 0 ? '-' : '+') + String(Math.abs(E)).padStart(2, '0');
+  return trim(v.toFixed(2 - E));
+}
+function hoverText(D, i) {  // the lines of charts.hover_texts, from the point's codes and values
+  const h = D.head.hover, out = [];
+  for (const line of h.lines) {
+    let skip = false;
+    const t = line.replace(/\{(\w+)\}/g, (all, k) => {
+      if (h.tables[k]) { const v = h.tables[k][D.A['h:' + k][i]]; if (v === '') skip = true; return esc(v); }
+      if (D.A['v:' + k]) return g3(D.A['v:' + k][i]);
+      return all; });
+    if (!skip) out.push(t);
+  }
+  return out.join('<br>');
+}
+function hexRgb(h) { const v = parseInt(h.slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
+function inPoly(px, py, poly) {
+  let inside = false;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const [xi, yi] = poly[i], [xj, yj] = poly[j];
+    if (((yi > py) !== (yj > py)) && (px < (xj - xi) * (py - yi) / (yj - yi) + xi)) inside = !inside;
+  }
+  return inside;
+}
+export default function(component) {
+  const { data, parentElement, setStateValue } = component;
+  const root = parentElement.querySelector('.ueo-map');
+  let S = root.__ueo;
+  if (!S) {
+    S = root.__ueo = {mode: 'lasso', view: null, sel: null, sig: null, drawMs: 0, frames: 0};
+    S.canvas = root.querySelector('canvas'); S.tip = root.querySelector('.tip');
+    S.legend = root.querySelector('.legend'); S.title = root.querySelector('.title');
+    root.querySelectorAll('button[data-mode]').forEach(b => b.onclick = () => {
+      S.mode = b.dataset.mode;
+      root.querySelectorAll('button[data-mode]').forEach(o => o.classList.toggle('on', o === b));
+    });
+    root.querySelector('button.reset').onclick = () => { S.view = null; draw(); };
+    root.querySelector('button.clear').onclick = () => { S.sel = null; draw(); send(); };
+  }
+  // the same points as drawn already (a rerun after a lasso sends them again): keep what was decoded and indexed
+  const raw = data instanceof Uint8Array ? data : new Uint8Array(data.buffer ? data.buffer : data);
+  const stamp = raw.byteLength + ':' + new TextDecoder().decode(raw.subarray(4, 64));
+  if (S.stamp === stamp && S.D) { if (S.draw) S.draw(); return; }
+  S.stamp = stamp;
+  const D = decode(data);
+  const H = D.head;
+  if (S.sig !== H.sig) { S.sig = H.sig; S.sel = null; S.view = null; S.hidden = new Set(H.hidden || []); }
+  if (S.sel === null && H.selection && H.selection.length) S.sel = new Set(H.selection);
+  S.D = D; S.H = H;
+  S.rgb = H.palette.map(hexRgb);
+  S.title.textContent = H.title;
+  S.canvas.style.height = H.height + 'px';
+  // the extent of the data, padded
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let i = 0; i < D.n; i++) { const a = D.x[i], b = D.y[i];
+    if (a < x0) x0 = a; if (a > x1) x1 = a; if (b < y0) y0 = b; if (b > y1) y1 = b; }
+  const px = (x1 - x0) * 0.04 || 1, py = (y1 - y0) * 0.04 || 1;
+  S.full = [x0 - px, x1 + px, y0 - py, y1 + py];
+  // a grid over the data for the hover's nearest point
+  const G = 128, cnt = new Int32Array(G * G + 1), cell = new Int32Array(D.n);
+  for (let i = 0; i < D.n; i++) {
+    const gx = Math.min(G - 1, Math.floor((D.x[i] - S.full[0]) / (S.full[1] - S.full[0]) * G));
+    const gy = Math.min(G - 1, Math.floor((D.y[i] - S.full[2]) / (S.full[3] - S.full[2]) * G));
+    cell[i] = gy * G + gx; cnt[cell[i] + 1]++;
+  }
+  for (let c = 0; c < G * G; c++) cnt[c + 1] += cnt[c];
+  const order = new Int32Array(D.n), fill = cnt.slice();
+  for (let i = 0; i < D.n; i++) order[fill[cell[i]]++] = i;
+  S.grid = {G, cnt, order};
+  // legend: a click hides or shows a kind
+  S.legend.innerHTML = '';
+  if (H.bar) {
+    const b = document.createElement('div'); b.className = 'bar';
+    b.innerHTML = `<span>${H.bar.title}</span><i style="background:linear-gradient(90deg,${H.bar.stops})"></i>` +
+      `<small>${H.bar.ticks.join(' · ')}</small>`;
+    S.legend.appendChild(b);
+  }
+  (H.legend || []).forEach(item => {
+    const el = document.createElement('button'); el.className = 'item' + (S.hidden.has(item.code) ? ' off' : '');
+    el.innerHTML = `<b style="background:${H.palette[item.code]}"></b>${item.name}`;
+    el.onclick = () => { S.hidden.has(item.code) ? S.hidden.delete(item.code) : S.hidden.add(item.code);
+      el.classList.toggle('off'); draw(); };
+    S.legend.appendChild(el);
+  });
+  function view() { return S.view || S.full; }
+  function toPx(i, w, h, v) { return [(D.x[i] - v[0]) / (v[1] - v[0]) * w, (1 - (D.y[i] - v[2]) / (v[3] - v[2])) * h]; }
+  function draw() {
+    const t0 = performance.now();
+    const c = S.canvas, dpr = 1, w = c.clientWidth, h = c.clientHeight;
+    if (!w || !h) return;
+    if (c.width !== w * dpr || c.height !== h * dpr) { c.width = w * dpr; c.height = h * dpr; }
+    const ctx = c.getContext('2d'), img = ctx.createImageData(c.width, c.height);
+    const px32 = new Uint32Array(img.data.buffer); px32.fill(0xffffffff);
+    const v = view(), sx = c.width / (v[1] - v[0]), sy = c.height / (v[3] - v[2]);
+    const r = D.n > 20000 ? 1 : 2, sel = S.sel, W = c.width, Hh = c.height;
+    const cols = S.rgb.map(([a, b, d]) => (255 << 24) | (d << 16) | (b << 8) | a);
+    const dim = S.rgb.map(([a, b, d]) => (255 << 24) | (((d + 3 * 235) / 4) << 16) | (((b + 3 * 235) / 4) << 8) | ((a + 3 * 235) / 4));
+    for (let pass = 0; pass < 2; pass++) for (let i = 0; i < D.n; i++) {
+      const k = D.code[i]; if (S.hidden.has(k)) continue;
+      const on = !sel || sel.has(i); if ((pass === 0) === on && sel) continue; if (pass === 1 && !sel) continue;
+      const X = Math.round((D.x[i] - v[0]) * sx), Y = Math.round((v[3] - D.y[i]) * sy);
+      if (X < -r || Y < -r || X > W + r || Y > Hh + r) continue;
+      const col = on ? cols[k] : dim[k];
+      for (let dy = -r; dy <= r; dy++) { const yy = Y + dy; if (yy < 0 || yy >= Hh) continue;
+        for (let dx = -r; dx <= r; dx++) { const xx = X + dx; if (xx >= 0 && xx < W && dx * dx + dy * dy <= r * r + 1) px32[yy * W + xx] = col; } }
+    }
+    ctx.putImageData(img, 0, 0);
+    (H.ring || []).forEach(i => { const [a, b] = toPx(i, W, Hh, v);
+      ctx.beginPath(); ctx.arc(a, b, 6, 0, 2 * Math.PI); ctx.strokeStyle = '#212529'; ctx.lineWidth = 1.5; ctx.stroke(); });
+    if (S.path && S.path.length > 1) { ctx.beginPath(); ctx.moveTo(...S.path[0]); S.path.forEach(p => ctx.lineTo(...p));
+      if (S.mode === 'lasso') ctx.closePath(); ctx.strokeStyle = '#1c7ed6'; ctx.setLineDash([4, 3]); ctx.stroke(); ctx.setLineDash([]); }
+    S.drawMs = performance.now() - t0; S.frames++;
+    c.dataset.frames = S.frames; c.dataset.drawMs = S.drawMs.toFixed(1);
+  }
+  function send() {
+    const idx = S.sel ? Array.from(S.sel) : [];
+    setStateValue('selection', {indices: idx, sig: H.sig});
+  }
+  function nearest(mx, my) {
+    const c = S.canvas, v = view(), w = c.clientWidth, h = c.clientHeight, g = S.grid;
+    const dx = mx / w * (v[1] - v[0]) + v[0], dy = (1 - my / h) * (v[3] - v[2]) + v[2];
+    const rx = HOVER_PX / w * (v[1] - v[0]), ry = HOVER_PX / h * (v[3] - v[2]);
+    const f = S.full, G = g.G;
+    const cx0 = Math.max(0, Math.floor((dx - rx - f[0]) / (f[1] - f[0]) * G)), cx1 = Math.min(G - 1, Math.floor((dx + rx - f[0]) / (f[1] - f[0]) * G));
+    const cy0 = Math.max(0, Math.floor((dy - ry - f[2]) / (f[3] - f[2]) * G)), cy1 = Math.min(G - 1, Math.floor((dy + ry - f[2]) / (f[3] - f[2]) * G));
+    let best = -1, bd = 2;
+    for (let gy = cy0; gy <= cy1; gy++) for (let gx = cx0; gx <= cx1; gx++) {
+      const c0 = gy * G + gx;
+      for (let q = g.cnt[c0]; q < g.cnt[c0 + 1]; q++) { const i = g.order[q];
+        if (S.hidden.has(D.code[i])) continue;
+        const ex = (D.x[i] - dx) / rx, ey = (D.y[i] - dy) / ry, d = ex * ex + ey * ey;
+        if (d <= 1 && d < bd) { bd = d; best = i; } }
+    }
+    return best;
+  }
+  function showTip(i, mx, my) {
+    if (i < 0) { S.tip.style.display = 'none'; S.tip.dataset.index = ''; return; }
+    const t = H.thumbs;
+    let pic = '';
+    if (t && t.sheets && i < t.n) {
+      const k = Math.floor(i / t.per_sheet), j = i % t.per_sheet;
+      pic = `<div class="pic" style="width:${t.tile}px;height:${t.tile}px;background:url('${t.sheets[k]}') -${(j % t.per_row) * t.tile}px -${Math.floor(j / t.per_row) * t.tile}px"></div>`;
+    }
+    S.tip.innerHTML = pic + `<div>${hoverText(S.D, i)}</div>`;
+    S.tip.dataset.index = i;
+    S.tip.style.display = 'flex';
+    const w = S.canvas.clientWidth;
+    S.tip.style.left = Math.min(mx + 14, Math.max(0, w - 300)) + 'px'; S.tip.style.top = (my + 14) + 'px';
+  }
+  if (!S.bound) {
+    S.bound = true;
+    const c = S.canvas;
+    const pos = e => { const b = c.getBoundingClientRect(); return [e.clientX - b.left, e.clientY - b.top]; };
+    c.addEventListener('wheel', e => {
+      e.preventDefault();
+      const [mx, my] = pos(e), v = S.view || S.full, w = c.clientWidth, h = c.clientHeight;
+      const f = Math.exp(e.deltaY * 0.0015), ax = v[0] + mx / w * (v[1] - v[0]), ay = v[3] - my / h * (v[3] - v[2]);
+      S.view = [ax - (ax - v[0]) * f, ax + (v[1] - ax) * f, ay - (ay - v[2]) * f, ay + (v[3] - ay) * f];
+      S.draw();
+    }, {passive: false});
+    c.addEventListener('dblclick', () => { S.view = null; S.draw(); });
+    c.addEventListener('pointerdown', e => {
+      c.setPointerCapture(e.pointerId);
+      const p = pos(e); S.down = p; S.path = [p]; S.v0 = (S.view || S.full).slice();
+      S.tip.style.display = 'none';
+    });
+    c.addEventListener('pointermove', e => {
+      const p = pos(e);
+      if (!S.down) { showTip(S.nearest(p[0], p[1]), p[0], p[1]); return; }
+      if (S.mode === 'pan') {
+        const v = S.v0, w = c.clientWidth, h = c.clientHeight;
+        const ddx = (p[0] - S.down[0]) / w * (v[1] - v[0]), ddy = (p[1] - S.down[1]) / h * (v[3] - v[2]);
+        S.view = [v[0] - ddx, v[1] - ddx, v[2] + ddy, v[3] + ddy]; S.path = null;
+      } else if (S.mode === 'box') { S.path = [S.down, [p[0], S.down[1]], p, [S.down[0], p[1]], S.down]; }
+      else S.path.push(p);
+      S.draw();
+    });
+    c.addEventListener('pointerleave', () => { if (!S.down) S.tip.style.display = 'none'; });
+    c.addEventListener('pointerup', e => {
+      const path = S.path; S.down = null; S.path = null;
+      if (S.mode !== 'pan' && path && path.length > 2) {
+        const v = S.view || S.full, w = c.clientWidth, h = c.clientHeight, D2 = S.D, got = new Set();
+        let bx0 = Infinity, bx1 = -Infinity, by0 = Infinity, by1 = -Infinity;
+        path.forEach(([a, b]) => { bx0 = Math.min(bx0, a); bx1 = Math.max(bx1, a); by0 = Math.min(by0, b); by1 = Math.max(by1, b); });
+        for (let i = 0; i < D2.n; i++) { if (S.hidden.has(D2.code[i])) continue;
+          const a = (D2.x[i] - v[0]) / (v[1] - v[0]) * w, b = (1 - (D2.y[i] - v[2]) / (v[3] - v[2])) * h;
+          if (a < bx0 || a > bx1 || b < by0 || b > by1) continue;
+          if (inPoly(a, b, path)) got.add(i); }
+        S.sel = got.size ? got : null; S.send();
+      }
+      S.draw();
+    });
+  }
+  S.draw = draw; S.nearest = nearest; S.send = send;
+  draw();
+}
+"""
+
+_MAP_HTML = """<div class="ueo-map"><div class="title"></div><div class="tools">
+<button data-mode="lasso" class="on" title="draw around points to select them">Lasso</button>
+<button data-mode="box" title="drag a rectangle to select">Box</button>
+<button data-mode="pan" title="drag to move the map (the wheel zooms)">Pan</button>
+<button class="reset" title="the whole map (or double-click)">Reset view</button>
+<button class="clear" title="select nothing">Clear selection</button></div>
+<div class="stage"><canvas></canvas><div class="tip"></div></div><div class="legend"></div></div>"""
+
+_MAP_CSS = """
+.ueo-map { font: 13px sans-serif; color: #212529; }
+.ueo-map .title { font-size: 16px; margin: 4px 0; }
+.ueo-map .tools button, .ueo-map .legend button { border: 1px solid #ced4da; background: #fff; border-radius: 4px;
+  padding: 1px 8px; margin: 0 4px 4px 0; cursor: pointer; font: inherit; }
+.ueo-map .tools button.on { background: #e7f5ff; border-color: #1c7ed6; }
+.ueo-map .stage { position: relative; }
+.ueo-map canvas { width: 100%; display: block; border: 1px solid #f1f3f5; cursor: crosshair; touch-action: none; }
+.ueo-map .tip { position: absolute; display: none; gap: 8px; align-items: flex-start; background: #fff;
+  border: 1px solid #adb5bd; border-radius: 4px; padding: 6px; pointer-events: none; max-width: 300px;
+  box-shadow: 0 2px 6px rgba(0,0,0,.15); z-index: 2; }
+.ueo-map .tip .pic { flex: none; border: 1px solid #dee2e6; }
+.ueo-map .legend { margin-top: 4px; }
+.ueo-map .legend b { display: inline-block; width: 10px; height: 10px; border-radius: 5px; margin-right: 4px; }
+.ueo-map .legend .off { opacity: .4; text-decoration: line-through; }
+.ueo-map .bar i { display: inline-block; width: 160px; height: 10px; margin: 0 6px; vertical-align: middle; }
+"""
+
+
+@st.cache_resource(show_spinner=False)
+def _map_component():
+    # in the page's DOM (no shadow root): its styles are all under .ueo-map, and tests and benches find it
+    return st.components.v2.component("ueo_point_map", html=_MAP_HTML, css=_MAP_CSS, js=_MAP_JS,
+                                      isolate_styles=False)
+
+
+def hover_table(lines: Sequence[str], **columns) -> dict:
+    """What a map's hover says of each point, compact: ``lines`` are templates naming ``columns`` in braces
+    ("predicted: {pred} ({kind})"). A column of text goes to the browser once as its distinct values and a code per
+    point; a column of numbers as float64, written with 3 significant digits (Python's ``.3g``). A line with a text
+    column empty for a point is left out for it (no "true:" line without a true class). 100,000 hover texts were
+    ~7 MB a map, sent again on each of a lasso's redraws."""
+    cats, nums = {}, {}
+    for name, values in columns.items():
+        a = np.asarray(values)
+        if a.dtype.kind in "fiub":
+            nums[name] = a.astype(np.float64)
+        else:
+            table, codes = np.unique(a.astype(str), return_inverse=True)
+            kind = np.uint8 if len(table) <= 256 else np.uint16 if len(table) <= 65536 else np.uint32
+            cats[name] = (codes.astype(kind).ravel(), table.tolist())
+    return {"lines": list(lines), "cats": cats, "nums": nums}
+
+
+def hover_texts(hover: dict) -> list[str]:
+    """Every point's hover text from a ``hover_table``, as the point map writes it in the browser (Plotly's maps
+    show these)."""
+    import re
+    cats, nums = hover["cats"], hover["nums"]
+    n = len(next(iter(cats.values()))[0]) if cats else len(next(iter(nums.values()), []))
+    lines = [(line, re.findall(r"\{(\w+)\}", line)) for line in hover["lines"]]
+    out = []
+    for i in range(n):
+        shown = []
+        for line, names in lines:
+            vals = {k: cats[k][1][cats[k][0][i]] if k in cats else f"{nums[k][i]:.3g}" for k in names
+                    if k in cats or k in nums}
+            if any(k in cats and vals[k] == "" for k in names):
+                continue
+            shown.append(re.sub(r"\{(\w+)\}", lambda m: vals.get(m.group(1), m.group(0)), line))
+        out.append("<br>".join(shown))
+    return out
+
+
+def map_payload(xy: np.ndarray, codes: np.ndarray, head: dict, hover: Optional[dict] = None) -> bytes:
+    """The binary the point map reads: uint32 header length, the JSON header, padding to 8 bytes, then the arrays
+    the header's "arrays" lists as [name, type, byte offset]: float32 "x" and "y", uint16 colour "code", and per
+    ``hover_table`` column a uint8/16/32 "h:<name>" (codes into the header's hover tables, as few bytes as the table
+    needs) or a float64 "v:<name>"; each in the points' order (index = image index), each at a multiple of 8."""
+    import json
+    xy = np.asarray(xy, dtype=np.float32)
+    arrays = [("x", "f32", np.ascontiguousarray(xy[:, 0])), ("y", "f32", np.ascontiguousarray(xy[:, 1])),
+              ("code", "u16", np.asarray(codes, dtype=np.uint16))]
+    if hover is not None:
+        arrays += [(f"h:{k}", {1: "u8", 2: "u16"}.get(np.asarray(c).itemsize, "u32"),
+                    np.asarray(c, {1: np.uint8, 2: np.uint16}.get(np.asarray(c).itemsize, np.uint32)))
+                   for k, (c, _) in hover["cats"].items()]
+        arrays += [(f"v:{k}", "f64", np.asarray(v, np.float64)) for k, v in hover["nums"].items()]
+        head = {**head, "hover": {"lines": hover["lines"], "tables": {k: t for k, (_, t) in hover["cats"].items()}}}
+    parts, at = [], 0
+    for name, kind, arr in arrays:
+        b = arr.tobytes()
+        parts.append((name, kind, at, b))
+        at += len(b) + (8 - len(b) % 8) % 8
+    h = json.dumps({**head, "arrays": [[name, kind, off] for name, kind, off, _ in parts]},
+                   separators=(",", ":")).encode()
+    body = b"".join(b + b"\0" * ((8 - len(b) % 8) % 8) for *_, b in parts)
+    return b"".join([np.uint32(len(h)).tobytes(), h, b"\0" * ((8 - (4 + len(h)) % 8) % 8), body])
+
+
+def map_colours(color: Sequence, continuous: bool = False, colour_range: Optional[tuple[float, float]] = None,
+                threshold: Optional[float] = None, colour_title: str = "score", colors: Optional[dict] = None,
+                hidden: Sequence[str] = ()) -> tuple[np.ndarray, dict]:
+    """(each point's colour code, the header's palette / legend / bar) for the point map, with the same colours
+    as ``embedding_scatter``: known green, unknown orange, classes from the palette, a score on the diverging
+    known/unknown scale centred on the threshold; ``colors`` fixes some kinds' colours (what adaptation changed),
+    and the kinds in ``hidden`` start hidden (their legend item shows them). A legend item names its kind and
+    count."""
+    from plotly.colors import sample_colorscale
+    if continuous:
+        values = np.asarray(color, dtype=float)
+        lo, hi = colour_range if colour_range is not None else (float(np.nanmin(values)), float(np.nanmax(values)))
+        scale = _diverging(lo, hi, threshold) if threshold is not None else "Viridis"
+        steps = 64
+        palette = [_hex(c) for c in sample_colorscale(scale, [k / (steps - 1) for k in range(steps)])]
+        pos = np.clip((np.nan_to_num(values, nan=lo) - lo) / ((hi - lo) or 1.0), 0, 1)
+        codes = np.rint(pos * (steps - 1)).astype(np.uint16)
+        ticks = [f"{lo:.3g}"] + ([f"threshold {threshold:.3g}"] if threshold is not None else []) + [f"{hi:.3g}"]
+        stops = ",".join(palette[:: max(1, steps // 8)] + [palette[-1]])
+        return codes, {"palette": palette, "legend": [], "bar": {"title": colour_title, "stops": stops,
+                                                                "ticks": ticks}}
+    color = np.asarray(color, dtype=object)
+    kinds = sorted(set(color.tolist()), key=str)
+    palette, legend = [], []
+    codes = np.zeros(len(color), dtype=np.uint16)
+    for k, value in enumerate(kinds):
+        m = color == value
+        codes[m] = k
+        fixed = {"known": KNOWN_COLOR, "unknown": UNKNOWN_COLOR, **(colors or {})}
+        palette.append(fixed.get(str(value), _PALETTE[k % len(_PALETTE)]))
+        legend.append({"code": k, "name": f"{value} · {int(m.sum())}"})
+    return codes, {"palette": palette, "legend": legend, "bar": None,
+                   "hidden": [k for k, v in enumerate(kinds) if str(v) in set(hidden)]}
+
+
+def _hex(c: str) -> str:
+    """Plotly's "rgb(r, g, b)" (or a hex) as #rrggbb."""
+    if c.startswith("#"):
+        return c
+    r, g, b = (int(float(v)) for v in c[c.index("(") + 1:c.index(")")].split(",")[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _sheet_urls(sheets: Sequence[str]) -> list[str]:
+    """The thumbnail sheets as Streamlit media addresses (``/media/<content hash>.jpg``: no path leaves the
+    server); the browser fetches a sheet when one of its points is first hovered. Registered once per session and
+    content of the sheets (their sizes and times): Streamlit keeps a session's media until the session ends, and
+    hashing 38 MB of sheets (100,000 images) for each map on each redraw cost a lasso ~0.3 s."""
+    from streamlit import runtime
+    if not runtime.exists():  # bare mode (AppTest): no media server, nothing to fetch
+        return [f"sheet-{k}" for k in range(len(sheets))]
+    stamp = tuple((str(p), os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in sheets)
+    done = st.session_state.get(_SHEETS)
+    if done and done[0] == stamp:
+        return done[1]
+    mgr = runtime.get_instance().media_file_mgr
+    urls = [mgr.add(_sheet_bytes(p, t), "image/jpeg", f"ueo-map-sheet-{p}") for p, _, t in stamp]
+    st.session_state[_SHEETS] = (stamp, urls)
+    return urls
+
+
+_SHEETS = "ueo_map_sheets"  # (the sheets' stamp, their media addresses) registered in this session
+
+
+@st.cache_resource(max_entries=512, ttl=900, show_spinner=False)
+def _sheet_bytes(path: str, mtime_ns: int) -> bytes:
+    return Path(path).read_bytes()
+
+
+def point_map(xy: np.ndarray, codes: np.ndarray, style: dict, hover: dict, title: str, key: str,
+              thumbs: Optional[dict] = None, sheets: Sequence[str] = (), ring: Sequence[int] = (),
+              height: int = 420) -> list[int]:
+    """Draws the point map; returns the indices (into ``xy``) of the points selected by lasso or box, [] for none.
+    ``hover`` is a ``hover_table`` (each point's hover text, made in the browser); ``thumbs`` is the thumbnails'
+    meta (``ueo_core.thumbs``) and ``sheets`` their files: with them a hovered point shows its image. A new set of
+    points (another projection, colouring or run) starts with no selection."""
+    import hashlib
+    xy = np.asarray(xy, dtype=np.float32)
+    head = {"n": int(len(xy)), "sig": "", "title": title, "height": int(height),
+            "ring": [int(i) for i in ring], **style}
+    if thumbs and sheets:
+        head["thumbs"] = {k: thumbs[k] for k in ("n", "tile", "per_row", "per_sheet")}
+        head["thumbs"]["sheets"] = _sheet_urls(sheets)
+    raw = map_payload(xy, codes, head, hover)  # (its signature: the points, colours, hover, title, thumbnails)
+    head["sig"] = sig = hashlib.sha1(raw).hexdigest()[:16]
+    try:  # the selection Python holds (drawn again by a map that was mounted anew, e.g. after a page switch)
+        prev = (st.session_state.get(key) or {}).get("selection") or {}
+    except Exception:  # noqa: BLE001 (no state yet)
+        prev = {}
+    if prev.get("sig") == sig:
+        head["selection"] = [int(i) for i in prev.get("indices", [])]
+    got = _map_component()(data=map_payload(xy, codes, head, hover), key=key, default={"selection": None},
+                           on_selection_change=lambda: None, height="content")
+    sel = got.get("selection") if hasattr(got, "get") else getattr(got, "selection", None)
+    if not sel or sel.get("sig") != sig:
+        return []
+    return sorted(int(i) for i in sel.get("indices", []) if 0 <= int(i) < len(xy))

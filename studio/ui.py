@@ -101,21 +101,23 @@ def thumbnail(path: str, size: int = 112, mtime: float = 0.0) -> bytes:
 
 def gallery(paths: Sequence[str], captions: Sequence[str] | None = None, limit: int = 48,
             columns: int = GALLERY_COLUMNS, empty: str = "No images.", key: Optional[str] = None,
-            own_fragment: bool = True, action: Optional[tuple[str, Callable[[int], None]]] = None) -> None:
+            own_fragment: bool = True, action: Optional[tuple[str, Callable[[int], None]]] = None,
+            image: Optional[Callable[[int], bytes]] = None) -> None:
     """A thumbnail grid of ``limit`` images; with a ``key``, paged, so that every image can be reached. A paged
     gallery is its own fragment: turning its page reruns the gallery, not the page around it. Inside a fragment
     that reruns on a timer, pass ``own_fragment=False``: Streamlit 1.67's frontend can then receive the nested
     fragment's elements at a path that no longer exists ("Bad delta path index") and blank the page.
     ``action`` = (label, fn): a small button under each image (with a ``key``) that calls ``fn(position in
-    paths)`` (Explore's "More like this")."""
+    paths)`` (Explore's "More like this"). ``image(position in paths)``: the thumbnail's bytes made elsewhere
+    (Explore's, by the exploration job: ``ueo_core.thumbs``), instead of decoding the file here."""
     if key and own_fragment:
         st.fragment(_gallery)(list(paths), None if captions is None else list(captions), limit, columns, empty, key,
-                              action)
+                              action, image)
     else:
-        _gallery(paths, captions, limit, columns, empty, key, action)
+        _gallery(paths, captions, limit, columns, empty, key, action, image)
 
 
-def _gallery(paths, captions, limit, columns, empty, key, action=None) -> None:
+def _gallery(paths, captions, limit, columns, empty, key, action=None, image=None) -> None:
     if not len(paths):
         st.caption(empty)
         return
@@ -130,7 +132,8 @@ def _gallery(paths, captions, limit, columns, empty, key, action=None) -> None:
     for i, (p, c) in enumerate(zip(shown, caps)):
         with cols[i % columns]:
             try:
-                st.image(thumbnail(str(p), mtime=os.stat(p).st_mtime), caption=c, width="stretch")
+                st.image(image(start + i) if image else thumbnail(str(p), mtime=os.stat(p).st_mtime), caption=c,
+                         width="stretch")
             except Exception:  # a file that vanished or broke since it was read: say so, keep going
                 st.caption(f"⚠️ {Path(p).name}: cannot be shown")
             if action and key:

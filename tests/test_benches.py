@@ -41,6 +41,7 @@ BENCHES = [
     ("precision.py", "| precision | img/s | ratio |", False, False, True),
     ("train_precision.py", "| setting | s/step (median) | img/s | vs fp32 (paired median) |", False, False, True),
     ("label_coverage.py", "| estimate | true value | covered | mean width | too few |", False, False, True),
+    ("map_scale.py", "| tool | points | first paint ms |", True, False, True),  # ~55 s: Explore's maps' browser check
     ("clipood_table.py", "| target | method | GACC | AUROC | H-score |", False, False, False),
     ("gpu.py", "| measurement | setting | result |", False, False, False),
     ("classroom.py", "| K | lost | all done s |", True, True, False),

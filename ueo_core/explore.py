@@ -99,6 +99,8 @@ def compute(run_dir: str | Path, seed: int = 0, cache_dir=None, min_interval: fl
     status("loading the model", 0, 0, force=True)
     feats = run_features(run_dir, cache_dir=cache_dir, progress=status)
     _save(out / PCA, {k: pca_2d(feats[k]) for k in MAPS})
+    from . import thumbs  # made once here, on the worker: the page's hover and galleries read them
+    thumbs.make(read_predictions(run_dir).paths, out, progress=lambda d, n: status("thumbnails", d, n))
     umaps = {}
     for k in MAPS:
         status("UMAP", len(umaps), len(MAPS), force=True)
@@ -122,6 +124,8 @@ def read(run_dir: str | Path) -> dict:
                 got[key] = {k: z[k] for k in MAPS}
         except (OSError, ValueError, KeyError):
             pass
+    from .thumbs import read_meta
+    got["thumbs"] = read_meta(out)  # the thumbnails' meta once they are complete (None before)
     return got
 
 
