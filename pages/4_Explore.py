@@ -226,12 +226,12 @@ def maps(polling: bool) -> None:
                             horizontal=True, key="colour_by")
     shots = res.get("thumbs")  # the job's thumbnails (hover, galleries), once complete
     if status.get("stage") == "thumbnails":
-        st.progress(status.get("done", 0) / max(1, status.get("total", 0)),
+        st.progress(min(1.0, status.get("done", 0) / max(1, status.get("total", 0))),
                     text=f"Thumbnails: {status.get('done', 0)}/{status.get('total', 0)} images (made once), then "
                          f"UMAP computing (0/2 maps); the PCA maps are shown meanwhile…")
-    elif not have_umap:
-        st.progress(status.get("done", 0) / 2,
-                    text=f"UMAP computing ({status.get('done', 0)}/2 maps; the PCA maps are shown meanwhile)…")
+    elif not have_umap:  # (until the job says "UMAP", its status is still the last stage's: no map done yet)
+        maps_done = min(2, status.get("done", 0)) if status.get("stage") == "UMAP" else 0
+        st.progress(maps_done / 2, text=f"UMAP computing ({maps_done}/2 maps; the PCA maps are shown meanwhile)…")
     coords = res["umap" if proj == "UMAP" else "pca"]
     preds = preds_all
     thr_after = m.get("after", {}).get("threshold", 0.5)
