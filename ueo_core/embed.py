@@ -73,7 +73,7 @@ class FeatureStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=60)  # Ray workers and the app may write at the same time
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+        self.db.execute("CREATE TABLE IF NOT EXISTS files (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
                         "digest TEXT)")
         self.db.execute("CREATE TABLE IF NOT EXISTS features (space TEXT, digest TEXT, dim INTEGER, vec BLOB, "
                         "PRIMARY KEY (space, digest))")
@@ -83,7 +83,7 @@ class FeatureStore:
 
     def digests(self, files: Sequence[str]) -> list[str]:
         """The content hash of each file (blake2b, 128 bits), from the table where size and time still match."""
-        paths = [os.path.abspath(f) for f in files]
+        paths = [os.fsencode(os.path.abspath(f)) for f in files]  # bytes: a name need not be UTF-8 (Linux)
         known = {}
         for chunk in _chunks(sorted(set(paths))):
             known.update({r[0]: r[1:] for r in self.db.execute(
