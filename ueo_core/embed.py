@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from .paths import cache_root
-from .data import ImageDataset
 from .models import LoadedModel
 
 
@@ -47,7 +46,6 @@ def tower_variant(loaded: LoadedModel, tensors: dict[str, torch.Tensor]) -> str:
 
 DECODE = "draft1"  # how files are decoded (``data.load_rgb``'s JPEG draft to the model's input): part of the key
 STORE = "features.sqlite"
-STATS = {"encoded": 0, "reused": 0}  # images through the image tower / served from the store, in this process
 
 
 def feature_space(loaded: LoadedModel, variant: str = "", transform: str = "eval") -> str:
@@ -166,8 +164,6 @@ def image_features(loaded: LoadedModel, files: Sequence[str], variant: str = "",
             have.update(new)
         elif progress:
             progress(len(files), len(files))
-        STATS["encoded"] += len(todo)
-        STATS["reused"] += len(files) - len(todo)
         dim = len(next(iter(have.values()))) if have else 0
         return np.stack([have[d] for d in digests]) if files else np.zeros((0, dim), np.float32)
     finally:

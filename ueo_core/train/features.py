@@ -144,24 +144,24 @@ class CachedPrefix(FullTower):
         features of the tower as loaded: kept on disk (``embed.cached_array``) under everything their random crops
         depend on (the files in order, the seed, the crop scale, the decoding), so the next run with the same
         settings (a lesson's methods, a rerun) reads them."""
-        cfg, views = self.tr.config, []
-        for v in range(cfg.fast_views):
-            seed = cfg.seed * 1000 + 500 + v
+        cfg = self.tr.config
 
-            def encode(seed=seed, v=v):
-                torch.manual_seed(seed)
-                return encode_images(self.loaded, self.tr.train_set, cfg.batch_size * 3, cfg.num_workers,
-                                     progress=self.tr.progress_reporter(f"caching view {v + 1}/{cfg.fast_views}"),
-                                     fn=self.prefix)
-            if self.blocks:
-                views.append(encode())
-                continue
-            from ..embed import cached_array, feature_key
-            key = feature_key(self.loaded, self.tr.train_set.files,
-                              f"{self.loaded.variant}|view|{seed}|{tuple(cfg.crop_scale)}|{cfg.cache_images}"
-                              f"|{cfg.num_workers}", transform="train")
-            views.append(torch.from_numpy(cached_array(key, lambda: encode().cpu().numpy())).to(self.loaded.device))
-        self.view_feats = torch.stack(views)
+        def encode(v: int) -> torch.Tensor:
+            torch.manual_seed(cfg.seed * 1000 + 500 + v)
+            return encode_images(self.loaded, self.tr.train_set, cfg.batch_size * 3, cfg.num_workers,
+                                 progress=self.tr.progress_reporter(f"caching view {v + 1}/{cfg.fast_views}"),
+                                 fn=self.prefix)
+
+        def all_views() -> torch.Tensor:
+            return torch.stack([encode(v) for v in range(cfg.fast_views)])
+        if self.blocks:
+            self.view_feats = all_views()
+            return
+        from ..embed import cached_array, feature_key
+        key = feature_key(self.loaded, self.tr.train_set.files,
+                          f"{self.loaded.variant}|views|{cfg.seed}|{cfg.fast_views}|{tuple(cfg.crop_scale)}"
+                          f"|{cfg.cache_images}|{cfg.num_workers}", transform="train")
+        self.view_feats = torch.from_numpy(cached_array(key, lambda: all_views().cpu().numpy())).to(self.loaded.device)
 
     def __call__(self, b, text):
         return self.head(self.view_feats[b.view, b.index].to(self.loaded.device)), text()

@@ -165,11 +165,16 @@ class Trainer:
         for the run's last evaluation (and an evaluation of a run on other photos), the adapted features Explore,
         sort and search ask for next (``apply_state`` keys them alike); None in between (features of a tower still
         learning are not kept)."""
-        now = params_digest(dict(self.visual_params))
-        if now == self.tower_base:
+        now = self._adapted_tower()
+        if now is None:
             return self.loaded.variant
         last = epoch == self.config.epochs or self.evaluates is not None  # (an evaluation's tower never learns)
         return now if kind == "epoch" and last else None
+
+    def _adapted_tower(self) -> Optional[str]:
+        """The digest of the adapted image-tower parameters, or None while they are as loaded."""
+        now = params_digest(dict(self.visual_params))
+        return None if now == self.tower_base else now
 
     @torch.no_grad()
     def cosine_logits(self, phase: str = "evaluating", variant: Optional[str] = None) -> torch.Tensor:
@@ -251,8 +256,8 @@ class Trainer:
         """A model trained in place names its tower's new state (``loaded.variant``), so that whoever uses it
         next (another run given the same model) never reads the feature store's entries of its old weights."""
         if getattr(self, "visual_params", None) and self.loaded is not None:
-            now = params_digest(dict(self.visual_params))
-            if now != self.tower_base:
+            now = self._adapted_tower()
+            if now is not None:
                 for m in {id(x): x for x in (self.loaded, self.given) if x is not None}.values():
                     m.variant = now
 
