@@ -121,6 +121,8 @@ class Method:
     name: ClassVar[str]
     label: ClassVar[str]
     description: ClassVar[str]
+    plain: ClassVar[str]                     # its name inside a sentence ("entropy minimisation (TENT)", "the
+    #   oracle"): the lesson's and the verdicts' one table of method names
     trains: ClassVar[bool] = True
     needs_weights: ClassVar[bool] = False
     needs_truth: ClassVar[bool] = False

@@ -40,6 +40,7 @@ class CLIPood(Method):
     optimizer.pt holds the optimizer's state and the average so far) and of the average at the end."""
     name = "clipood"
     label = "CLIPood (supervised, labelled source)"
+    plain = "CLIPood"
     description = ("Fine-tune the whole image tower on labelled source folders with margin metric softmax, "
                    "and keep a Beta moving average of its weights (needs labelled source folders).")
     supervised = True          # trains on labelled source images, evaluates on the target folder

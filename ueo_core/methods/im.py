@@ -7,6 +7,7 @@ from .base import Batch, Method, entropy
 class InfoMax(Method):
     name = "im"
     label = "Information max. (IM)"
+    plain = "IM"
     description = "Confident yet diverse predictions: mean entropy - lambda * entropy of the mean prediction."
     uses = ("trade",)
 

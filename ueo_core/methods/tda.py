@@ -77,6 +77,7 @@ def tda_step(pos: dict, neg: dict, feature: torch.Tensor, logits: torch.Tensor) 
 class TDA(Method):
     name = "tda"
     label = "TDA (training-free: dynamic cache adapters)"
+    plain = "TDA"
     description = ("No training: the images stream through a positive cache of confident ones and a negative "
                    "cache of uncertain ones, which adjust CLIP's logits (the order of the stream is fixed by the "
                    "seed).")

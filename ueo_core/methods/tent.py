@@ -7,6 +7,7 @@ from .base import Batch, Method, entropy
 class EntropyMin(Method):
     name = "entropy"
     label = "Entropy min. (TENT)"
+    plain = "entropy minimisation (TENT)"
     description = "Minimise the mean entropy of all predictions (no diversity term: may collapse)."
 
     def loss(self, batch: Batch):

@@ -25,6 +25,7 @@ def ueo_loss(probs: torch.Tensor, weight: torch.Tensor, trade: float):
 class UEO(Method):
     name = "ueo"
     label = "UEO"
+    plain = "UEO"
     description = ("Universal Entropy Optimization: confidence-weighted entropy minimisation plus "
                    "inverse-confidence-weighted marginal entropy maximisation.")
     needs_weights = True
@@ -49,6 +50,7 @@ class UEO(Method):
 class Oracle(Method):
     name = "oracle"
     label = "Oracle (true known/unknown)"
+    plain = "the oracle"
     description = "UEO with the true known/unknown mask as weights (needs ground truth): an upper bound."
     needs_truth = True
     uses = ("trade",)

@@ -7,5 +7,6 @@ from .base import Method
 class ZeroShot(Method):
     name = "zero_shot"
     label = "Zero-shot"
+    plain = "zero-shot"
     description = "No adaptation: the model and prompt template as they are."
     trains = False
