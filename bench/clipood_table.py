@@ -52,7 +52,7 @@ def main(argv=None) -> int:
         runs = [("zero-shot", RunConfig(data=spec(tgt), preset="shapes", method="zero_shot", seed=args.seed)),
                 ("UEO (no labels)", RunConfig(data=spec(tgt), preset="shapes", method="ueo", seed=args.seed, **ueo))]
         clipood = dict(method="clipood", data=spec(tgt), preset="shapes", epochs=args.epochs, seed=args.seed,
-                       iters_per_epoch=args.iters_per_epoch)
+                       options={"iters_per_epoch": args.iters_per_epoch})
         for lr in args.clipood_lrs:
             runs.append((f"CLIPood lr {lr:g} (flat labels)", RunConfig(source=[spec("flat")], lr_visual=lr,
                                                                         **clipood)))
@@ -72,8 +72,9 @@ def main(argv=None) -> int:
         lst = f"{last['gacc']*100:.1f} / {last['auroc']*100:.1f}" if last else "–"
         print(f"| {tgt} | {name} | {m['gacc']*100:.1f} | {m['auroc']*100:.1f} | {m['h_score']*100:.1f} | {lst} |")
     c = runs[-1][1]
-    print(f"\nseed {args.seed}; CLIPood: {c.epochs} epochs of {c.iters_per_epoch or 'one pass of'} steps, batch "
-          f"{c.batch_size} per source, AdamW wd {c.weight_decay:g}, lambda {c.margin:g}, beta {c.bma_beta:g}; "
+    o = c.options
+    print(f"\nseed {args.seed}; CLIPood: {c.epochs} epochs of {o['iters_per_epoch'] or 'one pass of'} steps, batch "
+          f"{c.batch_size} per source, AdamW wd {o['weight_decay']:g}, lambda {o['margin']:g}, beta {o['bma_beta']:g}; "
           f"{time.time() - t0:.0f} s in all")
     if args.quick:
         print(QUICK_NOTE)

@@ -146,8 +146,8 @@ class Step:
         tr.setup()
         n, k = len(tr.image_set), len(tr.image_set.classes)
         # UEO's weights from uniform zero-shot logits (as estimate_run does): their values do not change the cost
-        self.ctx = tr.method.prepare(tr, torch.zeros(n, k), Resumed())
-        self.params = tr.method.params(tr)
+        self.ctx = tr.method.prepare(tr.view, torch.zeros(n, k), Resumed())
+        self.params = tr.method.params(tr.view)
         self.batch = next(iter(tr.batches.epoch(1)))
         self.batch_size = len(self.batch.images)
         groups = [{"params": [p for name, p in self.params.items() if name.startswith(part)], "lr": lr}

@@ -54,7 +54,7 @@ def worker(args) -> dict:
     if args.impl == "reference":
         from reference_ueo import run_reference
         out = run_reference(loaded, files, ims.classes, args.epochs, args.batch_size, lr=args.lr,
-                            seed=args.seed, weight_temperature=1.0)
+                            seed=args.seed, options={"weight_temperature": 1.0})
     else:
         marks = {}
 
@@ -67,7 +67,7 @@ def worker(args) -> dict:
                 marks["n"] = marks.get("n", 0) + ev.data["batch"]
         cfg = RunConfig(data=args.data, method="ueo", pretrained=pretrained, model=args.model, epochs=args.epochs,
                         batch_size=args.batch_size, lr_prompt=args.lr, lr_visual=args.lr, seed=args.seed,
-                        weight_temperature=1.0, eval_every=100_000, device=args.device,
+                        eval_every=100_000, device=args.device, options={"weight_temperature": 1.0},
                         fast_mode=None if args.impl == "ours" else args.impl)
         Trainer(cfg, loaded=loaded, image_set=ims, listeners=[on]).run()
         out = {"first_loss": marks["first_loss"], "train_images": marks["n"],

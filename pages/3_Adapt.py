@@ -5,7 +5,8 @@ from studio import charts, state, ui
 from ueo_core.analysis import (acceptance_summary, entropy_note, read_predictions, run_curves, run_verdict,
                                shares_note, shown_gain, shown_rate)
 from ueo_core.config import RunConfig
-from studio.advice import is_resnet_tower, prefers_fast_mode, suggested_settings
+from studio.advice import fast_mode_choice, passes_note, suggested_settings
+from studio.method_form import option_widgets
 from ueo_core.data import DataError
 from ueo_core.methods import METHODS
 from ueo_core.roots import describe
@@ -44,15 +45,10 @@ if METHODS[method].supervised:
 fast = None
 if not METHODS[method].supervised and METHODS[method].trains:
     try:
-        loaded_now = state.loaded_model()
-        slow, resnet = prefers_fast_mode(loaded_now), is_resnet_tower(loaded_now)
+        modes, default, slow = fast_mode_choice(state.loaded_model())
     except Exception as err:  # the model cannot be loaded: the run will say so; no fast-mode advice
         st.error(state.friendly(err))
-        slow, resnet = False, False
-    modes = {"Full (exact)": None, "Fast: prompt only (approximation)": "prompt_only"}
-    if resnet:
-        modes["Fast: last ResNet stage + prompt (approximation)"] = "last_blocks"
-    default = ("last_blocks" if resnet else "prompt_only") if slow else None
+        modes, default, slow = {"Full (exact)": None, "Fast: prompt only (approximation)": "prompt_only"}, None, False
     mode = st.radio("Speed", list(modes), index=list(modes.values()).index(default), horizontal=True,
                     help="Fast modes freeze (part of) the image tower and cache its output for 4 augmented views "
                          "per image: prompt only trains just the prompt context; last ResNet stage also trains "
@@ -73,18 +69,14 @@ def setting(key: str, default, kind=float):
     return kind(own[key]) if own.get(key) is not None else kind(default)
 
 
-views = RunConfig.zero_views
-if "zero_views" in METHODS[method].uses:  # ZERO: N views an image multiply the cost of inference
-    views = st.number_input("Views per image (ZERO: the image and N-1 random crops)", 4, 512,
-                            setting("zero_views", RunConfig.zero_views, int),
-                            key=f"zero_views|{method}")
-    cost = st.session_state.get("cost")
-    per_pass = (f" The Model page measured one pass over these images at ~{cost['eval_seconds']:.0f} s here: "
-                f"about **{views * cost['eval_seconds'] / 60:.1f} minutes** for ZERO."
-                if cost and cost.get("images") == len(ims) else
-                " The Model page measures one pass on this device.")
-    st.caption(f"{len(ims)} images × {views} views = {len(ims) * views:,} image-tower passes (a zero-shot run: "
-               f"{len(ims)})." + per_pass)
+if METHODS[method].options:  # the method's own options, drawn from their declarations on its registry entry
+    st.markdown(f"**{METHODS[method].plain}'s own options**")
+    options = option_widgets(method, own.get("options") or {})
+else:
+    options = {}
+cost_note = passes_note(RunConfig(method=method, options=options), len(ims), st.session_state.get("cost"))
+if cost_note:  # (a training-free method that passes each image more than once: ZERO's views)
+    st.caption(cost_note)
 
 with st.form(f"settings-{method}"):
     template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
@@ -97,33 +89,14 @@ with st.form(f"settings-{method}"):
                                 disabled=not (trains and METHODS[method].trains_prompt))
     lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
                                 0.0, 10.0, setting("lr_visual", sugg["lr_visual"]), format="%.0e", disabled=not trains)
-    c5, c6, c7, c8 = st.columns(4)
-    uses = METHODS[method].uses  # only what this method's objective reads is offered
-    margin, trade = RunConfig.margin, RunConfig.trade
-    if "margin" in uses:
-        margin = c5.number_input("Margin λ (CLIPood)", 0.0, 10.0, setting("margin", RunConfig.margin),
-                                 help="Class-adaptive margin of the margin metric softmax (official 0.3)")
-    else:
-        trade = c5.number_input("λ (marginal entropy weight)", 0.0, 10.0, setting("trade", RunConfig.trade),
-                                disabled="trade" not in uses, help=None if "trade" in uses else
-                                f"{METHODS[method].label} has no marginal-entropy term.")
+    c6, c8 = st.columns(2)
     protocol = c6.selectbox("Scoring protocol", list(ui.PROTOCOL_LABELS), format_func=ui.PROTOCOL_LABELS.get,
                             help="Where a softmax is taken, at which scale. Studio uses the model's own logit scale "
                                  "for training, the zero-shot weights and every score. Official reproduces "
                                  "tim-learn/UEO demo.py, as in the paper's tables: training logits ×100, weights and "
                                  "all scores (confidence, histograms, AUROC) from the softmax of unscaled cosines — "
                                  "confidences then sit near 1/K.")
-    wt = c7.selectbox("UEO weight temperature", ["by the protocol", "1.0 (unscaled cosines)"],
-                      disabled="weight_temperature" not in uses,
-                      help="The zero-shot weights' softmax scale. 'By the protocol': the model's logit scale under "
-                           "Studio, 1.0 under Official." + ("" if "weight_temperature" in uses else
-                                                           f" Not used by {METHODS[method].label}."))
     seed = c8.number_input("Seed", 0, 2 ** 31 - 1, setting("seed", RunConfig.seed, int))
-    iters = None
-    if METHODS[method].supervised:
-        iters = st.number_input("Steps per epoch", 0, 100_000, setting("iters_per_epoch", sugg["iters_per_epoch"], int),
-                                help="One batch from each source folder per step. 500 is the official count "
-                                     "(thuml/CLIPood --iters-per-epoch); 0 = one pass over the largest source folder.")
     st.caption(sugg["note"])
     start = st.form_submit_button("▶ Start", type="primary", disabled=busy or bool(too_few))
     if running:
@@ -136,10 +109,7 @@ if start:
     cfg = RunConfig(method=method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), source=sources or None,
                     template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
-                    lr_visual=float(lr_visual), trade=float(trade), margin=float(margin), seed=int(seed),
-                    weight_temperature=None if wt.startswith("by") else 1.0,
-                    fast_mode=fast, protocol=protocol, iters_per_epoch=None if iters is None else int(iters),
-                    zero_views=int(views))
+                    lr_visual=float(lr_visual), seed=int(seed), fast_mode=fast, protocol=protocol, options=options)
     try:
         cfg.validate()  # every option, with a message naming it
         if state.anything_running():  # a second tab or a double click: still one live run

@@ -4,21 +4,18 @@ from __future__ import annotations
 from typing import Optional
 
 from ueo_core.config import RunConfig
+from ueo_core.methods import get_method
 from ueo_core.models import BUILTIN_MODEL
 
 
 def suggested_settings(model: str, pretrained: Optional[str] = None, method: str = "ueo") -> dict:
     """Defaults the app proposes. The official ones (SGD lr 1e-4, 50 epochs) are tuned for ViT-B/RN50 CLIP on a
     GPU; the built-in small CLIP on a CPU needs a larger step and fewer epochs to move in a minute."""
-    if method == "clipood":
-        d = RunConfig(method="clipood")
+    d = RunConfig(method=method)
+    note = get_method(method).note(d)  # a method with official settings of its own says them (CLIPood)
+    if note:
         return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": d.lr_prompt, "lr_visual": d.lr_visual,
-                "iters_per_epoch": d.iters_per_epoch,
-                "note": f"CLIPood's official settings for PACS-like shifts (thuml/CLIPood): AdamW lr {d.lr_visual:g}, "
-                        f"weight decay {d.weight_decay:g}, batch {d.batch_size} per source domain, {d.epochs} epochs "
-                        f"of {d.iters_per_epoch} steps, lambda {d.margin:g}, Beta({d.bma_beta:g}, {d.bma_beta:g}) "
-                        f"moving average. {d.epochs * d.iters_per_epoch:,} steps of the whole image tower take a "
-                        "while on a CPU: fewer steps per epoch make a quick (non-official) run."}
+                "note": note}
     if model == BUILTIN_MODEL:
         return {"epochs": 5, "batch_size": 64, "lr_prompt": 5e-2, "lr_visual": 5e-2,
                 "note": "Quick settings for the built-in model (5 epochs, SGD lr 0.05): chosen on Shapes from "
@@ -39,6 +36,31 @@ def prefers_fast_mode(loaded) -> bool:
     minute in full, where the fast mode costs accuracy on the photo domain (bench/fast_modes.py), so full it is."""
     n = sum(p.numel() for p in loaded.model.visual.parameters())
     return loaded.device.type == "cpu" and n >= FAST_MODE_MIN_PARAMS
+
+
+def fast_mode_choice(loaded) -> tuple[dict, Optional[str], bool]:
+    """The Adapt page's speed choice for ``loaded``: (label -> fast mode, the default, whether it is the slow
+    case where a fast mode is proposed). The last ResNet stage is offered only for a ResNet tower."""
+    slow, resnet = prefers_fast_mode(loaded), is_resnet_tower(loaded)
+    modes = {"Full (exact)": None, "Fast: prompt only (approximation)": "prompt_only"}
+    if resnet:
+        modes["Fast: last ResNet stage + prompt (approximation)"] = "last_blocks"
+    return modes, ("last_blocks" if resnet else "prompt_only") if slow else None, slow
+
+
+def passes_note(cfg: RunConfig, n_images: int, cost: Optional[dict]) -> Optional[str]:
+    """For a training-free method that passes each image through the image tower more than once (ZERO's views:
+    ``Method.passes``), how many passes a run takes and, when the Model page measured one pass over these same
+    images, about how long; None for every other method."""
+    m = get_method(cfg.method)
+    passes = m.passes(cfg)
+    if m.trains or passes <= 1:
+        return None
+    measured = (f" The Model page measured one pass over these images at ~{cost['eval_seconds']:.0f} s here: "
+                f"about **{passes * cost['eval_seconds'] / 60:.1f} minutes** for {m.plain}."
+                if cost and cost.get("images") == n_images else " The Model page measures one pass on this device.")
+    return (f"{n_images} images × {passes} passes of the image tower = {n_images * passes:,} image-tower passes (a "
+            f"zero-shot run: {n_images}).") + measured
 
 
 def is_resnet_tower(loaded) -> bool:

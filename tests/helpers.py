@@ -79,3 +79,18 @@ def rendered(at) -> str:
             walk(child)
     walk(at._tree)
     return "\n".join(out)
+
+
+def loss_of(name, probs, weights=None, known=None, features=None, text=None, labels=None, scale=10.0, **options):
+    """A registered method's (loss, statistics) on one batch that is the whole image set (``per_image`` is the
+    identity), with its context built here: UEO's weights, the truth, CLIPood's seen classes (all), and its
+    ``options`` (the rest at their declared defaults; a name the method does not declare is dropped)."""
+    from types import SimpleNamespace
+    import torch
+    from ueo_core.methods import Step, get_method
+    from ueo_core.methods.options import namespace
+    m = get_method(name)
+    ctx = SimpleNamespace(weights=weights, known=known, options=namespace(m.options, options),
+                          label_index=torch.arange(probs.shape[1]))
+    return m.loss(Step(probs=probs, features=features, text=text, scale=scale, labels=labels,
+                       per_image=lambda t: t), ctx)

@@ -127,9 +127,14 @@ def wait_for_run(at: AppTest, timeout=240):
     return rid, SimpleNamespace(status=s.words, error=err, alive=False)
 
 
+def epochs(at: AppTest):
+    """The Adapt page's epochs field (the method's own options come before the common settings)."""
+    return next(n for n in at.number_input if n.label == "Epochs")
+
+
 def start_one_epoch(at: AppTest):
     """On a rendered Adapt page: one epoch, Start, wait for the run; returns (run id, background run)."""
-    at.number_input[0].set_value(1)  # epochs
+    epochs(at).set_value(1)
     at.button[0].click().run()       # Start (form submit)
     no_trouble(at)
     rid, bg = wait_for_run(at)
@@ -253,8 +258,7 @@ def test_learn_page_losses_follow_lambda_and_equal_the_engines():
     same batch (computed here independently through the method registry and ueo_loss)."""
     import torch
     from ueo_core.analysis import softmax
-    from ueo_core.methods import get_method
-    from ueo_core.methods.base import Batch
+    from helpers import loss_of
     from ueo_core.methods.ueo import ueo_loss
     at = app("pages/7_Learn.py")
     at.run()
@@ -265,10 +269,9 @@ def test_learn_page_losses_follow_lambda_and_equal_the_engines():
         at.slider[1].set_value(trade).run()
         no_trouble(at)
         shown = {m.label.split(" (")[0]: float(m.value) for m in at.metric}
-        batch = Batch(probs=probs, weights=w, trade=trade)
         assert shown["UEO loss"] == pytest.approx(float(ueo_loss(probs, w, trade)[0]), abs=6e-4)
-        assert shown["IM"] == pytest.approx(float(get_method("im").loss(batch)[0]), abs=6e-4)
-        assert shown["entropy min."] == pytest.approx(float(get_method("entropy").loss(batch)[0]), abs=6e-4)
+        assert shown["IM"] == pytest.approx(float(loss_of("im", probs, trade=trade)[0]), abs=6e-4)
+        assert shown["entropy min."] == pytest.approx(float(loss_of("entropy", probs)[0]), abs=6e-4)
     assert shown["UEO loss"] != pytest.approx(float(ueo_loss(probs, w, 1.0)[0]), abs=6e-4)  # λ moved it
 
 
@@ -278,15 +281,14 @@ def test_learn_gradient_steps_collapse_tent_but_not_ueo():
     is the engine's (step 0 equals the metrics above), every step lowers the loss, and the page's sentences are
     the engine's notes."""
     import torch
+    from helpers import loss_of
     from ueo_core.analysis import softmax, toy_descent, toy_descent_note
-    from ueo_core.methods import get_method
-    from ueo_core.methods.base import Batch
     logits = [[1.2, 0.1, 0.0], [0.0, 0.9, 0.2], [0.3, 0.35, 0.3], [0.1, 0.0, 0.15]]
     runs = {m: toy_descent(logits, m, 5.0, 1.0) for m in ("entropy", "im", "ueo")}
     probs = torch.tensor([softmax(z, 5.0) for z in logits])
-    batch = Batch(probs=probs, weights=probs.max(dim=1).values, trade=1.0)
     for m, frames in runs.items():
-        assert frames[0]["loss"] == pytest.approx(float(get_method(m).loss(batch)[0]), abs=1e-9)
+        loss = loss_of(m, probs, weights=probs.max(dim=1).values, trade=1.0)[0]
+        assert frames[0]["loss"] == pytest.approx(float(loss), abs=1e-9)
         losses = [f["loss"] for f in frames]
         assert all(a >= b - 1e-12 for a, b in zip(losses, losses[1:])), m  # descent: never up
         assert losses[-1] < losses[0] - 1e-3, m
@@ -319,13 +321,13 @@ def test_adapt_runs_zero_with_its_views_and_states_their_cost_before_start():
     views.set_value(4).run()
     said = [c.value for c in at.caption if "image-tower passes" in c.value]
     n = int(said[0].split(" images")[0]) if said else 0
-    assert said and f"{n} images × 4 views = {4 * n:,} image-tower passes" in said[0], said
+    assert said and f"{n} images × 4 passes of the image tower = {4 * n:,} image-tower passes" in said[0], said
     at.button[0].click().run()  # Start (the form's submit)
     no_trouble(at)
     rid, bg = wait_for_run(at)
     assert bg.status == "done" and bg.error is None, bg
     run = workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid
-    assert json.loads((run / "config.json").read_text())["zero_views"] == 4
+    assert json.loads((run / "config.json").read_text())["options"] == {"zero_views": 4}
     assert set(json.loads((run / "metrics.json").read_text())["after"]["scores"]) == {"msp", "maxlogit", "energy",
                                                                                    "mcm", "gen"}
 
@@ -336,14 +338,14 @@ def test_adapt_clipood_from_labelled_shapes_source():
     at.selectbox[0].set_value("clipood").run()
     no_trouble(at)
     assert at.multiselect[0].value == ["Shapes · flat"]  # the labelled source: the other domains, flat first
-    assert at.number_input[1].value == 12  # official batch size per source domain
+    assert next(n for n in at.number_input if n.label == "Batch size").value == 12  # official, per source domain
     steps = next(n for n in at.number_input if n.label == "Steps per epoch")
     assert steps.value == 500  # official (thuml/CLIPood --iters-per-epoch); a quick run sets fewer
     steps.set_value(4)
     labels = [n.label for n in at.number_input]  # CLIPood's own knob, not UEO's λ; no UEO weight temperature
     assert "Margin λ (CLIPood)" in labels and "λ (marginal entropy weight)" not in labels
+    assert "UEO weight temperature" not in labels
     next(n for n in at.number_input if n.label == "Margin λ (CLIPood)").set_value(0.2)
-    assert next(b for b in at.selectbox if b.label == "UEO weight temperature").disabled
     rid, bg = start_one_epoch(at)
     assert bg.status == "done"
     assert any("Done in" in s.value for s in list(at.success) + list(at.warning))  # finished (better or worse)
@@ -351,7 +353,8 @@ def test_adapt_clipood_from_labelled_shapes_source():
     m = json.loads((workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid / "metrics.json").read_text())
     assert {"before", "after", "last"} <= set(m) and "acc_seen" in m["after"]
     cfg = json.loads((workspace.WORKSPACES / at.session_state["ws"] / "runs" / rid / "config.json").read_text())
-    assert cfg["iters_per_epoch"] == 4 and cfg["summary"]["total_steps"] == 4 and cfg["margin"] == 0.2
+    assert cfg["options"]["iters_per_epoch"] == 4 and cfg["summary"]["total_steps"] == 4
+    assert cfg["options"]["margin"] == 0.2
 
 
 def test_model_page_measures_the_cost_of_a_run():
@@ -367,9 +370,11 @@ def test_model_page_measures_the_cost_of_a_run():
     at.button[1].click().run()
     no_trouble(at)
     said = [m.value for m in at.markdown if "one step took" in m.value]
+    from ueo_core.config import RunConfig
     from ueo_core.methods import METHODS
     d = METHODS["clipood"].defaults
-    assert said and said[0].startswith("CLIPood") and f"{d['epochs'] * d['iters_per_epoch']:,} steps" in said[0], said
+    steps = d["epochs"] * RunConfig(method="clipood").options["iters_per_epoch"]
+    assert said and said[0].startswith("CLIPood") and f"{steps:,} steps" in said[0], said
 
 
 def test_old_workspaces_are_pruned(tmp_path):
@@ -593,7 +598,7 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     ws = at.session_state["ws"]
     ad = app("pages/3_Adapt.py", ws=ws, data=at.session_state["data"])
     ad.run()
-    ad.number_input[0].set_value(40)
+    epochs(ad).set_value(40)
     ad.button[0].click().run()
     no_trouble(ad)
     rid = ad.session_state["active_run"]
@@ -616,7 +621,7 @@ def test_refresh_restores_the_data_the_model_and_the_live_run_and_stop_works_fro
     assert any(rid in s.value for s in r.subheader)
     start = [b for b in r.button if "Start" in b.label][0]
     assert start.disabled and alive()
-    assert r.number_input[0].label == "Epochs" and r.number_input[0].value == 40  # the run's own, not the default
+    assert epochs(r).value == 40  # the run's own, not the default
     side = " ".join(c.value for c in r.sidebar.caption)
     assert "Shapes · photo" in side and "training…" in side and rid[-6:] in side
 
@@ -651,8 +656,9 @@ def test_adapt_offers_only_the_options_the_method_uses(method, trade_on, tempera
     at.run()
     at.selectbox[0].set_value(method).run()
     no_trouble(at)
-    assert next(n for n in at.number_input if n.label == "λ (marginal entropy weight)").disabled == (not trade_on)
-    assert next(b for b in at.selectbox if b.label == "UEO weight temperature").disabled == (not temperature_on)
+    labels = [n.label for n in at.number_input]
+    assert ("λ (marginal entropy weight)" in labels) == trade_on
+    assert ("UEO weight temperature" in labels) == temperature_on
 
 
 def test_a_teachers_lesson_link_opens_a_student_workspace_with_the_same_choices():

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from ueo_core.config import RunConfig
-from ueo_core.methods import Batch, get_method
+from ueo_core.methods import Step, get_method
+from ueo_core.methods.clipood import ClipoodContext
+from ueo_core.methods.options import namespace
 from ueo_core.methods.clipood import BetaMovingAverage, mms_logits
 from ueo_core.models import ModelLoadError, load_model
 from ueo_core.runs import load_checkpoint
@@ -33,8 +35,10 @@ def test_mms_against_hand_computation():
             cos_fj = sum(F_[i, d].item() * T_[j, d].item() for d in range(3))
             cos_yj = sum(T_[y, d].item() * T_[j, d].item() for d in range(3))
             assert out[i, j].item() == pytest.approx(s * (cos_fj - lam * cos_yj), abs=1e-12)
-    loss, stats = get_method("clipood").loss(Batch(probs=torch.softmax(s * F_ @ T_.T, 1), features=F_, text=T_,
-                                                   labels=labels, scale=s, margin=lam))
+    method = get_method("clipood")
+    ctx = ClipoodContext(text=None, options=namespace(method.options, {"margin": lam}), label_index=torch.arange(3))
+    loss, stats = method.loss(Step(probs=torch.softmax(s * F_ @ T_.T, 1), features=F_, text=T_, labels=labels,
+                                   scale=s), ctx)
     assert loss.item() == pytest.approx(F.cross_entropy(out, labels).item(), abs=1e-12)
     assert float(stats["train_acc"]) == 0.5
 
@@ -89,8 +93,9 @@ def test_clipood_run_changes_only_the_image_tower_and_keeps_bma(domains, tmp_pat
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     cfg = RunConfig(method="clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
                                model="ueo-tiny", pretrained=None, epochs=2, batch_size=4, lr_visual=1e-3,
-                               iters_per_epoch=0, run_dir=str(tmp_path / "run"))
-    assert cfg.weight_decay == 0.1 and cfg.margin == 0.3 and cfg.bma_beta == 0.5
+                               run_dir=str(tmp_path / "run"), options={"iters_per_epoch": 0})
+    o = cfg.options
+    assert o["weight_decay"] == 0.1 and o["margin"] == 0.3 and o["bma_beta"] == 0.5
     events, snaps = [], []
 
     def snapshot(ev):  # the live image tower before training and after every step, inside the real run
@@ -130,7 +135,7 @@ def test_clipood_reports_seen_and_unseen_classes(domains, tmp_path):
     import shutil
     shutil.rmtree(src / "blue")  # blue is named in the prior but has no training images
     cfg = RunConfig(method="clipood", data=str(tgt), source=[str(src)], prior=["red", "green", "blue"],
-                               model="ueo-tiny", pretrained=None, epochs=1, batch_size=4, iters_per_epoch=0)
+                               model="ueo-tiny", pretrained=None, epochs=1, batch_size=4, options={"iters_per_epoch": 0})
     tr = Trainer(cfg)
     r = tr.run()
     assert tr.seen == [0, 1] and r.metrics["acc_unseen"] is not None and 0 <= r.metrics["acc_unseen"] <= 1
@@ -151,17 +156,20 @@ def test_clipood_gets_its_official_defaults_on_every_path():
     a plain RunConfig, replace(method=...) and a saved config all agree."""
     official = {"epochs": 10, "batch_size": 12, "lr_visual": 5e-6, "lr_prompt": 0.0, "iters_per_epoch": 500}
     ueo = {"epochs": 50, "batch_size": 64, "lr_visual": 1e-4, "lr_prompt": 1e-4, "iters_per_epoch": None}
-    got = lambda c: {k: getattr(c, k) for k in official}  # noqa: E731
+    got = lambda c: {k: getattr(c, k, None) if k != "iters_per_epoch" else c.options.get(k)  # noqa: E731
+                     for k in official}
     assert got(RunConfig(method="clipood")) == official
     assert got(RunConfig(data="x").replace(method="clipood")) == official
     assert got(RunConfig(method="clipood").replace(method="ueo")) == ueo
     assert got(RunConfig(method="clipood").replace(seed=1).replace(method="im")) == ueo
-    mine = RunConfig(method="clipood", lr_visual=1e-4, iters_per_epoch=7)  # what is set explicitly stays
+    mine = RunConfig(method="clipood", lr_visual=1e-4, options={"iters_per_epoch": 7})  # what is set explicitly stays
     assert got(mine) == {**official, "lr_visual": 1e-4, "iters_per_epoch": 7}
-    assert got(mine.replace(method="ueo")) == {**ueo, "lr_visual": 1e-4, "iters_per_epoch": 7}
+    assert got(mine.replace(method="ueo")) == {**ueo, "lr_visual": 1e-4}  # (UEO has no steps per epoch)
     assert RunConfig.from_dict(mine.to_dict()) == mine
-    old = {**RunConfig(method="clipood").to_dict(), "iters_per_epoch": None}  # saved when None meant one pass
-    assert RunConfig.from_dict(old).iters_per_epoch == 0
+    old = {k: v for k, v in RunConfig(method="clipood").to_dict().items() if k != "options"}
+    old.update(iters_per_epoch=None, margin=0.2, trade=1.0)  # saved when they were fields and None meant one pass
+    assert RunConfig.from_dict(old).options == {"iters_per_epoch": 0, "margin": 0.2, "bma_beta": 0.5,
+                                                "weight_decay": 0.1}
 
 
 def test_clipood_steps_per_epoch_follow_the_config(domains):
@@ -170,7 +178,8 @@ def test_clipood_steps_per_epoch_follow_the_config(domains):
                 pretrained=None, epochs=1, batch_size=4)
     for iters in (None, 0, 3):
         events = []
-        tr = Trainer(RunConfig(method="clipood", iters_per_epoch=iters, **base), listeners=[events.append])
+        cfg = RunConfig(method="clipood", **base, options={} if iters is None else {"iters_per_epoch": iters})
+        tr = Trainer(cfg, listeners=[events.append])
         if iters is None:  # the official 500: one step is enough to see the plan
             tr.listeners.append(lambda ev: tr.cancel() if ev.kind == "step" else None)
         tr.run()

@@ -99,12 +99,12 @@ def run_trainer(folder, batch_size):
 
     def on(e):
         if e.kind == "start":
-            start.update({k: p.detach().clone() for k, p in tr.method.params(tr).items()})
+            start.update({k: p.detach().clone() for k, p in tr.method.params(tr.view).items()})
         elif e.kind == "step":
             losses.append(e.data["loss"])
     tr = Trainer(trainer_config(folder, batch_size), listeners=[on])
     tr.run()
-    return losses, {k: p.detach().clone() for k, p in tr.method.params(tr).items()}, start
+    return losses, {k: p.detach().clone() for k, p in tr.method.params(tr.view).items()}, start
 
 
 def _trainer_worker(rank, world, port, folder, out):

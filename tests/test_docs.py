@@ -61,7 +61,7 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
 def build_site(config: Path, site: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's banner about its successor is not our warning
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
-                           "--site-dir", str(site)], capture_output=True, text=True, env=env, timeout=120)
+                           "--site-dir", str(site)], capture_output=True, text=True, env=env, timeout=300)
 
 
 # ------------------------------------------------------------------------------------------------- the site
@@ -88,6 +88,22 @@ def test_the_strict_build_fails_on_a_broken_link_or_a_page_outside_the_nav(tmp_p
         f.write(text)
     done = build_site(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert done.returncode != 0, f"the build passed with {text!r} in {name}:\n{done.stderr}"
+    assert any(w in done.stderr for w in ("no-such-page", "no-such-heading", "orphan")), done.stderr  # that one
+    assert "No module named" not in done.stderr, done.stderr  # (the methods table's hook found the engine)
+
+
+def test_the_methods_table_is_made_from_the_registry(tmp_path):
+    """docs/methods.md's table of methods and options is written at build time from each registry entry
+    (docs/hooks.py): every method and every option's flag, default and official source are on the built page."""
+    from ueo_core.methods import METHODS
+    done = build_site(ROOT / "mkdocs.yml", tmp_path / "site")
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "site" / "methods" / "index.html").read_text()
+    assert "methods-and-options" not in page  # the marker was replaced
+    for name, m in METHODS.items():
+        assert f"<code>{name}</code>" in page, name
+        for o in m.options:
+            assert f"<code>{o.flag}</code>" in page and o.help.split(" (")[0][:30] in page, (name, o.name)
 
 
 # ------------------------------------------------------------------------------------------------ the README

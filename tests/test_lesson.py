@@ -4,6 +4,7 @@ from helpers import make_folder
 from ueo_core.config import RunConfig
 from ueo_core.data import load_data
 from ueo_core.lesson import Lesson, lesson_configs, lesson_methods, lesson_summary
+from ueo_core.methods import get_method
 
 CLASSES = ["circle", "square", "star"]
 
@@ -14,7 +15,8 @@ def row(method, gacc=None, auroc=None, h=None, shares=(0.34, 0.33, 0.33), collap
 
 
 def test_configs_share_every_setting_but_the_method():
-    base = RunConfig(data="shapes:sketch", epochs=3, lr_prompt=0.05, lr_visual=0.05, seed=7, fast_mode="prompt_only")
+    base = RunConfig(data="shapes:sketch", epochs=3, lr_prompt=0.05, lr_visual=0.05, seed=7, fast_mode="prompt_only",
+                     options={"trade": 0.5})
     cfgs = lesson_configs(base, has_truth=True)
     assert [c.method for c in cfgs] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
     assert lesson_methods(False) == ["zero_shot", "entropy", "im", "ueo"]  # no truth: no oracle
@@ -23,7 +25,10 @@ def test_configs_share_every_setting_but_the_method():
         d.pop("method"), d.pop("fast_mode")
         ref = base.to_dict()
         ref.pop("method"), ref.pop("fast_mode")
+        options = d.pop("options")  # the base's options, those the method declares (lambda: IM, UEO, the oracle)
+        assert options == {k: v for k, v in ref.pop("options").items() if k in get_method(c.method).option_names()}
         assert d == ref
+    assert [c.options.get("trade") for c in cfgs] == [None, None, 0.5, 0.5, 0.5]
     # the fast mode is kept for the methods that train and dropped for zero-shot (which trains nothing)
     assert [c.fast_mode for c in cfgs] == [None] + ["prompt_only"] * 4
 

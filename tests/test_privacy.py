@@ -37,7 +37,7 @@ def test_the_token_is_on_no_page_and_in_no_download(tmp_path):
             "preset": None, "setting": "ODA"}
     adapt = app("pages/3_Adapt.py", ws=ws, data=data)
     adapt.run()
-    adapt.number_input[0].set_value(1)
+    next(n for n in adapt.number_input if n.label == "Epochs").set_value(1)
     adapt.button[0].click().run()
     rid = adapt.session_state["active_run"]
     run_dir = token_dir / "runs" / rid

@@ -29,7 +29,7 @@ def domains(tmp_path_factory):
 def clipood_cfg(domains, run_dir, **kw):
     src, tgt = domains
     base = dict(method="clipood", data=str(tgt), source=[str(src)], prior=PRIOR, model="ueo-tiny", pretrained=None,
-                epochs=2, batch_size=4, lr_visual=1e-3, iters_per_epoch=3, seed=3, run_dir=str(run_dir))
+                epochs=2, batch_size=4, lr_visual=1e-3, seed=3, run_dir=str(run_dir), options={"iters_per_epoch": 3})
     return RunConfig(**{**base, **kw})
 
 

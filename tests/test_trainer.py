@@ -209,7 +209,7 @@ def test_baselines_train(folder, tmp_path, method):
 
 
 def test_weight_temperature_option(folder, tmp_path):
-    tr = Trainer(cfg_for(folder, tmp_path, epochs=1, run_dir=None, weight_temperature=1.0))
+    tr = Trainer(cfg_for(folder, tmp_path, epochs=1, run_dir=None, options={"weight_temperature": 1.0}))
     tr.run()
     assert (tr.ctx.weights - 1 / 3).abs().max() < 0.01  # unscaled cosines: near-uniform weights (official code)
     tr2 = Trainer(cfg_for(folder, tmp_path, epochs=1, run_dir=None))
@@ -327,13 +327,13 @@ def test_estimate_run_times_the_chosen_methods_own_step(folder, tmp_path, monkey
     for name in ("clipood", "ueo"):
         real = type(METHODS[name]).loss
         monkeypatch.setattr(type(METHODS[name]), "loss",
-                            lambda self, batch, real=real, name=name: seen.append((name, len(batch.probs)))
-                            or real(self, batch))
+                            lambda self, step, ctx, real=real, name=name: seen.append((name, len(step.probs)))
+                            or real(self, step, ctx))
     loaded = load_model("ueo-tiny", seed=0)
     before = snapshot(loaded.model)
     ims = load_folder(folder, prior=["red", "green"])
     cfg = RunConfig(method="clipood", data=str(folder), prior=ims.classes, source=[str(src), str(src)],
-                    model="ueo-tiny", epochs=2, batch_size=3, iters_per_epoch=7)
+                    model="ueo-tiny", epochs=2, batch_size=3, options={"iters_per_epoch": 7})
     est = estimate_run(cfg, loaded, ims)
     assert seen == [("clipood", 2 * 3)]  # one step, one batch of 3 from each of the two sources
     assert est["method"] == "clipood" and est["steps"] == 2 * 7 and est["seconds_per_step"] > 0
@@ -373,7 +373,7 @@ def test_step_statistics_read_back_in_bulk_are_each_steps_own(folder, tmp_path):
         if e.kind == "step":
             logged.append(e.data)
             ctx_when_told.append(tr.prompt.ctx.detach().clone())
-    tr = Trainer(cfg_for(folder, tmp_path, run_dir=None, sync_every=4, batch_size=4, weight_temperature=1.0),
+    tr = Trainer(cfg_for(folder, tmp_path, run_dir=None, sync_every=4, batch_size=4, options={"weight_temperature": 1.0}),
                  loaded=load_model("ueo-tiny", seed=0), image_set=ims, listeners=[on])
     tr.run()
     assert [s["step"] for s in logged] == list(range(1, 13)) and len(ref["losses"]) == 12
@@ -518,7 +518,7 @@ def test_trainer_losses_equal_the_reference_loop_step_by_step(folder, protocol):
     ours = []
     cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None, epochs=2,
                     batch_size=8, lr_prompt=0.5, lr_visual=0.5, seed=7, protocol=protocol,
-                    weight_temperature=None if official else 1.0)  # demo.py's weights: unscaled cosines
+                    options={"weight_temperature": None if official else 1.0})  # demo.py's weights: unscaled cosines
     Trainer(cfg, loaded=load_model("ueo-tiny", seed=0), image_set=ims,
             listeners=[lambda e: ours.append(e.data["loss"]) if e.kind == "step" else None]).run()
     assert len(ours) == len(ref["losses"]) == 2 * 3  # 24 images / 8, two epochs

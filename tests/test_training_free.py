@@ -75,7 +75,7 @@ def test_zero_with_identical_views_is_the_zero_shot_prediction(folder, tmp_path,
     from ueo_core.models import LoadedModel
     monkeypatch.setattr(LoadedModel, "train_transform", lambda self, scale=None: self.preprocess)
     cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None,
-                    method="zero", zero_views=8, run_dir=str(tmp_path / "z"))
+                    method="zero", run_dir=str(tmp_path / "z"), options={"zero_views": 8})
     events = []
     r = Trainer(cfg, listeners=[events.append]).run()
     zs = Trainer(cfg.replace(method="zero_shot", run_dir=None)).run()
@@ -164,7 +164,8 @@ def test_tda_run_records_its_stream_order_fixed_by_the_seed(folder, tmp_path):
 @pytest.mark.parametrize("method", ["zero", "tda"])
 def test_a_training_free_run_stops_like_any_other(folder, tmp_path, method):
     cfg = RunConfig(data=str(folder), prior=["red", "green", "blue"], model="ueo-tiny", pretrained=None,
-                    method=method, zero_views=4, batch_size=1, run_dir=str(tmp_path / method))
+                    method=method, batch_size=1, run_dir=str(tmp_path / method),
+                    options={"zero_views": 4} if method == "zero" else {})
     tr = Trainer(cfg)
     tr.add_listener(lambda e: tr.cancel() if e.kind == "progress" and e.data["phase"].startswith(("ZERO", "TDA"))
                     else None)
@@ -173,5 +174,5 @@ def test_a_training_free_run_stops_like_any_other(folder, tmp_path, method):
 
 def test_zero_needs_views_enough_for_its_confident_share():
     with pytest.raises(ValueError, match="zero_views"):
-        RunConfig(method="zero", zero_views=3).validate()  # 30 % of 3 views is none
+        RunConfig(method="zero", options={"zero_views": 3}).validate()  # 30 % of 3 views is none
     assert len(keep_confident(torch.randn(4, 3))) == 1

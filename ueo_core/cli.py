@@ -13,7 +13,7 @@ from typing import Optional
 from tqdm import tqdm
 
 from . import errors
-from .cli_parser import DEFAULTS, build_parser
+from .cli_parser import DEFAULTS, OPTION_DEST, build_parser, option_owners
 from .config import RunConfig
 from .data import DataError, load_data
 from .models import TINY_MODEL, ModelLoadError, list_pretrained, load_model
@@ -89,7 +89,7 @@ class ProgressBar:
 
 
 def format_metrics(m: dict) -> str:
-    keys = [k for k in ("gacc", "pacc", "auroc", "fpr95", "h_score", "acc_seen", "acc_unseen", "mean_confidence")
+    keys = [k for k in ("gacc", "pacc", "auroc", "fpr95", "h_score", "ece", "acc_seen", "acc_unseen", "mean_confidence")
             if isinstance(m.get(k), float) and m[k] == m[k]]
     return "  ".join(f"{k}={m[k]:.4f}" for k in keys)
 
@@ -108,11 +108,9 @@ def cmd_train(args, method: Optional[str] = None) -> int:
         seed=args.seed, num_workers=args.workers, precision=args.precision,
         protocol=args.protocol or DEFAULTS.protocol, run_dir=_run_dir(args, method), **given)
     if args.command == "train":
-        cfg = cfg.replace(trade=args.trade, weight_temperature=args.weight_temperature, eval_every=args.eval_every,
-                          resume=args.resume, source=args.source, margin=args.margin, bma_beta=args.bma_beta,
-                          weight_decay=args.weight_decay, iters_per_epoch=args.iters_per_epoch,
+        cfg = cfg.replace(eval_every=args.eval_every, resume=args.resume, source=args.source,
                           fast_mode=None if args.fast_mode == "none" else args.fast_mode, fast_views=args.fast_views,
-                          fast_blocks=args.fast_blocks, zero_views=args.zero_views)
+                          fast_blocks=args.fast_blocks, options=given_options(args, method))
     evaluates = None
     if getattr(args, "run", None):  # eval of an adapted run: its model, prompt and prior, its parameters
         cfg, evaluates = _eval_of_run(args)
@@ -139,6 +137,20 @@ def cmd_train(args, method: Optional[str] = None) -> int:
         print(f"evaluation folder: {result.run_dir}  ({result.seconds:.1f} s; the run's folder {evaluates['run']} "
               f"was only read)")
     return 0
+
+
+def given_options(args, method: str) -> dict:
+    """The method options given on the command line (their flags are made from the registry); one that belongs
+    to another method is refused in words."""
+    out = {}
+    for name, (o, owners) in option_owners().items():
+        value = getattr(args, OPTION_DEST + name, None)
+        if value is None:
+            continue
+        if method not in owners:
+            raise ValueError(f"{o.flag} is an option of {', '.join(owners)}, not of {method}.")
+        out[name] = value
+    return out
 
 
 def _rows(cfg: RunConfig, evaluates: Optional[dict], result) -> list[tuple[str, str, dict]]:

@@ -10,7 +10,7 @@ from .metrics import SPLITS
 from .presets import PRESETS
 
 DEFAULTS = RunConfig()
-CLIPOOD = METHODS["clipood"].defaults  # (its help says CLIPood's own defaults, from its registry entry)
+OPTION_DEST = "option_"  # the parsed flag of a method option ``name`` is ``args.option_<name>``
 DESCRIPTION = """Headless UEO Studio: ``python -m ueo_core train|eval|lesson|embed|models|cluster``.
 
 The CLI is one more listener of the same trainer the app uses; it shows a tqdm progress bar and writes a run folder.
@@ -45,8 +45,7 @@ def _add_run_args(p: argparse.ArgumentParser, out_help: str = "run folder to wri
                    help="prompt template; the words before {} initialise the learnable context (default "
                         "'%(default)s')")
     p.add_argument("--batch-size", type=int,
-                   help=f"images per step (default {DEFAULTS.batch_size}; CLIPood: {CLIPOOD['batch_size']} per "
-                        "source domain)")
+                   help=f"images per step (default {DEFAULTS.batch_size}; " + _own_defaults("batch_size") + ")")
     p.add_argument("--threshold", type=float,
                    help="known/unknown confidence threshold (default: an unsupervised split of confidences, --split)")
     p.add_argument("--split", choices=list(SPLITS), default=DEFAULTS.split,
@@ -72,19 +71,14 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--method", default=DEFAULTS.method, choices=list(METHODS),
                    help="; ".join(f"{k}: {m.description}".replace("%", "%%") for k, m in METHODS.items())
                    + " (default %(default)s)")
-    t.add_argument("--epochs", type=int, help=f"passes over the folder (default {DEFAULTS.epochs}; CLIPood: "
-                                                f"{CLIPOOD['epochs']})")
+    t.add_argument("--epochs", type=int, help=f"passes over the folder (default {DEFAULTS.epochs}; "
+                                                + _own_defaults("epochs") + ")")
     t.add_argument("--lr-prompt", type=float,
                    help=f"SGD learning rate of the prompt context; 0 freezes it (default {DEFAULTS.lr_prompt})")
     t.add_argument("--lr-visual", type=float,
-                   help=f"SGD learning rate of the image tower's norm affine params; 0 freezes them (default "
-                        f"{DEFAULTS.lr_visual}). CLIPood: AdamW learning rate of the whole image tower (default "
-                        f"{CLIPOOD['lr_visual']:g})")
-    t.add_argument("--trade", type=float, default=DEFAULTS.trade,
-                   help="lambda, weight of the marginal-entropy term (default %(default)s)")
-    t.add_argument("--weight-temperature", type=float,
-                   help="UEO weights = max softmax(T * cosine). Default: the model's logit scale (the paper); "
-                        "1.0 reproduces the official code (unscaled cosines, near-uniform weights)")
+                   help=f"learning rate of the image tower's trained params (the norm affine params; CLIPood: the "
+                        f"whole tower); 0 freezes them (default {DEFAULTS.lr_visual}; " + _own_defaults("lr_visual")
+                        + ")")
     t.add_argument("--eval-every", type=int, default=DEFAULTS.eval_every,
                    help="evaluate every N epochs (default %(default)s; the last epoch always)")
     t.add_argument("--resume", help="run folder (or checkpoint) to continue from")
@@ -97,21 +91,40 @@ def _add_train_args(t: argparse.ArgumentParser) -> None:
                    help="--fast-mode last_blocks: ResNet stages trained, counted from the last (default %(default)s)")
     t.add_argument("--fast-views", type=int, default=DEFAULTS.fast_views,
                    help="augmented views per image cached by the fast modes (default %(default)s)")
-    t.add_argument("--zero-views", type=int, default=DEFAULTS.zero_views,
-                   help="ZERO: views per image, the image and N-1 random crops (default %(default)s, the official; "
-                        "each view is one pass of the image tower)")
     t.add_argument("--source", action="append",
                    help="CLIPood: a labelled source folder (class-per-folder; repeat for several domains, one batch "
                         "from each per step); the positional DATA folder is the target it is evaluated on")
-    t.add_argument("--margin", type=float, default=DEFAULTS.margin,
-                   help="CLIPood: lambda of the margin metric softmax (default %(default)s)")
-    t.add_argument("--bma-beta", type=float, default=DEFAULTS.bma_beta,
-                   help="CLIPood: Beta(beta, beta) weights of the moving average (default %(default)s)")
-    t.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
-                   help="CLIPood: AdamW weight decay (default %(default)s)")
-    t.add_argument("--iters-per-epoch", type=int,
-                   help=f"CLIPood: steps per epoch (default {CLIPOOD['iters_per_epoch']}, the official "
-                        "--iters-per-epoch of thuml/CLIPood; 0: one pass over the largest source folder)")
+    _add_option_args(t)
+
+
+def _own_defaults(field: str) -> str:
+    """The methods whose registry entry sets ``field`` otherwise than UEO's, with their value ("" if none)."""
+    own = [f"{m.name}: {m.defaults[field]:g}" for m in METHODS.values()
+           if field in m.defaults and m.defaults[field] != getattr(DEFAULTS, field)]
+    return "; ".join(own) or "every method"
+
+
+def option_owners() -> dict:
+    """Each method option's name -> (its declaration, the methods that declare it), from the registry."""
+    out: dict = {}
+    for m in METHODS.values():
+        for o in m.options:
+            out.setdefault(o.name, (o, []))[1].append(m.name)
+    return out
+
+
+def _add_option_args(t: argparse.ArgumentParser) -> None:
+    """One flag per method option, made from its declaration on the registry entry (``Method.options``): the
+    methods it belongs to, its help, default, allowed range and official value. Parsed to None when not given, so
+    that RunConfig fills the method's default and validate() checks what was given."""
+    group = t.add_argument_group("method options (each method's own, from its registry entry)")
+    for name, (o, owners) in option_owners().items():
+        default = f"unset: {o.unset}" if o.optional else f"default {o.default}"
+        extra = "; ".join(x for x in (default, o.official_text(), o.rule()) if x)
+        kind = {"action": argparse.BooleanOptionalAction} if o.kind is bool else {"type": o.kind}
+        group.add_argument(o.flag, dest=OPTION_DEST + name, default=None, choices=list(o.choices) or None,
+                           metavar=None if o.kind is bool or o.choices else name.upper(),
+                           help=(f"{', '.join(owners)}: {o.help} ({extra})").replace("%", "%%"), **kind)
 
 
 def build_parser() -> argparse.ArgumentParser:

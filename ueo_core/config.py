@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .models import BUILTIN_MODEL, BUILTIN_TAG, PRECISIONS
@@ -35,6 +35,18 @@ def method_defaults(method: str) -> dict:
     return dict(METHODS[method].defaults if method in METHODS else UEO_DEFAULTS)
 
 
+def method_options(method: str) -> tuple:
+    """The options ``method`` declares on its registry entry (``Method.options``); none for an unknown name."""
+    from .methods import METHODS
+    return METHODS[method].options if method in METHODS else ()
+
+
+# Method options that were RunConfig fields before each method declared its own: an older run's config.json
+# has them at the top level; from_dict moves those its method declares into ``options`` and drops the rest.
+FORMER_FIELDS = ("trade", "weight_temperature", "margin", "bma_beta", "weight_decay", "iters_per_epoch",
+                 "zero_views")
+
+
 @dataclass
 class RunConfig:
     # --- data
@@ -53,11 +65,10 @@ class RunConfig:
     precision: str = "auto"                 # of inference passes (models.resolve_precision): auto = bf16 on CUDA
     #   and on a CPU with native bf16 (AVX-512 BF16 / AMX), else fp32; training steps on a CPU stay fp32
     # --- method and objective
-    method: str = "ueo"                     # zero_shot / entropy / im / ueo / oracle
+    method: str = "ueo"                     # a registry name (ueo_core/methods): zero_shot, entropy, im, ueo, ...
+    options: dict = field(default_factory=dict)  # the method's own options (its registry entry's ``options``:
+    #   name -> value, e.g. UEO's trade); each one left out gets its declared default
     template: str = DEFAULT_TEMPLATE        # prompt; the words before {} initialise the learnable context
-    trade: float = 1.0                      # lambda: weight of the marginal-entropy term (official --trade)
-    weight_temperature: Optional[float] = None  # UEO weights = max softmax(T * cos). None: the model's logit scale
-    #   (the paper); 1.0 reproduces the official code, whose weights come from unscaled cosines (near-uniform).
     # --- optimisation (official: SGD, no momentum, cosine decay per step). None: the method's default
     #   (each method's ``defaults``: UEO 50 / 64 / 1e-4 / 1e-4 as demo.py; CLIPood 10 / 12 / 0 / 5e-6)
     epochs: Optional[int] = None            # official --epochs
@@ -80,19 +91,11 @@ class RunConfig:
     eval_every: int = 1                     # evaluate (metrics + confidence histogram) every N epochs; last always
     threshold: Optional[float] = None       # known/unknown confidence threshold; None: unsupervised 2-means split
     split: str = "2means"                   # how the unset threshold is found without labels: 2means or otsu
-    zero_views: int = 64                    # ZERO: views per image (the image and N-1 random crops; official 64;
-    #   at least 4, so that its 30 % of confident views is one or more)
     mcm_temperature: float = 1.0            # tau of the MCM known/unknown score (ueo_core/scores.py): max softmax of
     #   cosine / tau; 1, as Ming et al. 2022 (metrics.json reports every score beside the default MSP)
     protocol: str = "studio"                # how logits are scaled (PROTOCOLS below): "studio" uses the model's
     #   logit scale everywhere; "official" reproduces tim-learn/UEO demo.py: training logits x100, zero-shot weights
     #   and every metric / histogram / confidence from the softmax of *unscaled* cosines
-    # --- CLIPood (official thuml/CLIPood scripts for PACS-like domain shift)
-    margin: float = 0.3                     # lambda of margin metric softmax
-    bma_beta: float = 0.5                   # Beta(beta, beta) weights of the moving average
-    weight_decay: float = 0.1               # AdamW weight decay
-    iters_per_epoch: Optional[int] = None   # CLIPood's steps per epoch; None: the official 500; 0: one pass over
-    #   the largest source folder (UEO and the baselines always take one pass over the target)
     # --- bookkeeping
     run_dir: Optional[str] = None           # where the run folder is written; None: nothing written
     resume: Optional[str] = None            # a run folder or checkpoint to continue from
@@ -104,6 +107,9 @@ class RunConfig:
             if getattr(self, k) is None and v is not None:
                 setattr(self, k, v)
                 self._method_defaulted.add(k)
+        self.options = dict(self.options or {})
+        for o in method_options(self.method):
+            self.options.setdefault(o.name, o.default)
 
     def validate(self) -> "RunConfig":
         """Check every option up front; a ``ValueError`` names the option and its allowed range. Returns self."""
@@ -138,8 +144,14 @@ class RunConfig:
             bad("setting", "one of " + ", ".join(SETTINGS), self.setting)
         split_template(self.template)
         for name in method_defaults(self.method):
-            if getattr(self, name) is None and name != "iters_per_epoch":
+            if getattr(self, name) is None:
                 bad(name, "set", None)
+        declared = {o.name: o for o in method_options(self.method)}
+        for name, value in self.options.items():  # each checked against its method's declaration
+            if name not in declared:
+                raise ValueError(f"Option '{name}' is not one of {self.method}'s options ("
+                                 + (", ".join(declared) or "it has none") + ").")
+            self.options[name] = declared[name].check(value, self.method)
         integer("epochs", 0, 100_000)  # 0: evaluate only
         integer("batch_size", 1, 65_536)
         integer("seed", 0, 2 ** 63 - 1)
@@ -148,17 +160,10 @@ class RunConfig:
         integer("fast_blocks", 1, FAST_BLOCKS_MAX)
         integer("eval_every", 1, 100_000)
         integer("sync_every", 1, 100_000, optional=True)
-        integer("iters_per_epoch", 0, 10_000_000, optional=True)  # 0: one pass over the largest source
         number("lr_prompt", 0.0, 100.0)
         number("lr_visual", 0.0, 100.0)
-        number("trade", 0.0, 1000.0)
-        number("weight_temperature", 0.0, 1e4, lo_open=True, optional=True)
         number("threshold", 0.0, 1.0, optional=True)
         number("mcm_temperature", 0.0, 1e4, lo_open=True)
-        integer("zero_views", 4, 512)  # (ZERO keeps 30 % of the views: at least one)
-        number("margin", 0.0, 100.0)
-        number("bma_beta", 0.0, 1000.0, lo_open=True)
-        number("weight_decay", 0.0, 100.0)
         cs = tuple(self.crop_scale) if self.crop_scale is not None else None
         if not (cs and len(cs) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in cs)
                 and 0 < cs[0] <= cs[1] <= 1):
@@ -180,23 +185,32 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        d = dict(d)
+        former = {k: d.pop(k) for k in FORMER_FIELDS if k in d}
+        if former:  # an older run's config: its method's options were fields
+            from .methods import METHODS
+            method = METHODS.get(d.get("method", cls.method))
+            d["options"] = {**(method.upgrade(former) if method else {}), **(d.get("options") or {})}
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"Unknown config keys: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        if d.get("method") == "clipood" and "iters_per_epoch" in d and d["iters_per_epoch"] is None:
-            d["iters_per_epoch"] = 0  # saved before CLIPood's default became the official 500: None meant one pass
         if "crop_scale" in d and d["crop_scale"] is not None:
             d["crop_scale"] = tuple(d["crop_scale"])
         return cls(**d)
 
     def replace(self, **kw) -> "RunConfig":
-        """A copy with ``kw`` changed. Changing the method re-defaults what the old method had defaulted
-        (``RunConfig(data=d).replace(method="clipood")`` gets CLIPood's lr, not UEO's); values set explicitly stay."""
+        """A copy with ``kw`` changed; a method option may be given by its name (``replace(trade=0.5)``). Changing
+        the method re-defaults what the old method had defaulted (``RunConfig(data=d).replace(method="clipood")``
+        gets CLIPood's lr, not UEO's); values set explicitly stay, and so do the options both methods declare."""
         kept = getattr(self, "_method_defaulted", set()) - set(kw)
-        if kw.get("method", self.method) != self.method:
+        method = kw.get("method", self.method)
+        names = {f.name for f in dataclasses.fields(self)}
+        given = {k: kw.pop(k) for k in list(kw) if k not in names}
+        options = dict(kw.pop("options", self.options))
+        if method != self.method:
             kw.update({k: None for k in kept})
+            options = {k: v for k, v in options.items() if k in {o.name for o in method_options(method)}}
+        kw["options"] = {**options, **given}
         new = dataclasses.replace(self, **kw)
         new._method_defaulted |= kept
         return new

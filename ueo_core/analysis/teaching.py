@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..methods import get_method
-from ..methods.base import Batch, entropy, weighted_marginal
+from ..methods.base import Step, entropy, weighted_marginal
 
 
 def softmax(logits: Sequence[float], scale: float = 1.0) -> np.ndarray:
@@ -22,6 +22,16 @@ def entropy_of(p: Sequence[float]) -> float:
     return float(entropy(np.asarray(p, dtype=np.float64)))
 
 
+def toy_loss(method: str, p: torch.Tensor, weights: torch.Tensor, trade: float):
+    """The registered method's (loss, statistics) on a toy batch: the batch is the whole image set (each row its
+    own image), the weights are UEO's, ``trade`` its lambda (a method without it ignores it)."""
+    from ..methods.options import namespace
+    from ..methods.ueo import WeightedContext
+    m = get_method(method)
+    ctx = WeightedContext(text=None, options=namespace(m.options, {"trade": float(trade)}), weights=weights)
+    return m.loss(Step(probs=p, features=None, text=None, scale=1.0, per_image=lambda t: t), ctx)
+
+
 def ueo_batch_terms(probs: np.ndarray, weights: Optional[np.ndarray] = None, trade: float = 1.0) -> dict:
     """The pieces of the UEO objective for a small batch (rows = images), for the Learn page. Every loss is the
     engine's own: the registered ``entropy``, ``im`` and ``ueo`` methods evaluated on this batch.
@@ -30,9 +40,8 @@ def ueo_batch_terms(probs: np.ndarray, weights: Optional[np.ndarray] = None, tra
     """
     p = torch.as_tensor(np.asarray(probs, dtype=np.float64))
     w = p.max(dim=1).values if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
-    batch = Batch(probs=p, weights=w, trade=float(trade))
-    losses = {m: float(get_method(m).loss(batch)[0]) for m in ("entropy", "im", "ueo")}
-    _, ueo_parts = get_method("ueo").loss(batch)
+    losses = {m: float(toy_loss(m, p, w, trade)[0]) for m in ("entropy", "im", "ueo")}
+    _, ueo_parts = toy_loss("ueo", p, w, trade)
     marginal = weighted_marginal(p, 1.0 / w)
     return {"weights": w.numpy(), "entropy": entropy(p).numpy(), "share_cond": (w / w.sum()).numpy(),
             "share_marginal": ((1 / w) / (1 / w).sum()).numpy(), "marginal": marginal.numpy(),
@@ -54,11 +63,11 @@ def toy_descent(logits: Sequence[Sequence[float]], method: str, scale: float, tr
     z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     b = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
     w = torch.softmax(scale * z, dim=1).max(dim=1).values
-    objective = get_method(method)
+    get_method(method)  # (an unknown name: ValueError before any step)
     out = []
     for s in range(steps + 1):
         p = torch.softmax(scale * (z + b), dim=1)
-        loss, _ = objective.loss(Batch(probs=p, weights=w, trade=float(trade)))
+        loss, _ = toy_loss(method, p, w, trade)
         pn = p.detach().numpy()
         pred = pn.argmax(axis=1)
         out.append({"step": s, "loss": float(loss.detach()), "probs": pn, "pred": pred, "confidence": pn.max(axis=1),

@@ -1,7 +1,8 @@
 """One registry for every adaptation method (timm-style: each module registers its objective on import)."""
 from __future__ import annotations
 
-from .base import Batch, Method, confidence_weights, entropy
+from .base import Context, Method, Step, confidence_weights, entropy
+from .options import Option
 
 METHODS: dict[str, Method] = {}
 
@@ -22,7 +23,20 @@ def list_methods() -> list[str]:
     return list(METHODS)
 
 
-from . import zero_shot, tent, im, ueo, clipood, zero, tda  # noqa: E402,F401  (each registers itself)
+def _discover() -> None:
+    """Import every method file of this package (each registers itself on import): a new method is one new file,
+    listed nowhere else. The registry's order (the app's list, the CLI's choices) is the files' ``ORDER`` then
+    their names."""
+    import importlib
+    import pkgutil
+    skip = {"base", "options"}
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in skip and not m.name.startswith("_")]
+    for name in sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n)):
+        importlib.import_module(f"{__name__}.{name}")
+
+
+ORDER = ("zero_shot", "tent", "im", "ueo", "clipood", "zero", "tda")  # the first methods, in their historical order
+_discover()
 
 
 def too_few_note(n_images: int, n_classes: int) -> str | None:
@@ -42,5 +56,5 @@ def too_few_note(n_images: int, n_classes: int) -> str | None:
             f"on these images and need at least {need}, one per known class, so that their predictions can "
             "spread over the classes.")
 
-__all__ = ["too_few_note", "Batch", "Method", "METHODS", "register", "get_method", "list_methods", "confidence_weights",
+__all__ = ["too_few_note", "Context", "Step", "Option", "Method", "METHODS", "register", "get_method", "list_methods", "confidence_weights",
            "entropy"]

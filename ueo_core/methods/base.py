@@ -1,22 +1,25 @@
 """The method interface: an objective plus hooks, each with a default, through which a method owns how it differs.
 
-A method is a small objective: given the softmax outputs of a batch (and per-image context such as the UEO
-confidence weights) it returns a loss to minimise plus numbers worth plotting. The loop (``ueo_core/train/loop.py``)
-does everything else, and asks the method, through the hooks below, for what is its own: its default settings
-(``defaults``, as a timm registry entry carries its own), which parameters learn (``params``), its optimizer, its
-context (``prepare``: UEO's zero-shot weights; CLIPood's seen classes, frozen text and moving average), its data
+A method is a small objective: given one training step (``Step``: the batch's softmax outputs, features and text)
+and its own context (``Context``, from its ``prepare``: UEO's zero-shot weights, CLIPood's seen classes and moving
+average, and its option values) it returns a loss to minimise plus numbers worth plotting. The loop
+(``ueo_core/train/loop.py``) does everything else, and asks the method, through the hooks below, for what is its
+own: its default settings (``defaults``, as a timm registry entry carries its own), its options (``options``: each
+declared once, ``methods/options.py``), which parameters learn (``params``), its optimizer, its context, its data
 (``batches``) and what happens after each step, epoch and run. The defaults below are UEO's and its baselines'.
-The hooks receive ``tr``, the run's ``Trainer`` (``ueo_core/train/trainer.py``): its config, model, prompt,
-feature source and image set.
+The hooks receive ``run``, a ``Run``: what a method may use of its run (the config, the model and prompt, the
+images, the batches, and what it may do: evaluate, save a checkpoint, report progress), never the trainer itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from .options import Option
 
 # The official UEO code adds 1e-5 inside the log (loss_entropy / loss_entropy_wei); we keep it so losses match.
 EPS = 1e-5
@@ -54,18 +57,15 @@ def confidence_weights(cos_logits: torch.Tensor, temperature: float) -> torch.Te
 
 
 @dataclass
-class Batch:
-    """What an objective may use besides the predictions."""
-    probs: torch.Tensor                     # (B, K) softmax(logit_scale * cos)
-    weights: Optional[torch.Tensor] = None  # (B,) zero-shot max-softmax confidence (UEO)
-    known: Optional[torch.Tensor] = None    # (B,) ground truth known (1) / unknown (0), oracle only
-    trade: float = 1.0                      # lambda, weight of the marginal-entropy term
-    # supervised methods (CLIPood)
-    features: Optional[torch.Tensor] = None  # (B, D) normalised image features
-    text: Optional[torch.Tensor] = None      # (K, D) normalised text features of the trained classes
-    labels: Optional[torch.Tensor] = None    # (B,) class index into ``text``
-    scale: float = 100.0                     # logit scale (temperature)
-    margin: float = 0.3                      # CLIPood's lambda
+class Step:
+    """One training step as every objective sees it; what is a method's own comes from its ``Context``."""
+    probs: torch.Tensor                      # (B, K) softmax(scale * features @ text.T)
+    features: torch.Tensor                   # (B, D) normalised image features
+    text: torch.Tensor                       # (K, D) the class text features the step used
+    scale: float                             # logit scale (temperature)
+    labels: Optional[torch.Tensor] = None    # (B,) labelled sources: each image's prior class
+    per_image: Callable[[Optional[torch.Tensor]], Optional[torch.Tensor]] = lambda t: None  # a per-target-image
+    #   tensor of the run (N, ...) -> this batch's rows (B, ...), gathered over processes under torchrun
 
 
 @dataclass
@@ -103,18 +103,64 @@ def norm_affine_params(visual: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 @dataclass
 class Context:
-    """What a method's ``prepare`` hands the loop for one run: fixed per-image and per-class context."""
+    """What a method's ``prepare`` hands the loop for one run. A method with more of its own subclasses it in its
+    own file (UEO's weights, CLIPood's moving average)."""
     text: Callable[[], torch.Tensor]          # the class text features a training step uses (default: the prompt)
-    weights: Optional[torch.Tensor] = None    # (N,) per target image: UEO's zero-shot confidences
+    options: Any = None                       # the method's option values as attributes (ctx.options.trade)
     known: Optional[torch.Tensor] = None      # (N,) per target image: true known/unknown (with ground truth)
-    label_index: Optional[torch.Tensor] = None  # prior class -> row of ``text`` (CLIPood: the seen classes)
-    averager: Any = None                      # CLIPood: the Beta moving average of the image tower
-    extra: dict = field(default_factory=dict)
+
+    def saved(self) -> dict[str, torch.Tensor]:
+        """Tensors the run's checkpoints keep beside the learnt parameters, for ``prepare`` to find on resume."""
+        return {}
+
+    def resumable(self) -> Any:
+        """Something with ``state_dict``/``load_state_dict``/``plan`` kept beside the optimizer's state between
+        epochs (CLIPood's moving average), or None."""
+        return None
+
+
+class Run:
+    """What a method's hooks may use of the run they are called for, and nothing else: the trainer
+    (``ueo_core/train/trainer.py``) hands its hooks this view, never itself, so that a hook cannot reach into the
+    trainer's feature source, folder or state, nor call back into the loop.
+
+    Fixed for the run: ``config``; the model (``loaded``, ``prompt``, ``visual_params``: the image-tower parameters
+    the method adapts; ``tower_learns``: whether they can, false in the prompt-only fast mode; ``scale(where)``: the
+    protocol's logit scale); the images (``image_set``; ``eval_set`` and ``train_set``: the same files as datasets,
+    evaluation and training views; ``known``: the truth per image, or None). As the run goes: ``batches`` and
+    ``total_steps`` (from the method's ``batches`` hook), ``last_features`` and ``latest`` (the latest evaluation's
+    features and result), ``outcome`` (extra entries of metrics.json). What a hook may do: ``evaluate``,
+    ``save_checkpoint``, ``emit`` (events, e.g. progress), ``stop.check()`` (raise when the user stopped the run),
+    ``target_batches()`` (the target folder's training batches, as the loop would take them).
+    """
+    __slots__ = ("_tr",)
+    NAMES = ("config", "loaded", "prompt", "visual_params", "tower_learns", "scale", "image_set", "eval_set",
+             "train_set", "known", "batches", "total_steps", "last_features", "latest", "outcome", "evaluate",
+             "save_checkpoint", "emit", "stop", "target_batches")
+
+    def __init__(self, trainer):
+        object.__setattr__(self, "_tr", trainer)
+
+    def __getattr__(self, name: str):
+        if name not in Run.NAMES:
+            raise AttributeError(f"A method's hooks see only {', '.join(Run.NAMES)}; not '{name}'.")
+        tr = object.__getattribute__(self, "_tr")
+        if name == "tower_learns":
+            return tr.features.trains_tower
+        if name == "target_batches":
+            return lambda: tr.features.batches(tr)
+        return getattr(tr, name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("A method's hooks read the run; they keep their own state in their context.")
 
 
 # UEO and its baselines: tim-learn/UEO demo.py --epochs 50 --bs 64 --plr/--vlr 1e-4, one pass over the target per
 # epoch (iters_per_epoch unused)
-UEO_DEFAULTS = {"epochs": 50, "batch_size": 64, "lr_prompt": 1e-4, "lr_visual": 1e-4, "iters_per_epoch": None}
+UEO_DEFAULTS = {"epochs": 50, "batch_size": 64, "lr_prompt": 1e-4, "lr_visual": 1e-4}
+# lambda of the marginal-entropy term: UEO's, the oracle's and IM's own option
+TRADE = Option("trade", 1.0, "lambda, the weight of the marginal-entropy term", lo=0.0, hi=1000.0,
+               label="λ (marginal entropy weight)", official=1.0, source="tim-learn/UEO demo.py --trade")
 
 
 class Method:
@@ -129,14 +175,26 @@ class Method:
     supervised: ClassVar[bool] = False       # trains on labelled source folders (config.source)
     trains_prompt: ClassVar[bool] = True     # the CoOp context vectors learn
     trains_visual: ClassVar[str] = "norm"    # "norm": norm-layer affine params; "all": the whole image tower
-    uses: ClassVar[tuple] = ()               # the RunConfig options the objective reads (trade, weight_temperature,
-    #   margin); the app offers only these for the method
+    options: ClassVar[tuple] = ()            # its own settings (methods/options.Option): RunConfig.options holds
+    #   their values; the CLI's flags, the Adapt page's widgets, the validation and the docs are made from these
     defaults: ClassVar[dict] = UEO_DEFAULTS  # the method's official settings: RunConfig fills unset fields from them
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict]:
+    def loss(self, step: Step, ctx: Context) -> tuple[torch.Tensor, dict]:
         """(loss to minimise, numbers worth plotting as detached 0-d tensors: the trainer reads them in bulk, so a
         GPU step needs no host-device synchronisation)."""
         raise NotImplementedError
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(o.name for o in cls.options)
+
+    def upgrade(self, former: dict) -> dict:
+        """An older run's options, from what were RunConfig fields then (config.FORMER_FIELDS): those it declares."""
+        return {k: v for k, v in former.items() if k in self.option_names()}
+
+    def note(self, cfg) -> str:
+        """What the Adapt page says under the settings of a run of this method ("": the app's own advice)."""
+        return ""
 
     @staticmethod
     def monitor(probs: torch.Tensor) -> dict:
@@ -149,27 +207,33 @@ class Method:
         """The image-tower parameters the method adapts (and its checkpoint keeps): ``trains_visual``."""
         return list(visual.named_parameters()) if self.trains_visual == "all" else norm_affine_params(visual)
 
-    def params(self, tr) -> dict[str, torch.nn.Parameter]:
+    def params(self, run: Run) -> dict[str, torch.nn.Parameter]:
         """Name -> parameter of everything that learns (names as saved in the checkpoint); a rate of 0 freezes."""
         out = {}
-        if self.trains_prompt and tr.config.lr_prompt > 0:
-            out["prompt.ctx"] = tr.prompt.ctx
-        if tr.config.lr_visual > 0 and tr.features.trains_tower:
-            out.update({f"visual.{n}": p for n, p in tr.visual_params})
+        if self.trains_prompt and run.config.lr_prompt > 0:
+            out["prompt.ctx"] = run.prompt.ctx
+        if run.config.lr_visual > 0 and run.tower_learns:
+            out.update({f"visual.{n}": p for n, p in run.visual_params})
         return out
 
-    def optimizer(self, groups: list[dict], tr) -> torch.optim.Optimizer:
+    def optimizer(self, groups: list[dict], ctx: Context) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups)  # no momentum, no weight decay (official UEO)
 
-    def prepare(self, tr, zero_shot_cos: torch.Tensor, resumed) -> Context:
-        """The run's context from the zero-shot cosine logits (and, on resume, what the checkpoint restored)."""
-        return Context(text=tr.prompt, known=tr.known)
+    def prepare(self, run: Run, zero_shot_cos: torch.Tensor, resumed) -> Context:
+        """The run's context from the zero-shot cosine logits (and, on resume, what the checkpoint restored:
+        ``resumed.saved`` holds what the context's ``saved()`` gave)."""
+        return Context(text=run.prompt, known=run.known, options=self.option_values(run.config))
 
-    def batches(self, tr):
+    def option_values(self, cfg):
+        """This run's option values as attributes (``ctx.options.<name>``)."""
+        from .options import namespace
+        return namespace(self.options, cfg.options)
+
+    def batches(self, run: Run):
         """The run's training data: the target folder (or its cached views in a fast mode)."""
-        return tr.features.batches(tr)
+        return run.target_batches()
 
-    def describe(self, tr) -> dict:
+    def describe(self, run: Run) -> dict:
         """What the run summary (config.json, the start event) says besides the common fields."""
         return {}
 
@@ -196,14 +260,14 @@ class Method:
         return (f"{n_images} image{'s' if n_images != 1 else ''}: too few for {self.label}, which needs at least "
                 f"{need} ({why}). Add images before a run.")
 
-    def infer(self, tr, ctx: Context) -> None:
-        """A training-free method's predictions (``tr.evaluate(1, outputs=...)``); the default has none."""
+    def infer(self, run: Run, ctx: Context) -> None:
+        """A training-free method's predictions (``run.evaluate(1, outputs=...)``); the default has none."""
 
     def after_step(self, ctx: Context) -> None:
         pass
 
-    def end_epoch(self, tr, ctx: Context, epoch: int) -> None:
-        tr.save_checkpoint(ctx, epoch)  # every epoch: a stopped run keeps its last one, and resumes from it
+    def end_epoch(self, run: Run, ctx: Context, epoch: int) -> None:
+        run.save_checkpoint(ctx, epoch)  # every epoch: a stopped run keeps its last one, and resumes from it
 
-    def end_run(self, tr, ctx: Context) -> None:
+    def end_run(self, run: Run, ctx: Context) -> None:
         pass

@@ -14,7 +14,8 @@ training), snapshot t weighted by Beta(beta, beta).pdf((t + 0.5) / (T + 1)); the
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ from scipy.stats import beta as beta_dist
 from ..data import DataError, ImageDataset, load_data
 from ..models import check_training_memory, inference_autocast
 from . import register
-from .base import Batch, Context, Method, TrainBatch, epoch_generator
+from .base import Context, Method, Step, TrainBatch, epoch_generator
+from .options import Option
 
 
 def mms_logits(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, scale: float,
@@ -46,53 +48,87 @@ class CLIPood(Method):
     supervised = True          # trains on labelled source images, evaluates on the target folder
     trains_prompt = False      # text features stay fixed (the class prompts)
     trains_visual = "all"      # every image-tower parameter (the model stays in eval mode: norm statistics frozen)
-    uses = ("margin",)         # (and the moving average's beta, the weight decay, steps per epoch: CLI options)
-    # thuml/CLIPood: main.py's --iters-per-epoch 500 and scripts.sh's PACS line "-b 12 --lr 5e-6 --epochs 10"
-    # (batch_size is per source domain; the prompt is not trained)
-    defaults = {"epochs": 10, "batch_size": 12, "lr_prompt": 0.0, "lr_visual": 5e-6, "iters_per_epoch": 500}
+    # thuml/CLIPood: scripts.sh's PACS line "-b 12 --lr 5e-6 --epochs 10" (batch_size is per source domain; the
+    # prompt is not trained)
+    defaults = {"epochs": 10, "batch_size": 12, "lr_prompt": 0.0, "lr_visual": 5e-6}
+    options = (
+        Option("margin", 0.3, "lambda of the margin metric softmax (class-adaptive margin)", lo=0.0, hi=100.0,
+               label="Margin λ (CLIPood)", official=0.3, source="thuml/CLIPood main.py --lam"),
+        Option("bma_beta", 0.5, "Beta(beta, beta) weights of the moving average", lo=0.0, hi=1000.0, lo_open=True,
+               label="Moving average β", official=0.5, source="thuml/CLIPood main.py --beta"),
+        Option("weight_decay", 0.1, "AdamW weight decay", lo=0.0, hi=100.0, label="Weight decay", official=0.1,
+               source="thuml/CLIPood main.py --wd"),
+        Option("iters_per_epoch", 500, "steps per epoch, one batch from each source folder a step; 0: one pass over "
+               "the largest source folder", kind=int, lo=0, hi=10_000_000, label="Steps per epoch", official=500,
+               source="thuml/CLIPood main.py --iters-per-epoch"))
 
-    def loss(self, batch: Batch):
-        logits = mms_logits(batch.features, batch.text, batch.labels, batch.scale, batch.margin)
-        loss = F.cross_entropy(logits, batch.labels)
+    def loss(self, step: Step, ctx: "ClipoodContext"):
+        labels = ctx.label_index[step.labels].to(step.features.device)  # prior class -> row of the seen classes
+        logits = mms_logits(step.features, step.text, labels, step.scale, ctx.options.margin)
+        loss = F.cross_entropy(logits, labels)
         with torch.no_grad():
-            acc = (batch.probs.argmax(1) == batch.labels).float().mean()
+            acc = (step.probs.argmax(1) == labels).float().mean()
         return loss, {"train_acc": acc}
 
-    def optimizer(self, groups, tr):
-        return torch.optim.AdamW(groups, weight_decay=tr.config.weight_decay)  # official CLIPood
+    def upgrade(self, former: dict) -> dict:
+        out = super().upgrade(former)
+        if "iters_per_epoch" in out and out["iters_per_epoch"] is None:
+            out["iters_per_epoch"] = 0  # saved before the default became the official 500: None meant one pass
+        return out
 
-    def batches(self, tr):
-        if not tr.config.source:
+    def note(self, cfg) -> str:
+        o = cfg.options
+        return (f"CLIPood's official settings for PACS-like shifts (thuml/CLIPood): AdamW lr {cfg.lr_visual:g}, "
+                f"weight decay {o['weight_decay']:g}, batch {cfg.batch_size} per source domain, {cfg.epochs} epochs "
+                f"of {o['iters_per_epoch']} steps, lambda {o['margin']:g}, Beta({o['bma_beta']:g}, "
+                f"{o['bma_beta']:g}) moving average. {cfg.epochs * o['iters_per_epoch']:,} steps of the whole image "
+                "tower take a while on a CPU: fewer steps per epoch make a quick (non-official) run.")
+
+    def optimizer(self, groups, ctx):
+        return torch.optim.AdamW(groups, weight_decay=ctx.options.weight_decay)  # official CLIPood
+
+    def batches(self, run):
+        if not run.config.source:
             raise DataError(f"{self.label} trains on labelled source folders: give at least one "
                             f"(class-per-folder, e.g. --source shapes:flat).")
-        return SourceBatches.load(tr)
+        return SourceBatches.load(run)
 
-    def describe(self, tr):
-        return {"source_images": tr.batches.sizes, "seen_classes": [tr.image_set.classes[k] for k in tr.seen]}
+    def describe(self, run):
+        return {"source_images": run.batches.sizes, "seen_classes": [run.image_set.classes[k] for k in run.batches.seen]}
 
-    def prepare(self, tr, zero_shot_cos, resumed) -> Context:
+    def prepare(self, run, zero_shot_cos, resumed) -> Context:
         """Training logits range over the seen classes (prior classes with source images), on fixed text."""
-        dev, seen = tr.loaded.device, torch.as_tensor(tr.seen)
-        with torch.no_grad(), inference_autocast(tr.loaded):
-            text = tr.prompt().float()[seen.to(dev)]
-        index = torch.full((len(tr.image_set.classes),), -1, dtype=torch.long)
+        dev, seen = run.loaded.device, torch.as_tensor(run.batches.seen)
+        with torch.no_grad(), inference_autocast(run.loaded):
+            text = run.prompt().float()[seen.to(dev)]
+        index = torch.full((len(run.image_set.classes),), -1, dtype=torch.long)
         index[seen] = torch.arange(len(seen))
-        average = BetaMovingAverage(dict(tr.visual_params), tr.total_steps, tr.config.bma_beta)
-        return Context(text=lambda: text, label_index=index, averager=average)
+        options = self.option_values(run.config)
+        average = BetaMovingAverage(dict(run.visual_params), run.total_steps, options.bma_beta)
+        return ClipoodContext(text=lambda: text, options=options, label_index=index, averager=average)
 
     def after_step(self, ctx):
         ctx.averager.update()
 
-    def end_epoch(self, tr, ctx, epoch):
-        if epoch < tr.config.epochs:  # the live tower, to resume from (optimizer.pt holds the average so far);
-            tr.save_checkpoint(ctx, epoch)  # the last checkpoint is the moving average (end_run)
+    def end_epoch(self, run, ctx, epoch):
+        if epoch < run.config.epochs:  # the live tower, to resume from (optimizer.pt holds the average so far);
+            run.save_checkpoint(ctx, epoch)  # the last checkpoint is the moving average (end_run)
 
-    def end_run(self, tr, ctx):
+    def end_run(self, run, ctx):
         """The result is the Beta moving average; the last model is reported beside it."""
-        tr.outcome["last"] = tr.latest.metrics
+        run.outcome["last"] = run.latest.metrics
         ctx.averager.swap()
-        tr.evaluate(tr.config.epochs, kind="bma")
-        tr.save_checkpoint(ctx, tr.config.epochs)
+        run.evaluate(run.config.epochs, kind="bma")
+        run.save_checkpoint(ctx, run.config.epochs)
+
+
+@dataclass
+class ClipoodContext(Context):
+    label_index: Optional[torch.Tensor] = None  # prior class -> row of ``text`` (the seen classes)
+    averager: Any = None                        # the Beta moving average of the image tower
+
+    def resumable(self):
+        return self.averager
 
 
 class BetaMovingAverage:
@@ -155,23 +191,23 @@ class SourceBatches:
         self.seen = sorted(set(torch.cat(labels).tolist()))
 
     @classmethod
-    def load(cls, tr) -> "SourceBatches":
+    def load(cls, run) -> "SourceBatches":
         """Images of prior classes from each ``config.source`` folder, labels from the folder names."""
-        cfg, transform, sets, labels = tr.config, tr.train_set.transform, [], []
+        cfg, transform, sets, labels = run.config, run.train_set.transform, [], []
         for spec in cfg.source:
-            src = load_data(spec, prior=tr.image_set.classes)
+            src = load_data(spec, prior=run.image_set.classes)
             if not src.has_truth:
                 raise DataError(f"Source folder {spec} has no class sub-folders, so it has no labels to train on.")
             keep = np.where(src.labels >= 0)[0]
             if not len(keep):
-                raise DataError(f"Source folder {spec} holds none of the known classes {tr.image_set.classes}.")
-            sets.append(ImageDataset([src.files[i] for i in keep], transform, tr.train_set.cache))
+                raise DataError(f"Source folder {spec} holds none of the known classes {run.image_set.classes}.")
+            sets.append(ImageDataset([src.files[i] for i in keep], transform, run.train_set.cache))
             labels.append(torch.as_tensor(src.labels[keep]))
-        check_training_memory(tr.loaded, cfg.batch_size * len(sets))
-        return cls(sets, labels, cfg, tr.loaded.device)
+        check_training_memory(run.loaded, cfg.batch_size * len(sets))
+        return cls(sets, labels, cfg, run.loaded.device)
 
     def __len__(self) -> int:
-        return self.cfg.iters_per_epoch or math.ceil(max(self.sizes) / self.cfg.batch_size)
+        return self.cfg.options["iters_per_epoch"] or math.ceil(max(self.sizes) / self.cfg.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[TrainBatch]:
         cfg, gen = self.cfg, epoch_generator(self.cfg, epoch)

@@ -1,6 +1,6 @@
 """Information maximisation: mean entropy minus marginal entropy. UEO's ``--noweight`` ablation."""
 from . import register
-from .base import Batch, Method, entropy
+from .base import TRADE, Context, Method, Step, entropy
 
 
 @register
@@ -9,9 +9,9 @@ class InfoMax(Method):
     label = "Information max. (IM)"
     plain = "IM"
     description = "Confident yet diverse predictions: mean entropy - lambda * entropy of the mean prediction."
-    uses = ("trade",)
+    options = (TRADE,)
 
-    def loss(self, batch: Batch):
-        cond = entropy(batch.probs).mean()
-        marg = entropy(batch.probs.mean(dim=0))
-        return cond - batch.trade * marg, {"loss_cond": cond.detach(), "loss_marginal": marg.detach()}
+    def loss(self, step: Step, ctx: Context):
+        cond = entropy(step.probs).mean()
+        marg = entropy(step.probs.mean(dim=0))
+        return cond - ctx.options.trade * marg, {"loss_cond": cond.detach(), "loss_marginal": marg.detach()}

@@ -82,22 +82,22 @@ class TDA(Method):
                    "cache of uncertain ones, which adjust CLIP's logits (the order of the stream is fixed by the "
                    "seed).")
     trains = False
-    defaults = {"epochs": 1, "batch_size": 64, "lr_prompt": 0.0, "lr_visual": 0.0, "iters_per_epoch": None}
+    defaults = {"epochs": 1, "batch_size": 64, "lr_prompt": 0.0, "lr_visual": 0.0}
 
-    def infer(self, tr, ctx: Context) -> None:
-        feats = tr.last_features  # the zero-shot pass's (the model has not changed since)
+    def infer(self, run, ctx: Context) -> None:
+        feats = run.last_features  # the zero-shot pass's (the model has not changed since)
         with torch.no_grad():
-            text = tr.prompt().float()
-            logits = tr.scale("train") * feats @ text.T
-            order = torch.randperm(len(feats), generator=torch.Generator().manual_seed(tr.config.seed))
+            text = run.prompt().float()
+            logits = run.scale("train") * feats @ text.T
+            order = torch.randperm(len(feats), generator=torch.Generator().manual_seed(run.config.seed))
             final, pos, neg = torch.empty_like(logits), {}, {}
-            for start in range(0, len(order), tr.config.batch_size):  # one batch of the stream at a time
-                tr.stop.check()
-                for i in order[start:start + tr.config.batch_size].tolist():
+            for start in range(0, len(order), run.config.batch_size):  # one batch of the stream at a time
+                run.stop.check()
+                for i in order[start:start + run.config.batch_size].tolist():
                     final[i] = tda_step(pos, neg, feats[i:i + 1], logits[i:i + 1])[0]
-                tr.emit("progress", phase="TDA: the image stream", done=min(start + tr.config.batch_size,
+                run.emit("progress", phase="TDA: the image stream", done=min(start + run.config.batch_size,
                                                                              len(order)), total=len(order))
-        cos = final / tr.scale("train")
-        probs = torch.softmax(tr.scale("eval") * cos, dim=1)
-        tr.outcome["tda_stream"] = order.tolist()
-        tr.evaluate(1, outputs=(cos.cpu(), probs.cpu().numpy()))
+        cos = final / run.scale("train")
+        probs = torch.softmax(run.scale("eval") * cos, dim=1)
+        run.outcome["tda_stream"] = order.tolist()
+        run.evaluate(1, outputs=(cos.cpu(), probs.cpu().numpy()))

@@ -1,6 +1,6 @@
 """Entropy minimisation (TENT-style): make every prediction confident. Known to collapse onto few classes."""
 from . import register
-from .base import Batch, Method, entropy
+from .base import Context, Method, Step, entropy
 
 
 @register
@@ -10,6 +10,6 @@ class EntropyMin(Method):
     plain = "entropy minimisation (TENT)"
     description = "Minimise the mean entropy of all predictions (no diversity term: may collapse)."
 
-    def loss(self, batch: Batch):
-        cond = entropy(batch.probs).mean()
+    def loss(self, step: Step, ctx: Context):
+        cond = entropy(step.probs).mean()
         return cond, {"loss_cond": cond.detach()}

@@ -20,6 +20,7 @@ from ..data import load_rgb
 from ..models import inference_autocast
 from . import register
 from .base import Context, Method
+from .options import Option
 
 KEEP = 0.3  # the official gamma (updated from 0.1 in the official code)
 
@@ -68,30 +69,33 @@ class Zero(Method):
     description = ("No training, no backpropagation: each image is seen as N augmented views; the most confident "
                    "30 % vote, and the majority wins. Costs N forward passes per image.")
     trains = False
-    uses = ("zero_views",)
-    defaults = {"epochs": 1, "batch_size": 64, "lr_prompt": 0.0, "lr_visual": 0.0, "iters_per_epoch": None}
+    options = (Option("zero_views", 64, "views per image: the image and N-1 random crops (each view is one pass of "
+                      "the image tower; at least 4, so that its 30 % of confident views is one or more)", kind=int,
+                      lo=4, hi=512, label="Views per image (ZERO: the image and N-1 random crops)", official=64,
+                      source="FarinaMatteo/zero ttas/zero.py"),)
+    defaults = {"epochs": 1, "batch_size": 64, "lr_prompt": 0.0, "lr_visual": 0.0}
 
     def passes(self, cfg) -> int:
-        return cfg.zero_views  # every view of every image goes through the image tower
+        return cfg.options["zero_views"]  # every view of every image goes through the image tower
 
-    def infer(self, tr, ctx: Context) -> None:
-        cfg, loaded = tr.config, tr.loaded
+    def infer(self, run, ctx: Context) -> None:
+        cfg, loaded, n_views = run.config, run.loaded, ctx.options.zero_views
         torch.manual_seed(cfg.seed * 1000 + 700)  # the crops: repeatable by the seed
-        views = ViewSet(tr.image_set.files, loaded.preprocess, loaded.train_transform((0.08, 1.0)), cfg.zero_views,
-                        tr.eval_set.cache)
-        per_batch = max(1, cfg.batch_size * 3 // cfg.zero_views)  # images per forward pass (their views together)
+        views = ViewSet(run.image_set.files, loaded.preprocess, loaded.train_transform((0.08, 1.0)), n_views,
+                        run.eval_set.cache)
+        per_batch = max(1, cfg.batch_size * 3 // n_views)  # images per forward pass (their views together)
         loader = torch.utils.data.DataLoader(views, batch_size=per_batch, shuffle=False, num_workers=cfg.num_workers)
         with torch.no_grad(), inference_autocast(loaded):
-            text = tr.prompt().float()
-        scale, votes, cos, done = tr.scale("train"), [], [], 0
+            text = run.prompt().float()
+        scale, votes, cos, done = run.scale("train"), [], [], 0
         for x, _ in loader:
-            tr.stop.check()
+            run.stop.check()
             with torch.no_grad(), inference_autocast(loaded):
                 f = loaded.model.encode_image(loaded.to_input(x.flatten(0, 1)), normalize=True).float()
-            for c in (f @ text.T).view(len(x), cfg.zero_views, -1):
+            for c in (f @ text.T).view(len(x), n_views, -1):
                 votes.append(zero_vote(scale * c))
                 cos.append(c[keep_confident(scale * c)].mean(0))
             done += len(x)
-            tr.emit("progress", phase=f"ZERO: {cfg.zero_views} views an image", done=done, total=len(views))
+            run.emit("progress", phase=f"ZERO: {n_views} views an image", done=done, total=len(views))
         votes = torch.stack(votes)
-        tr.evaluate(1, outputs=(torch.stack(cos).cpu(), (votes / votes.sum(1, keepdim=True)).cpu().numpy()))
+        run.evaluate(1, outputs=(torch.stack(cos).cpu(), (votes / votes.sum(1, keepdim=True)).cpu().numpy()))

@@ -1,9 +1,10 @@
 """Checkpoints and resume, in one place.
 
 A checkpoint (``checkpoint.safetensors`` in the run folder, see ``runs.RunFolder``) holds what learns, under the
-names ``Method.params`` gives them (``prompt.ctx``, ``visual.<name>``), and UEO's zero-shot weights
-(``ueo_weights``), so a resumed UEO run keeps the weights it started with. ``resume`` restores them and returns
-where to start: the epoch, the weights, and the zero-shot metrics of the run it continues.
+names ``Method.params`` gives them (``prompt.ctx``, ``visual.<name>``), and what the method's context keeps
+(``Context.saved``: UEO's zero-shot weights, ``ueo_weights``), so a resumed UEO run keeps the weights it started
+with. ``resume`` restores the parameters and returns where to start: the epoch, the method's saved tensors (for its
+``prepare``), and the zero-shot metrics of the run it continues.
 
 Beside it, ``optimizer.pt`` holds what training carries from step to step and the model does not: the optimizer's
 state (AdamW's moments), the learning-rate schedule's, and a method's running state (CLIPood's moving average).
@@ -30,7 +31,7 @@ OPTIMIZER = "optimizer.pt"  # the training state beside the checkpoint (runs.py'
 @dataclass
 class Resumed:
     epoch: int = 0                           # the last finished epoch (0: a new run)
-    weights: Optional[torch.Tensor] = None   # UEO's zero-shot weights, as saved
+    saved: dict = field(default_factory=dict)  # what the method's context kept (Context.saved), as saved
     zero_shot: dict = field(default_factory=dict)  # the continued run's zero-shot metrics (its "before")
     folder: Optional[Path] = None            # the run folder resumed from (its optimizer.pt: ``Training.resume``)
 
@@ -38,8 +39,8 @@ class Resumed:
 def state_tensors(tr, ctx) -> dict[str, torch.Tensor]:
     tensors = {"prompt.ctx": tr.prompt.ctx}
     tensors.update({f"visual.{n}": p for n, p in tr.visual_params})
-    if ctx is not None and ctx.weights is not None:
-        tensors["ueo_weights"] = ctx.weights
+    if ctx is not None:
+        tensors.update({k: v for k, v in ctx.saved().items() if v is not None})
     return tensors
 
 
@@ -104,14 +105,14 @@ def resume(tr) -> Resumed:
         tr.prompt.ctx.copy_(tensors["prompt.ctx"].to(tr.prompt.ctx.device, tr.prompt.ctx.dtype))
     apply_state(tr.loaded, tensors)
     epoch = int(meta.get("epoch", 0))
-    weights = tensors["ueo_weights"].to(tr.loaded.device) if "ueo_weights" in tensors else None
+    saved = {k: v for k, v in tensors.items() if not k.startswith(("prompt.", "visual."))}
     src = Path(tr.config.resume) if Path(tr.config.resume).is_dir() else Path(tr.config.resume).parent
     zero = [r for r in RunFolder(src).read_jsonl("epochs.jsonl") if r.get("epoch") == 0]
     if tr.folder is not None and tr.evaluates is None:  # (an evaluation's folder is new: nothing to cut back)
         tr.folder.reset_logs(epoch)
     if tr.evaluates is not None:
         tr.evaluates["epoch"] = epoch  # which of the run's epochs was evaluated (metrics.json, report.md)
-    return Resumed(epoch, weights, zero[0]["metrics"] if zero else {}, src)
+    return Resumed(epoch, saved, zero[0]["metrics"] if zero else {}, src)
 
 
 def fast_forward(optimizer: torch.optim.Optimizer, schedule, steps: int) -> None:

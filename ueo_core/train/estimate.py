@@ -25,8 +25,8 @@ def estimate_run(config: RunConfig, loaded: LoadedModel, image_set: ImageSet) ->
     tr.setup()
     dev, n = loaded.device, min(cfg.batch_size, len(image_set))
     # the context without a zero-shot pass: UEO's weights from uniform logits (their values do not change the cost)
-    ctx = tr.method.prepare(tr, torch.zeros(len(image_set), len(image_set.classes), device=dev), Resumed())
-    params = tr.method.params(tr) if tr.method.trains else {}
+    ctx = tr.method.prepare(tr.view, torch.zeros(len(image_set), len(image_set.classes), device=dev), Resumed())
+    params = tr.method.params(tr.view) if tr.method.trains else {}
     step = 0.0
     try:
         with learning(params):

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import torch
 
 from ..distributed import gather
-from ..methods.base import Batch, TrainBatch
+from ..methods.base import Step, TrainBatch
 from ..models import autocast
 from . import checkpoint
 from .events import StepLog
@@ -20,18 +20,17 @@ from .events import StepLog
 
 def step_loss(tr, ctx, b: TrainBatch):
     """One training step's forward pass: (loss, the objective's statistics, the batch's softmax). Under torchrun
-    the predictions, weights and truth are those of the global batch, gathered from every process."""
-    cfg = tr.config
+    the predictions (and whatever per-image context the method takes, ``Step.per_image``) are those of the global
+    batch, gathered from every process."""
     with autocast(tr.loaded.device):
         feats, text = tr.features(b, ctx.text)
         logits = tr.scale("train") * feats @ text.float().T
     probs = gather(torch.softmax(logits, dim=1))
     idx = b.index.to(tr.loaded.device) if b.index is not None else None
     per_image = lambda t: gather(t[idx], False) if t is not None and idx is not None else None  # noqa: E731
-    labels = ctx.label_index[b.labels].to(tr.loaded.device) if b.labels is not None else None
-    batch = Batch(probs=probs, weights=per_image(ctx.weights), known=per_image(ctx.known), trade=cfg.trade,
-                  features=feats, text=text.float(), labels=labels, scale=tr.scale("train"), margin=cfg.margin)
-    loss, stats = tr.method.loss(batch)
+    step = Step(probs=probs, features=feats, text=text.float(), scale=tr.scale("train"), labels=b.labels,
+                per_image=per_image)
+    loss, stats = tr.method.loss(step, ctx)
     return loss, stats, probs
 
 
@@ -54,18 +53,18 @@ def train(tr) -> None:
     zero_shot = tr.evaluate(0) if tr.evaluates is not None else None
     resumed = checkpoint.resume(tr)
     first = tr.begin(resumed, zero_shot)  # evaluate where the run starts: zero-shot, or the resumed epoch
-    tr.ctx = ctx = method.prepare(tr, first.cos, resumed)
-    params = method.params(tr) if method.trains else {}
+    tr.ctx = ctx = method.prepare(tr.view, first.cos, resumed)
+    params = method.params(tr.view) if method.trains else {}
     if not params or resumed.epoch >= cfg.epochs:
-        method.infer(tr, ctx)  # a training-free method's own predictions (zero-shot: none beyond the first)
+        method.infer(tr.view, ctx)  # a training-free method's own predictions (zero-shot: none beyond the first)
         if resumed.epoch == 0 and tr.evaluates is None:  # (an evaluation keeps results, not a model)
             tr.save_checkpoint(ctx, 0)
         return
     groups = [{"params": [p for n, p in params.items() if n.startswith(part)], "lr": lr}
               for part, lr in (("prompt.", cfg.lr_prompt), ("visual.", cfg.lr_visual))]
-    optimizer = method.optimizer([g for g in groups if g["params"]], tr)
+    optimizer = method.optimizer([g for g in groups if g["params"]], ctx)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tr.total_steps)
-    training = checkpoint.Training(tr, optimizer, schedule, ctx.averager)
+    training = checkpoint.Training(tr, optimizer, schedule, ctx.resumable())
     training.resume(resumed)  # the saved optimizer and schedule state (older runs: plain SGD's fast-forward)
     sync_every = cfg.sync_every or (10 if tr.loaded.device.type == "cuda" else 1)
     with learning(params), StepLog(tr.emit, resumed.epoch * len(tr.batches), tr.total_steps, sync_every) as log:
@@ -87,8 +86,8 @@ def train(tr) -> None:
             log.flush()
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 tr.evaluate(epoch)
-            method.end_epoch(tr, ctx, epoch)
+            method.end_epoch(tr.view, ctx, epoch)
             if tr.checkpoint_epoch == epoch < cfg.epochs:  # beside the epoch's checkpoint: resume goes on exactly
                 training.save(tr, epoch)
-    method.end_run(tr, ctx)
+    method.end_run(tr.view, ctx)
     training.drop(tr)

@@ -21,6 +21,7 @@ from ..distributed import is_distributed
 from ..embed import params_digest
 from ..distributed import rank as dist_rank
 from ..methods import get_method
+from ..methods.base import Run
 from ..metrics import compute_metrics, confidence_histogram, predictions_table
 from ..models import LoadedModel, inference_autocast, load_model
 from ..prompts import PromptLearner
@@ -72,6 +73,7 @@ class Trainer:
             if config.run_dir and self.rank == 0 else None)
         self.emit = Emitter(self.folder, self.rank, listeners)
         self.stop = Stop()
+        self.view = Run(self)  # what the method's hooks see of this run (never the trainer itself)
         # set by setup()
         self.method = self.prompt = self.features = self.batches = None
         self.visual_params: list = []        # the image-tower parameters the method adapts (checkpoint keys)
@@ -142,7 +144,7 @@ class Trainer:
         self.features = feature_source(self)
         self.visual_params = self.features.select(self.method.visual_params(model.visual))
         self.tower_base = params_digest(dict(self.visual_params))  # the tower as loaded (feature_variant)
-        self.batches = self.method.batches(self)
+        self.batches = self.method.batches(self.view)
         self.seen = self.batches.seen
         self.total_steps = cfg.epochs * len(self.batches) if self.method.trains else 0
 
@@ -151,11 +153,11 @@ class Trainer:
         return {"model": self.loaded.describe(), "data": ims.summary(), "classes": ims.classes,
                 "n_images": len(ims), "n_skipped": len(ims.skipped), "has_truth": ims.has_truth,
                 "warnings": list(ims.warnings),
-                "trainable_parameters": sum(p.numel() for p in self.method.params(self).values())
+                "trainable_parameters": sum(p.numel() for p in self.method.params(self.view).values())
                 if self.method.trains else 0,
                 "steps_per_epoch": len(self.batches), "total_steps": self.total_steps,
                 "prompts": self.prompt.prompts, "truncated_context": self.prompt.length,
-                **({"evaluates": self.evaluates} if self.evaluates else {}), **self.method.describe(self)}
+                **({"evaluates": self.evaluates} if self.evaluates else {}), **self.method.describe(self.view)}
 
     # ---------------------------------------------------------------- evaluation
     def feature_variant(self, epoch: int, kind: str = "epoch") -> Optional[str]:
