@@ -4,9 +4,10 @@ import streamlit as st
 from studio import charts, state, ui
 from ueo_core import grow
 from ueo_core.analysis import compare_summary, compare_table, list_runs, run_curves
+from ueo_core.analysis.comparison import calibration_note, reliability_note, run_reliability
 
-RATES = ("gacc", "pacc", "auroc", "h_score", "fpr95", "auroc (best score)", "gacc (zero-shot)", "auroc (zero-shot)",
-         "mean_confidence", "largest class")
+RATES = ("gacc", "pacc", "auroc", "h_score", "fpr95", "ece", "auroc (best score)", "gacc (zero-shot)",
+         "auroc (zero-shot)", "ece (zero-shot)", "mean_confidence", "largest class")
 ui.page("Compare", "⚖️")
 runs = list_runs(state.runs_dir())
 if not runs:
@@ -19,10 +20,10 @@ if not chosen:
 paths = [state.runs_dir() / n for n in chosen]
 rows = compare_table(paths)
 truth = any(r.get("gacc") is not None or r.get("auroc") is not None for r in rows)
-scored = ["gacc", "pacc", "auroc", "h_score", "fpr95", "best score", "auroc (best score)"] if truth else []
+scored = ["gacc", "pacc", "auroc", "h_score", "fpr95", "ece", "best score", "auroc (best score)"] if truth else []
 ui.table(rows, columns=["run", "method", "status", "mode", "data", "prior", "images", "epochs"] + scored
          + ["mean_confidence", "largest class", "collapsed"]
-         + (["gacc (zero-shot)", "auroc (zero-shot)"] if truth else []) + ["seconds"], percent=RATES)
+         + (["gacc (zero-shot)", "auroc (zero-shot)", "ece (zero-shot)"] if truth else []) + ["seconds"], percent=RATES)
 ui.explain("Rates in % (points). " + ("AUROC, FPR95 and H-score use MSP (max softmax), the papers' score; 'best "
            "score' is the known/unknown score (MSP, MaxLogit, energy, MCM, GEN) that separates this run's images "
            "best, with its AUROC. " if truth else "") + "'mean_confidence': the mean max-softmax; 'largest class': "
@@ -60,3 +61,14 @@ c2, c3 = st.columns(2)
 if auroc:
     c2.plotly_chart(charts.overlay_curves(auroc, "AUROC per epoch", "epoch", methods), width="stretch")
     c3.plotly_chart(charts.overlay_curves(gacc, "GACC per epoch", "epoch", methods), width="stretch")
+
+st.subheader("Calibration: does confidence match accuracy?")
+ui.explain(calibration_note(rows))
+diagrams = [(f"{row['method']} {p.name[-6:]}", row["method"] or "", rel) for row, p in zip(rows, paths)
+            if (rel := run_reliability(p)) is not None]
+for start in range(0, len(diagrams), 2):
+    for col, (k, (label, method, rel)) in zip(st.columns(2), enumerate(diagrams[start:start + 2], start)):
+        col.plotly_chart(charts.reliability_diagram(rel, f"{label}: reliability (final evaluation)",
+                                                    charts.method_color(method, k)), width="stretch")
+        with col:
+            ui.explain(reliability_note(rel))

@@ -202,6 +202,12 @@ MUTANTS = [
     ("UEO's loss reads the default lambda, not the run's", "ueo_core/methods/ueo.py",
      "return ueo_loss(step.probs, step.per_image(ctx.weights), ctx.options.trade)",
      "return ueo_loss(step.probs, step.per_image(ctx.weights), 1.0)"),
+    ("ECE bins [lo, hi) instead of Guo's (lo, hi]", "ueo_core/metrics.py",
+     'np.searchsorted(edges, conf, side="left") - 1', 'np.searchsorted(edges, conf, side="right") - 1'),
+    ("ECE an unweighted mean over bins", "ueo_core/metrics.py",
+     'float((rel["count"][full] * gaps).sum() / rel["count"].sum())', 'float(gaps.mean())'),
+    ("Compare names the worst-calibrated run best", "ueo_core/analysis/comparison.py",
+     'best = min(have, key=lambda r: r["ece"])', 'best = max(have, key=lambda r: r["ece"])'),
 ]
 
 

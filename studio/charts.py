@@ -207,6 +207,30 @@ def loss_panels(series: dict[str, tuple[list, list]], methods: dict[str, str]) -
     return fig
 
 
+def reliability_diagram(rel: dict, title: str = "", color: str = ALL_COLOR) -> go.Figure:
+    """A reliability diagram of ``metrics.reliability_bins``: per confidence bin (bars as wide as the bins) the
+    accuracy of its images, a dot at their mean confidence, and the diagonal where the two match; empty bins are
+    left out. The hover gives each bin's images, accuracy and mean confidence (in %, as the tables print them)."""
+    edges, count = np.asarray(rel["edges"]), np.asarray(rel["count"])
+    full = count > 0
+    lo, hi = edges[:-1][full], edges[1:][full]
+    acc, conf = np.asarray(rel["accuracy"])[full], np.asarray(rel["confidence"])[full]
+    data = np.c_[lo * 100, hi * 100, count[full], acc * 100, conf * 100]
+    hover = ("confidence %{customdata[0]:.1f}–%{customdata[1]:.1f}<br>images: %{customdata[2]}<br>accuracy "
+             "%{customdata[3]:.1f}<br>mean confidence %{customdata[4]:.1f}<extra></extra>")
+    fig = go.Figure()
+    fig.add_bar(x=(lo + hi) / 2, y=acc, width=hi - lo, name="accuracy (images in the bin above each bar)",
+                marker_color=color, opacity=0.75, customdata=data, hovertemplate=hover, text=count[full],
+                textposition="outside", textfont=dict(size=9), cliponaxis=False)
+    fig.add_trace(go.Scatter(x=conf, y=conf, mode="markers", name="mean confidence", customdata=data,
+                             marker=dict(color="#212529", size=7), hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated (accuracy = confidence)",
+                             line=dict(color="#868e96", dash="dash"), hoverinfo="skip"))
+    fig.update_xaxes(title_text="confidence (max softmax)", range=[0, 1.02], tickformat=".0%")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.1], tickformat=".0%", tickvals=np.linspace(0, 1, 6))
+    return _layout(fig, title, height=360)
+
+
 def class_share_curves(epochs: list[dict], classes: Sequence[str]) -> go.Figure:
     """Share of images predicted as each class, per evaluated epoch: a collapse shows as one band taking over."""
     fig = go.Figure()

@@ -8,6 +8,7 @@ Truth labels: 0..K-1 a known class, UNKNOWN (-1) an image of a class outside the
 - FPR95 fraction of unknown images accepted at the threshold that accepts 95 % of known images.
 - H-score harmonic mean of known accuracy (a rejected known image counts as wrong) and the unknown rejection rate,
   at a confidence threshold.
+- ECE   expected calibration error over known-class images (``ece``, 15 equal-width bins, Guo et al. 2017).
 - threshold default (unsupervised): the midpoint of the two cluster centres of 2-means on the confidences
   (sklearn KMeans, 1-D), i.e. the split between a confident and an unconfident group, which needs no labels.
 """
@@ -167,6 +168,56 @@ def collapse_stats(probs: np.ndarray) -> dict:
             "share_entropy": h, "collapsed": bool(k > 1 and n >= k and h < limit)}
 
 
+CALIBRATION_BINS = 15  # Guo et al. (2017)'s number of bins, the one calibration papers report ECE with
+
+
+def reliability_bins(conf: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> Optional[dict]:
+    """Per equal-width confidence bin on [0, 1]: the number of images, their mean confidence and their accuracy
+    (NaN where a bin is empty); None for no images. Bins are (lo, hi], as Guo et al.'s code (an image at exactly
+    1/15 goes in the first bin; torchmetrics' bins are [lo, hi) instead, which differs only for values exactly on
+    an edge); a confidence of 0 joins the first bin so that every image is counted."""
+    conf = np.asarray(conf, dtype=np.float64).ravel()
+    correct = np.asarray(correct, dtype=np.float64).ravel()
+    if not len(conf):
+        return None
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=bins) / count
+        accuracy = np.bincount(idx, weights=correct, minlength=bins) / count
+    return {"edges": edges, "count": count, "confidence": mean_conf, "accuracy": accuracy}
+
+
+def reliability(probs: np.ndarray, truth: Optional[np.ndarray], bins: int = CALIBRATION_BINS) -> Optional[dict]:
+    """``reliability_bins`` of the known-class images (truth >= 0): confidence the max softmax over the K known
+    classes, correct when the argmax is the true class. None without truth or without a known image: unknown
+    images have no right class to be calibrated against."""
+    if truth is None:
+        return None
+    probs, truth = np.asarray(probs, dtype=np.float64), np.asarray(truth)
+    known = truth >= 0
+    if not known.any():
+        return None
+    return reliability_bins(probs[known].max(axis=1), probs[known].argmax(axis=1) == truth[known], bins)
+
+
+def calibration_error(rel: Optional[dict]) -> Optional[float]:
+    """ECE of reliability bins: the image-weighted mean gap |accuracy - mean confidence| over the bins, so that a
+    reliability diagram and its ECE are one computation."""
+    if rel is None:
+        return None
+    full = rel["count"] > 0
+    gaps = np.abs(rel["accuracy"][full] - rel["confidence"][full])
+    return float((rel["count"][full] * gaps).sum() / rel["count"].sum())
+
+
+def ece(probs: np.ndarray, truth: Optional[np.ndarray], bins: int = CALIBRATION_BINS) -> Optional[float]:
+    """Expected calibration error (Guo et al. 2017) of the known-class images, 0 (calibrated) to 1; None where
+    there is no known image with its truth."""
+    return calibration_error(reliability(probs, truth, bins))
+
+
 def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: Optional[float] = None,
                     seen: Optional[Sequence[int]] = None, split: str = "2means") -> dict:
     """Every metric that the truth allows. Without truth, only label-free statistics."""
@@ -187,6 +238,8 @@ def compute_metrics(probs: np.ndarray, truth: Optional[np.ndarray], threshold: O
     out.update({"gacc": gacc(p, t), "pacc": pacc(p, t, probs.shape[1]), "auroc": auroc(c, t),
                 "fpr95": fpr_at_tpr(c, t)})
     out.update(h_score(p, c, t, thr))
+    calibration = ece(probs[labelled], t)
+    out["ece"] = float("nan") if calibration is None else calibration  # missing as the others: NaN, null in JSON
     if seen is not None:  # supervised methods: accuracy on classes trained on vs named-but-never-trained classes
         is_seen = np.isin(t, list(seen))
         out["acc_seen"] = gacc(p[is_seen], t[is_seen]) if is_seen.any() else float("nan")

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
+from ..metrics import CALIBRATION_BINS, calibration_error, reliability_bins
 from ..privacy import data_name
 from ..runs import RunFolder
-from .verdicts import CHANCE_AUROC, CHANCE_FACTOR, shown_rate
+from .predictions import read_predictions
+from .verdicts import CHANCE_AUROC, CHANCE_FACTOR, shown_gain, shown_rate
 from ..scores import DEFAULT, LABELS
 
 
@@ -21,7 +23,7 @@ def list_runs(root: str | Path) -> list[Path]:
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-COMPARE_KEYS = ("gacc", "pacc", "auroc", "fpr95", "h_score", "mean_confidence")
+COMPARE_KEYS = ("gacc", "pacc", "auroc", "fpr95", "h_score", "ece", "mean_confidence")
 
 
 def compare_table(run_dirs: Sequence[str | Path]) -> list[dict]:
@@ -134,6 +136,86 @@ _OWN_WORDS = ("these", "no ", "scored")  # parts that start in the summary's own
 def _sentence(parts: list[str]) -> str:
     text = "; ".join(parts) + "."
     return text[:1].upper() + text[1:] if parts and parts[0].startswith(_OWN_WORDS) else text
+
+
+def _run_names(rows: list[dict]) -> dict:
+    """Each row's name in a sentence: its method, with the run's last characters where two share one."""
+    methods = [r.get("method") for r in rows]
+    return {id(r): (str(r.get("method")) if methods.count(r.get("method")) == 1 or not r.get("run")
+                    else f"{r.get('method')} {str(r['run'])[-6:]}") for r in rows}
+
+
+def calibration_note(rows: list[dict]) -> str:
+    """The table's ECE column in words: which run is best calibrated (lower is better), or why there is no ECE.
+    Runs on other data or another prior are listed, not ranked, as in ``compare_summary``."""
+    if not rows:
+        return "No run chosen."
+    name = _run_names(rows)
+    what = "ECE (expected calibration error of the known-class images: the gap between confidence and accuracy, " \
+           "0 when they match; lower is better)"
+    have = [r for r in rows if r.get("ece") is not None]
+    older = [r for r in rows if r.get("ece") is None and r.get("gacc") is not None]
+    missing = ([f"{len(older)} of these runs {'was' if len(older) == 1 else 'were'} made before ECE was recorded"]
+               if older else [])
+    if len(rows) - len(have) - len(older):
+        n = len(rows) - len(have) - len(older)
+        missing.append(f"{n} {'has' if n == 1 else 'have'} no known-class image with ground truth, so no ECE")
+    if not have:
+        return (f"No ECE: {'; '.join(missing)}." if missing else "No ECE.") + f" {what[0].upper() + what[1:]}."
+    def figure(r):
+        zs = r.get("ece (zero-shot)")
+        return f"ECE {shown_rate(r['ece'])}" + (f", zero-shot {shown_rate(zs)}" if zs is not None else "")
+    comparable = all(len({str(r.get(k)) for r in rows}) == 1 for k in ("data", "prior"))
+    if len(have) == 1:
+        text = f"{name[id(have[0])]}: {figure(have[0])}"
+    elif not comparable:
+        text = ("; ".join(f"{name[id(r)]} {figure(r)}" for r in have)
+                + " (other data or priors: not ranked)")
+    else:
+        best = min(have, key=lambda r: r["ece"])
+        worst = max(have, key=lambda r: r["ece"])
+        if shown_rate(best["ece"]) == shown_rate(worst["ece"]):
+            text = f"every run has {figure(best).split(',')[0]}: equally calibrated"
+        else:
+            text = (f"{name[id(best)]} is the best calibrated ({figure(best)}), {name[id(worst)]} the least "
+                    f"({figure(worst)})")
+    return f"{what}: {text}" + (f". {'; '.join(missing)}" if missing else "") + "."
+
+
+def run_reliability(run_dir: str | Path, bins: int = CALIBRATION_BINS) -> Optional[dict]:
+    """Reliability bins (``metrics.reliability_bins``) of a run's final evaluation, from its predictions.csv
+    (MSP confidence, predicted class, true class) over the known-class images; None without ground truth, known
+    images or predictions."""
+    try:
+        preds = read_predictions(run_dir)
+    except FileNotFoundError:
+        return None
+    if preds.truth is None or not (preds.truth >= 0).any():
+        return None
+    known = preds.truth >= 0
+    return reliability_bins(preds.scores[DEFAULT][known], preds.pred[known] == preds.truth[known], bins)
+
+
+def reliability_note(rel: dict) -> str:
+    """A reliability diagram's caption, from its own bins: the ECE, how many images and bins, and whether the run
+    is over- or underconfident overall."""
+    count = np.asarray(rel["count"])
+    n, full = int(count.sum()), count > 0
+    conf = float((count[full] * np.asarray(rel["confidence"])[full]).sum() / n)
+    acc = float((count[full] * np.asarray(rel["accuracy"])[full]).sum() / n)
+    gap = shown_gain(conf, acc)
+    lean = ("overconfident" if gap > 0 else "underconfident") if gap else "neither over- nor underconfident"
+    text = (f"ECE {shown_rate(calibration_error(rel))} over {n} known-class image{'s' if n != 1 else ''} in "
+            f"{int(full.sum())} of {len(count)} confidence bins (bar: accuracy of the images in the bin; dot: their "
+            f"mean confidence; on the diagonal they match). Overall {lean}: mean confidence {shown_rate(conf)}, "
+            f"accuracy {shown_rate(acc)}")
+    top = int(np.argmax(count))  # the fullest bin: where most of the ECE's weight is
+    edges = np.asarray(rel["edges"])
+    text += (f". The fullest bin, confidence {shown_rate(edges[top])}–{shown_rate(edges[top + 1])}, holds "
+             f"{int(count[top])} of the {n} at accuracy {shown_rate(float(rel['accuracy'][top]))}")
+    if count.max() < 10:
+        text += "; no bin holds 10 images, so each bar's accuracy is rough"
+    return text + "."
 
 
 def shares_note(epochs: list[dict], classes: Sequence[str]) -> str:
