@@ -66,7 +66,8 @@ def colouring(p, thr, colour_by):
     hover is ``charts.hover_table``'s columns (file name, predicted class, known/unknown, score, true class), not
     100,000 texts: the point map writes a hovered point's text in the browser. (A file's name by
     ``os.path.basename``: pathlib's took 0.4 s for 10,000 points.)"""
-    known = np.where(p.confidence >= thr, "known", "unknown")
+    known = np.full(len(p), "unknown", dtype=object)
+    known[p.at_threshold(thr)["accepted"]] = "known"  # the engine's decision (Predictions), not the page's
     names = np.array([p.classes[k] for k in p.pred], dtype=object)
     hover = charts.hover_table(["{file}", "predicted: {pred} ({kind})", f"{LABELS[p.score]}: {{score}}",
                                 "true: {true}"], file=[os.path.basename(f) for f in p.paths], pred=names,

@@ -8,7 +8,7 @@ from ueo_core.data import DataError
 from ueo_core.metrics import SPLITS, confidence_histogram
 from ueo_core.downloads import run_downloads
 from ueo_core.runs import RunFolder
-from ueo_core.scores import DEFAULT, LABELS, SCORES
+from ueo_core.scores import DEFAULT, LABELS, SCORES, span as score_span
 
 ui.page("Inspect", "🔍")
 rid = pick.finished_run()
@@ -28,7 +28,7 @@ score = st.selectbox("Known/unknown score", names, index=names.index(DEFAULT), f
 preds = preds.by(score)
 label = LABELS[score]
 values = preds.confidence
-span = (0.0, 1.0) if score in ("msp", "mcm") else (float(values.min()), float(values.max()) + 1e-9)
+span = score_span(score, values)  # its registry bounds ([0, 1] for MSP, MCM), else its values' span
 run_split = (folder.config or {}).get("split", "2means")
 youden = label_panel.youden_choice(rid, preds)  # a third choice once a person's labels support one
 choices = {**SPLITS, **youden.options}

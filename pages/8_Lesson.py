@@ -6,7 +6,7 @@ from studio import charts, share, state, ui
 from ueo_core.config import RunConfig
 from ueo_core.jobs import duration_words
 from studio.advice import prefers_fast_mode, suggested_settings
-from ueo_core.lesson import EXTENDED, PLAIN_NAMES, lesson_methods, lesson_rows, lesson_summary
+from ueo_core.lesson import EXTENDED, lesson_methods, lesson_rows, lesson_summary, plain_name
 from ueo_core.methods import METHODS
 
 ui.page("Lesson", "🎓")  # a teacher's link (?lesson_link=) is opened there, before the sidebar shows the choices
@@ -141,7 +141,7 @@ def live(lid: str) -> None:
                    f"{1 / max(len(rows[0]['classes']), 1):.0%} per class; one colour filling a bar is a collapse. "
                    "Each run opens on Explore, Inspect and Compare like any other.")
     if alive and len(rows) < len(manifest.get("methods", [])):
-        st.caption("Still running: " + ", ".join(PLAIN_NAMES[m] for m in manifest.get("methods", [])
+        st.caption("Still running: " + ", ".join(plain_name(m) for m in manifest.get("methods", [])
                                                 if m not in {r['method'] for r in rows}) + ".")
     if live_now and not alive:
         st.rerun()  # the lesson ended: redraw the whole page (buttons)

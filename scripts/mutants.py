@@ -208,6 +208,13 @@ MUTANTS = [
      'float((rel["count"][full] * gaps).sum() / rel["count"].sum())', 'float(gaps.mean())'),
     ("Compare names the worst-calibrated run best", "ueo_core/analysis/comparison.py",
      'best = min(have, key=lambda r: r["ece"])', 'best = max(have, key=lambda r: r["ece"])'),
+    ("run_error decides on the sentence, not the outcome", "studio/jobs.py",
+     'if s.kind == "ended" and s.outcome == "error":', 'if s.kind == "ended" and s.words == "failed":'),
+    ("a job's actor named from its folder, not its job.json", "ueo_core/jobs.py",
+     "kind = kind or job_kind(p)", "kind = job_kind(p, {})"),
+    ("the lesson's label-free methods from a list of names", "ueo_core/analysis/lesson_words.py",
+     "return bool(m is not None and m.trains and not m.needs_truth and not m.supervised)",
+     'return method in ("entropy", "im", "ueo")'),
 ]
 
 

@@ -14,7 +14,7 @@ from ueo_core import jobs as engine
 from ueo_core.cluster import ClusterError
 from ueo_core.config import RunConfig
 from ueo_core.data import DataError, ImageSet
-from ueo_core.lesson import PLAIN_NAMES, lesson_configs, lesson_state, read_lesson, submit_lesson
+from ueo_core.lesson import lesson_configs, lesson_state, plain_name, read_lesson, submit_lesson
 from ueo_core.privacy import data_name
 from ueo_core.runs import LESSON_ID, RUN_ID, RunFolder, new_run_id
 
@@ -59,7 +59,7 @@ def job(run_id: Optional[str]) -> engine.JobState:
     """Where a run of this workspace stands (queued with its place, training, ended, lost)."""
     p = run_path(run_id)
     if p is None:
-        return engine.JobState("none", "")
+        return engine.no_job()
     try:
         s = engine.job_state(p, workspace.WORKSPACES)
     except ClusterError as err:  # Ray is down or unreachable: say so where the run's state would be
@@ -67,7 +67,7 @@ def job(run_id: Optional[str]) -> engine.JobState:
     if s.kind == "running":  # its metrics are written: the result is final, the worker is only closing the run
         m = engine.read(p, "metrics.json")
         if m:
-            return engine.JobState("ended", "cancelled" if m.get("stopped_at_epoch") is not None else "done")
+            return engine.ended_state("cancelled" if m.get("stopped_at_epoch") is not None else "done")
     return s
 
 
@@ -87,7 +87,7 @@ def run_error(run_id: Optional[str]) -> Optional[str]:
     s = job(run_id)
     if s.kind in ("lost", "unreachable"):
         return s.words
-    if s.kind == "ended" and s.words == "error":
+    if s.kind == "ended" and s.outcome == "error":
         err = engine.read(p, "error.json") or engine.read(p, engine.ENDED) or {}
         return redact(err.get("message") or "The run failed.")
     return None
@@ -147,8 +147,8 @@ def lesson_status(manifest: dict) -> dict:
     """The lesson's state from its runs' jobs (``ueo_core.lesson.lesson_state``), with the first error in words
     and the place in line of its first queued run."""
     states = {m: job(rid) for m, rid in manifest.get("runs", {}).items()}
-    out = lesson_state(manifest, {m: (s.kind, s.words) for m, s in states.items()})
-    out["error"] = next((f"{PLAIN_NAMES[m]}: {run_error(manifest['runs'][m])}" for m in out["failed"]), None)
+    out = lesson_state(manifest, states)
+    out["error"] = next((f"{plain_name(m)}: {run_error(manifest['runs'][m])}" for m in out["failed"]), None)
     queued = [s for s in states.values() if s.kind == "queued"]
     out["queue"] = min(queued, key=lambda s: s.position).words if queued and not any(
         s.kind == "running" for s in states.values()) else None
@@ -315,7 +315,7 @@ def sorting(sort_id: Optional[str]) -> Sorting:
     except ClusterError as err:
         return Sorting("failed", redact(str(err)), status, {})
     result = engine.read(p, sort.RESULT) or {}
-    if s.kind == "ended" and s.words == "done" and result:
+    if s.kind == "ended" and s.outcome == "done" and result:
         return Sorting("done", "", status, result)
     if s.kind == "queued":
         return Sorting("queued", s.words, status, {})

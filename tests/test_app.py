@@ -124,7 +124,7 @@ def wait_for_run(at: AppTest, timeout=240):
     s = jobs.wait(run_dir, timeout=timeout)
     assert s.kind == "ended", s
     err = (jobs.read(run_dir, "error.json") or {}).get("message")
-    return rid, SimpleNamespace(status=s.words, error=err, alive=False)
+    return rid, SimpleNamespace(status=s.outcome, error=err, alive=False)
 
 
 def epochs(at: AppTest):
@@ -158,7 +158,7 @@ def test_adapt_one_epoch_run_then_explore_inspect_compare():
     ex.run()
     no_trouble(ex)
     from ueo_core import explore, jobs
-    assert jobs.wait(explore.folder(workspace.WORKSPACES / ws / "runs" / rid), timeout=240).words == "done"
+    assert jobs.wait(explore.folder(workspace.WORKSPACES / ws / "runs" / rid), timeout=240).outcome == "done"
     ex.run()
     no_trouble(ex)
     assert len(plotly_charts(ex)) == 2
@@ -436,7 +436,7 @@ def test_the_lesson_makes_its_runs_and_says_what_happened():
     manifest = read_lesson(runs / "lessons" / f"{lid}.json")
     assert manifest["methods"] == ["zero_shot", "entropy", "im", "ueo", "oracle"]
     for rid in manifest["runs"].values():  # every run is a queued job
-        assert jobs.wait(runs / rid, timeout=300).words == "done"
+        assert jobs.wait(runs / rid, timeout=300).outcome == "done"
     at.run()
     no_trouble(at)
     rows = lesson_rows(runs, manifest)
@@ -550,7 +550,7 @@ def test_explore_shows_pca_at_once_while_umap_computes():
         assert any("UMAP computing" in p.text for p in ex.get("progress")), [p.text for p in ex.get("progress")]
     finally:
         os.kill(pid, signal.SIGCONT)
-    assert jobs.wait(out, timeout=240).words == "done"
+    assert jobs.wait(out, timeout=240).outcome == "done"
     ex.run()
     no_trouble(ex)
     assert [r.value for r in ex.radio if r.label == "Projection"] == ["UMAP"]
@@ -569,7 +569,7 @@ def test_explore_failure_is_a_message_and_try_again_submits_again():
     (run_dir / CHECKPOINT).rename(run_dir / "moved.safetensors")
     ex = app("pages/4_Explore.py", ws=ws, active_run=rid)
     ex.run()
-    assert jobs.wait(explore.folder(run_dir), timeout=240).words == "error"
+    assert jobs.wait(explore.folder(run_dir), timeout=240).outcome == "error"
     ex.run()
     no_trouble(ex)
     assert any("could not be computed" in e.value for e in ex.error), [e.value for e in ex.error]
@@ -578,7 +578,7 @@ def test_explore_failure_is_a_message_and_try_again_submits_again():
     [b for b in ex.button if b.label == "Try again"][0].click().run()
     no_trouble(ex)
     assert jobs.read(explore.folder(run_dir), jobs.JOB)["submitted"] > first
-    assert jobs.wait(explore.folder(run_dir), timeout=240).words == "done"
+    assert jobs.wait(explore.folder(run_dir), timeout=240).outcome == "done"
     ex.run()
     assert not ex.error and len(plotly_charts(ex)) == 2
 

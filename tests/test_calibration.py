@@ -1,7 +1,7 @@
 """Calibration (issue 33): the expected calibration error (ECE, 15 equal-width (lo, hi] bins, Guo et al. 2017) of the
-known-class images, checked against a per-image loop written out here and against torchmetrics where installed; in
-every evaluation's metrics.json of a real run; and the Compare page's ECE column, sentence and reliability diagrams,
-whose bars are checked against the same loop over the run's own predictions."""
+known-class images, checked against a per-image loop written out here; in every evaluation's metrics.json of a
+real run; and the Compare page's ECE column, sentence and reliability diagrams, whose bars are checked against the
+same loop over the run's own predictions."""
 import base64
 import csv
 import json

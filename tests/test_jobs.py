@@ -62,7 +62,7 @@ def test_two_workspaces_start_runs_together_and_both_finish(cluster, world):
     b = jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / "20260101-000000-ueo-bbbbbb", epochs=epochs))
     for run in (a, b):
         s = jobs.wait(run, timeout=300)
-        assert (s.kind, s.words) == ("ended", "done"), (run, s)
+        assert (s.kind, s.outcome) == ("ended", "done"), (run, s)
         m = json.loads((run / "metrics.json").read_text())
         assert m["after"]["gacc"] is not None
     wa, wb = json.loads((a / "worker.json").read_text()), json.loads((b / "worker.json").read_text())
@@ -88,7 +88,8 @@ def test_a_queued_run_is_shown_as_queued_and_can_be_stopped(cluster, world):
     assert (s2.kind, s2.position) == ("queued", 1) and (s3.kind, s3.position) == ("queued", 2)
     assert s2.words.startswith("queued: next in line") and s3.words.startswith("queued: 2nd in line")
     jobs.stop(second)
-    assert jobs.job_state(second, ws).words == "stopped-queued"
+    s = jobs.job_state(second, ws)
+    assert (s.kind, s.outcome, s.words) == ("ended", "cancelled", "stopped before it started")
     assert jobs.job_state(third, ws).position == 1  # moved up
     assert not (second / "worker.json").exists()  # it never trained
     first = busy[0]
@@ -96,11 +97,11 @@ def test_a_queued_run_is_shown_as_queued_and_can_be_stopped(cluster, world):
     for run in busy:
         jobs.stop(run)
     s = jobs.wait(first, timeout=120)
-    assert (s.kind, s.words) == ("ended", "cancelled")
+    assert (s.kind, s.outcome) == ("ended", "cancelled")
     m = json.loads((first / "metrics.json").read_text())
     assert m["stopped_at_epoch"] is not None and m["stopped_at_epoch"] < 200
     s = jobs.wait(third, timeout=300)  # a slot passed on to the third
-    assert (s.kind, s.words) == ("ended", "done")
+    assert (s.kind, s.outcome) == ("ended", "done")
     assert not (second / "worker.json").exists()  # stopped while queued: still never trained
 
 
@@ -111,7 +112,7 @@ def test_an_exploration_is_a_job_in_the_same_queue_and_writes_pca_before_umap(cl
     from ueo_core.analysis import read_predictions
     data, ws = world
     done = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000020-ueo-aaaaaa", epochs=1))
-    assert jobs.wait(done, timeout=300).words == "done"
+    assert jobs.wait(done, timeout=300).outcome == "done"
     busy = [jobs.submit(cfg(data, ws / ("b" * 32) / "runs" / f"20260101-00003{i}-ueo-bbbbbb", epochs=200))
             for i in range(ueo_cluster.cluster_slots())]
     for run in busy:
@@ -128,7 +129,7 @@ def test_an_exploration_is_a_job_in_the_same_queue_and_writes_pca_before_umap(cl
     for run in busy:
         jobs.stop(run)
     s = jobs.wait(out, timeout=300)
-    assert (s.kind, s.words) == ("ended", "done"), s
+    assert (s.kind, s.outcome) == ("ended", "done"), s
     worker = jobs.read(out, jobs.WORKER)
     assert worker["pid"] != os.getpid()
     assert worker["started"] > max(jobs.read(r, jobs.ENDED)["at"] for r in busy) - 0.5  # it waited its turn
@@ -143,7 +144,7 @@ def test_an_exploration_is_a_job_in_the_same_queue_and_writes_pca_before_umap(cl
 def test_kill_9_of_a_worker_then_resume_equals_an_uninterrupted_run(cluster, world):
     data, ws = world
     whole = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000004-ueo-aaaaaa", epochs=8))
-    assert jobs.wait(whole, timeout=300).words == "done"
+    assert jobs.wait(whole, timeout=300).outcome == "done"
     run = jobs.submit(cfg(data, ws / ("a" * 32) / "runs" / "20260101-000005-ueo-aaaaaa", epochs=8))
     wait_for(lambda: (run / "checkpoint.safetensors").exists(), what="the first checkpoint")
     pid = json.loads((run / "worker.json").read_text())["pid"]
@@ -154,7 +155,7 @@ def test_kill_9_of_a_worker_then_resume_equals_an_uninterrupted_run(cluster, wor
     killed_at = load_checkpoint(run)[1]["epoch"]
     assert 1 <= killed_at < 8, killed_at
     jobs.resume(run)
-    assert jobs.wait(run, timeout=300).words == "done"
+    assert jobs.wait(run, timeout=300).outcome == "done"
     t_whole, _ = load_checkpoint(whole)
     t_run, meta = load_checkpoint(run)
     assert meta["epoch"] == 8
@@ -178,7 +179,7 @@ def test_a_run_outlives_the_process_that_submitted_it(cluster, world):
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     s = jobs.wait(run, timeout=300)
-    assert (s.kind, s.words) == ("ended", "done")
+    assert (s.kind, s.outcome) == ("ended", "done")
     assert (run / "metrics.json").exists()
 
 
@@ -211,7 +212,7 @@ def test_two_node_cluster_on_one_machine_runs_land_on_both_nodes(tmp_path):
                 f"runs = {[str(r) for r in runs]!r}; "
                 f"[jobs.submit(RunConfig.from_dict({{**{cfg(data, runs[0], epochs=30).to_dict()!r}, 'run_dir': r}})) "
                 "for r in runs]; "
-                "print(json.dumps([jobs.wait(r, timeout=400).words for r in runs]))")
+                "print(json.dumps([jobs.wait(r, timeout=400).outcome for r in runs]))")
         env = {**os.environ, "UEO_RAY_ADDRESS": head, "PYTHONPATH": str(ROOT)}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stderr[-2000:]

@@ -41,11 +41,11 @@ def test_the_token_is_on_no_page_and_in_no_download(tmp_path):
     adapt.button[0].click().run()
     rid = adapt.session_state["active_run"]
     run_dir = token_dir / "runs" / rid
-    assert jobs.wait(run_dir, timeout=300).words == "done"
+    assert jobs.wait(run_dir, timeout=300).outcome == "done"
     assert ws in json.loads((run_dir / "config.json").read_text())["data"]  # the run folder itself holds the path
     ex = app("pages/4_Explore.py", ws=ws, data=data, active_run=rid)
     ex.run()
-    assert jobs.wait(explore.folder(run_dir), timeout=300).words == "done"
+    assert jobs.wait(explore.folder(run_dir), timeout=300).outcome == "done"
 
     seen = {}
     for page in PAGES:

@@ -378,7 +378,7 @@ def test_sort_page_sorts_an_upload_shows_each_folder_and_writes_it(world, app_en
     ok(at)
     sid = at.session_state["sort"]
     job = workspace.WORKSPACES / ws / "sorts" / sid
-    assert jobs.wait(job, timeout=300).words == "done", jobs.read(job, "ended.json")
+    assert jobs.wait(job, timeout=300).outcome == "done", jobs.read(job, "ended.json")
     at.run()
     ok(at)
     want = expected_folders(job / "evaluation" / "predictions.csv", world["threshold"])
@@ -399,7 +399,7 @@ def test_sort_page_sorts_an_upload_shows_each_folder_and_writes_it(world, app_en
     next(b for b in at.button if b.label == "Write sorted folders").click().run()
     ok(at)
     pid = at.session_state[f"place|{sid}"]
-    assert jobs.wait(workspace.WORKSPACES / ws / "sorts" / pid, timeout=300).words == "done"
+    assert jobs.wait(workspace.WORKSPACES / ws / "sorts" / pid, timeout=300).outcome == "done"
     at.run()
     assert any(s.value.startswith("Wrote 10 photos into") for s in at.success), [s.value for s in at.success]
     assert {f: len(list((dest / f).iterdir())) for f in counts} == counts
@@ -420,7 +420,7 @@ def test_inspect_sorts_the_runs_own_images_at_the_slider(world, app_env):
     next(b for b in at.button if b.label == "Sort these 24 images").click().run()
     ok(at)
     sid = at.session_state[f"sort|{rid}"]
-    assert jobs.wait(workspace.WORKSPACES / ws / "sorts" / sid, timeout=300).words == "done"
+    assert jobs.wait(workspace.WORKSPACES / ws / "sorts" / sid, timeout=300).outcome == "done"
     at.run()
     ok(at)
     want = expected_folders(world["run"] / "predictions.csv", thr)

@@ -222,7 +222,7 @@ def _eval_of_run(args) -> tuple[RunConfig, dict]:
 
 
 def cmd_lesson(args) -> int:
-    from .lesson import PLAIN_NAMES, Lesson, lesson_rows, lesson_summary, read_lesson
+    from .lesson import Lesson, lesson_rows, lesson_summary, plain_name, read_lesson
 
     ims = load_data(args.data, prior=_prior(args.prior), preset=args.preset, setting=args.setting)
     base = RunConfig(data=args.data, prior=ims.classes, model=args.model, pretrained=_pretrained(args),
@@ -232,7 +232,7 @@ def cmd_lesson(args) -> int:
 
     def listener(ev):
         if ev.kind == "lesson" and "method" in ev.data:
-            tqdm.write(f"== {ev.data['index'] + 1}. {PLAIN_NAMES[ev.data['method']]} ({ev.data['run_id']})",
+            tqdm.write(f"== {ev.data['index'] + 1}. {plain_name(ev.data['method'])} ({ev.data['run_id']})",
                        file=bar.file)
         elif ev.kind != "lesson":
             bar(ev)

@@ -33,7 +33,7 @@ from typing import Optional
 from .cluster import NAMESPACE, SLOT, cluster_slots, connect, head_started
 from .cluster import worker_env as _worker_env
 from .config import RunConfig
-from .workers import ENDED, EXPLORE, JOB, STOP, WORKER, ExploreWorker, RunWorker
+from .workers import ENDED, EXPLORE, JOB, RUN, STOP, WORKER, ExploreWorker, RunWorker
 from .workers import SORTS, SortWorker
 from .runs import write_json_atomic
 
@@ -43,12 +43,25 @@ WORKSPACES = Path(os.environ.get("UEO_WORKSPACES", Path.home() / ".cache" / "ueo
 
 
 # --------------------------------------------------------------------------------------------------- the worker
-def _actor_name(job_dir: str | Path) -> str:
-    """A run's actor is ``run:<run id>``; its exploration's (``<run>/explore``) is ``explore:<run id>``."""
+def job_kind(job_dir: str | Path, job: Optional[dict] = None) -> str:
+    """What a job folder holds: RUN, EXPLORE or SORTS, as its ``job.json`` records it (``job``: that file, already
+    read). A run queued before runs recorded their kind (no ``kind`` in its job.json) is told by where its folder
+    lies, here and nowhere else: ``<workspace>/sorts/<id>`` a sort, ``<run>/explore`` an exploration, else a run."""
     p = Path(job_dir)
-    if p.parent.name == SORTS:  # a sort's (<workspace>/sorts/<id>) is sort:<id>
+    kind = (job if job is not None else read(p, JOB) or {}).get("kind")
+    if kind in (RUN, EXPLORE, SORTS):
+        return kind
+    return SORTS if p.parent.name == SORTS else EXPLORE if p.name == EXPLORE else RUN
+
+
+def _actor_name(job_dir: str | Path, kind: Optional[str] = None) -> str:
+    """A run's actor is ``run:<run id>``; its exploration's (``<run>/explore``) is ``explore:<run id>``; a sort's
+    (``<workspace>/sorts/<id>``) is ``sort:<id>``. ``kind``: the job's (default: its job.json's)."""
+    p = Path(job_dir)
+    kind = kind or job_kind(p)
+    if kind == SORTS:
         return f"sort:{p.name}"
-    return f"{EXPLORE}:{p.parent.name}" if p.name == EXPLORE else "run:" + p.name
+    return f"{EXPLORE}:{p.parent.name}" if kind == EXPLORE else "run:" + p.name
 
 
 def _remote(cls):
@@ -92,7 +105,7 @@ def _submit(worker, job_dir: Path, payload: dict, job: dict, threads: Optional[i
     gpus = ray.cluster_resources().get("GPU", 0)
     threads = _threads(threads, gpus)
     write_json_atomic(job_dir / JOB, {**job, "submitted": time.time(), "threads": threads})
-    opts = dict(name=_actor_name(job_dir), namespace=NAMESPACE, lifetime="detached",
+    opts = dict(name=_actor_name(job_dir, job["kind"]), namespace=NAMESPACE, lifetime="detached",
                 runtime_env={"env_vars": _worker_env()})
     opts.update(num_gpus=1) if gpus else opts.update(resources={SLOT: 1})
     handle = _remote(worker).options(**opts).remote(str(job_dir), payload, threads)
@@ -121,7 +134,8 @@ def submit(cfg: RunConfig, threads: Optional[int] = None) -> Path:
     """Queue ``cfg`` (its ``run_dir`` set) as a job on Ray; returns the run folder. On a GPU cluster the run asks
     for one GPU, else for one CPU slot."""
     run_dir = Path(cfg.run_dir)
-    return _submit(RunWorker, run_dir, cfg.to_dict(), {"run_id": run_dir.name, "config": cfg.to_dict()}, threads)
+    return _submit(RunWorker, run_dir, cfg.to_dict(), {"run_id": run_dir.name, "kind": RUN, "config": cfg.to_dict()},
+                   threads)
 
 
 def submit_exploration(run_dir: str | Path, seed: int = 0, threads: Optional[int] = None) -> Path:
@@ -145,11 +159,11 @@ def submit_sort(job_dir: str | Path, payload: dict, threads: Optional[int] = Non
     return _submit(SortWorker, job_dir, payload, {"kind": SORTS, **payload}, threads)
 
 
-def _actor(run_dir: str | Path):
+def _actor(run_dir: str | Path, kind: Optional[str] = None):
     import ray
     connect(start_local=False)  # reading a run's state never starts a Ray of its own
     try:
-        return ray.get_actor(_actor_name(run_dir), namespace=NAMESPACE)
+        return ray.get_actor(_actor_name(run_dir, kind), namespace=NAMESPACE)
     except ValueError:
         return None
 
@@ -157,12 +171,35 @@ def _actor(run_dir: str | Path):
 # ------------------------------------------------------------------------------------------------ job state
 @dataclass
 class JobState:
-    """Where a run stands: ``kind`` is queued, running, ended (see ``ended.json``), lost (its worker process
-    stopped without ending the run) or none (a run folder made before runs were jobs, or by the CLI)."""
+    """Where a job stands, as codes for the code and a sentence for a person (never compared against: rewording
+    it changes no logic). ``kind`` is queued, running, ended (see ``ended.json``), lost (its worker process
+    stopped without ending the job) or none (a run folder made before runs were jobs, or by the CLI); ``outcome``,
+    once ended, is done, error or cancelled (stopped, in training or in the queue)."""
     kind: str
-    words: str
+    words: str                      # for a person: "queued: 2nd in line, about 3 min", "finished", "failed"…
+    outcome: Optional[str] = None   # ended: done / error / cancelled; else None
     position: int = 0               # queued: 1 = next to start
     wait_s: Optional[float] = None  # queued: estimated seconds until it starts
+
+
+# ended.json's status -> the outcome code: a queued job taken out of the queue was cancelled too
+OUTCOMES = {"done": "done", "error": "error", "cancelled": "cancelled", "stopped-queued": "cancelled"}
+
+
+def ended_words(status: str) -> str:
+    """An ended job in words, from its ended.json status."""
+    return {"done": "finished", "error": "failed", "cancelled": "stopped",
+            "stopped-queued": "stopped before it started"}.get(status, "ended")
+
+
+def ended_state(status: str) -> JobState:
+    """The state of a job that ended with ``status`` (ended.json's, or a run's metrics): its outcome code (an
+    unknown status counts as an error) and its words."""
+    return JobState("ended", ended_words(status), outcome=OUTCOMES.get(status, "error"))
+
+
+def no_job() -> JobState:
+    return JobState("none", "not a queued job (made by the CLI, or before runs were jobs)")
 
 
 def read(run_dir: str | Path, name: str) -> Optional[dict]:
@@ -178,12 +215,12 @@ def job_state(run_dir: str | Path, workspaces: Optional[Path] = None) -> JobStat
     run_dir = Path(run_dir)
     job = read(run_dir, JOB)
     if job is None:
-        return JobState("none", "")
+        return no_job()
     ended = read(run_dir, ENDED)
     if ended is not None:
-        return JobState("ended", ended.get("status", "ended"))
+        return ended_state(ended.get("status", "ended"))
     worker = read(run_dir, WORKER)
-    alive = _actor(run_dir) is not None
+    alive = _actor(run_dir, job_kind(run_dir, job)) is not None
     if worker is not None:
         if alive:
             return JobState("running", "training")
@@ -191,7 +228,7 @@ def job_state(run_dir: str | Path, workspaces: Optional[Path] = None) -> JobStat
                                 "Resume continues from its last checkpoint.")
     if not alive:
         if (run_dir / STOP).exists():
-            return JobState("ended", "stopped-queued")
+            return ended_state("stopped-queued")
         return JobState("lost", "It was queued, but the queue lost it (Ray was restarted). Start it again.")
     root = workspaces or _workspaces_of(run_dir)
     ahead = queued_runs(root)
@@ -213,8 +250,8 @@ def _slots_or_one() -> int:
 
 
 def _workspaces_of(job_dir: Path) -> Path:
-    """<workspaces>/<ws>/runs/<run> (or its <run>/explore) -> <workspaces>."""
-    return job_dir.parents[3] if job_dir.name == EXPLORE else job_dir.parents[2]
+    """<workspaces>/<ws>/runs/<run> (or its <run>/explore; or <workspaces>/<ws>/sorts/<id>) -> <workspaces>."""
+    return job_dir.parents[3] if job_kind(job_dir) == EXPLORE else job_dir.parents[2]
 
 
 def _run_dirs(workspaces: Path):
@@ -249,7 +286,7 @@ def estimate_wait(position: int, workspaces: Path) -> Optional[float]:
         if not (d / JOB).exists():
             continue
         ended, worker = read(d, ENDED), read(d, WORKER)
-        if ended and worker and ended.get("status") == "done" and d.name != EXPLORE:  # runs' lengths only
+        if ended and worker and ended.get("status") == "done" and job_kind(d) == RUN:  # runs' lengths only
             lengths.append((ended["at"] - worker["started"], ended["at"]))
         elif worker and not ended:
             running += 1
@@ -270,10 +307,10 @@ def estimate_runs(configs: list[dict], workspaces: Path) -> Optional[float]:
     keys = ("method", "data", "model", "pretrained", "epochs", "batch_size", "fast_mode")
     lengths: dict[tuple, list[float]] = {}
     for d in _run_dirs(Path(workspaces)):
-        ended, worker = read(d, ENDED), read(d, WORKER)
-        if d.name == EXPLORE or not (ended and worker and ended.get("status") == "done"):
+        ended, worker, job = read(d, ENDED), read(d, WORKER), read(d, JOB) or {}
+        if job_kind(d, job) != RUN or not (ended and worker and ended.get("status") == "done"):
             continue
-        cfg = (read(d, JOB) or {}).get("config") or {}
+        cfg = job.get("config") or {}
         lengths.setdefault(tuple(cfg.get(k) for k in keys), []).append(ended["at"] - worker["started"])
     each = []
     for c in configs:
@@ -348,7 +385,7 @@ def recover(workspaces: Path) -> list[Path]:
             lost.append((float(job.get("submitted", 0)), d))
     out = []
     for _, d in sorted(lost, key=lambda t: t[0]):
-        out.append(submit_exploration(d.parent) if d.name == EXPLORE else resume(d))
+        out.append(submit_exploration(d.parent) if job_kind(d) == EXPLORE else resume(d))
     return out
 
 

@@ -27,6 +27,10 @@ from .metrics import auroc, fpr_at_tpr
 SCORES = ("msp", "maxlogit", "energy", "mcm", "gen")
 LABELS = {"msp": "MSP (max softmax)", "maxlogit": "MaxLogit", "energy": "Energy", "mcm": "MCM",
           "gen": "GEN (generalised entropy)"}
+# the range each score's values lie in, whatever the images (None: it depends on the run's scale or classes): a
+# softmax's largest share is in [0, 1]; MaxLogit and Energy follow the logit scale, GEN the number of classes
+BOUNDS: dict[str, Optional[tuple[float, float]]] = {"msp": (0.0, 1.0), "maxlogit": None, "energy": None,
+                                                    "mcm": (0.0, 1.0), "gen": None}
 DEFAULT = "msp"
 ENERGY_T = 1.0
 MCM_TAU = 1.0
@@ -53,6 +57,16 @@ def score(name: str, cos: np.ndarray, probs: np.ndarray, scale: float, mcm_tau: 
         p = np.sort(probs, axis=1)[:, -min(GEN_M, cos.shape[1]):]
         return -(p ** GEN_GAMMA * (1 - p) ** GEN_GAMMA).sum(axis=1)
     raise ValueError(f"Unknown score '{name}'. Choose one of: {', '.join(SCORES)}")
+
+
+def span(name: str, values: np.ndarray) -> tuple[float, float]:
+    """Where a threshold on ``name`` can go: its ``BOUNDS``, or else the span of these values (a hair wider at the
+    top, so that a threshold can reject none of them)."""
+    bounds = BOUNDS.get(name)
+    if bounds is not None:
+        return float(bounds[0]), float(bounds[1])
+    values = np.asarray(values, dtype=float)
+    return float(values.min()), float(values.max()) + 1e-9
 
 
 def all_scores(cos: np.ndarray, probs: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> dict[str, np.ndarray]:

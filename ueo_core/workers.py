@@ -19,6 +19,7 @@ from .runs import write_json_atomic
 JOB, WORKER, ENDED, STOP = "job.json", "worker.json", "ended.json", "stop.request"
 EXPLORE = "explore"                 # a run's exploration is a job too, in <run>/explore (ueo_core.explore)
 SORTS = "sorts"                     # a workspace's sorts are jobs too, in <workspace>/sorts/<id> (ueo_core.sort)
+RUN = "run"                         # a run's own job; job.json's "kind" is one of RUN, EXPLORE, SORTS
 
 
 class SlotWorker:
