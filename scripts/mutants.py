@@ -215,6 +215,12 @@ MUTANTS = [
     ("the lesson's label-free methods from a list of names", "ueo_core/analysis/lesson_words.py",
      "return bool(m is not None and m.trains and not m.needs_truth and not m.supervised)",
      'return method in ("entropy", "im", "ueo")'),
+    ("ROSITA: the unknown bank keeps its oldest features", "ueo_core/methods/rosita.py",
+     "state.unknown = (state.unknown + [raw[:1].detach()])[-o.rosita_bank:]",
+     "state.unknown = (state.unknown + [raw[:1].detach()])[:o.rosita_bank]"),
+    ("ROSITA: known positives of any zero-shot class", "ueo_core/methods/rosita.py", ".argmax(1) == pl", ".argmax(1) >= 0"),
+    ("UniEnt: entropy minimised for unknown images too", "ueo_core/methods/unient.py", "(1 if known else -1)",
+     "(1 if known else 1)"),
 ]
 
 
