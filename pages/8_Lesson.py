@@ -15,15 +15,15 @@ model = state.model_choice()
 
 
 
-def _extend() -> None:  # the toggle adds (or takes away) ZERO and TDA in the selection
+def _extend() -> None:  # the toggle adds (or takes away) the field's methods in the selection
     chosen = [m for m in st.session_state.get("lesson_methods", lesson_methods(ims.has_truth)) if m not in EXTENDED]
     st.session_state["lesson_methods"] = chosen + (list(EXTENDED) if st.session_state["lesson_extended"] else [])
 
 
-st.toggle("Extended lesson: also ZERO and TDA, training-free methods of the field", key="lesson_extended",
-          on_change=_extend, help="Neither trains anything: ZERO votes over augmented views of each image (it costs "
-                                  "that many passes of the image tower), TDA adjusts CLIP's logits with caches of "
-                                  "the images seen so far.")
+st.toggle(f"Extended lesson: also {', '.join(METHODS[m].plain for m in EXTENDED)}, the field's methods",
+          key="lesson_extended", on_change=_extend,
+          help="None of them trains on the folder beforehand; each works on the images as they come:\n\n"
+               + "\n\n".join(f"**{METHODS[m].plain}**: {METHODS[m].description}" for m in EXTENDED))
 offered = lesson_methods(ims.has_truth, st.session_state.get("lesson_extended", False))
 if st.session_state.get("lesson_from_link"):
     st.success("🔗 Your teacher's lesson: the data, the model, the methods and the settings are set. Press "

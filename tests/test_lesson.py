@@ -108,8 +108,9 @@ def test_cli_lesson_prints_the_table_and_the_summary(tmp_path, capsys):
     assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 5
 
 
-def test_the_extended_lesson_adds_zero_and_tda_and_says_what_each_did():
-    assert lesson_methods(True, extended=True) == ["zero_shot", "entropy", "im", "ueo", "oracle", "zero", "tda"]
+def test_the_extended_lesson_adds_the_fields_methods_and_says_what_each_did():
+    assert lesson_methods(True, extended=True) == ["zero_shot", "entropy", "im", "ueo", "oracle", "zero", "tda",
+                                                   "rosita", "unient"]
     base = RunConfig(data="shapes:sketch", epochs=3, lr_prompt=0.05, lr_visual=0.05, seed=7)
     assert [c.method for c in lesson_configs(base, True, methods=["zero_shot", "ueo", "zero", "tda"])] == \
         ["zero_shot", "ueo", "zero", "tda"]
@@ -122,19 +123,23 @@ def test_the_extended_lesson_adds_zero_and_tda_and_says_what_each_did():
             "(83.7 → 81.6) against zero-shot.") in s
     best = next(x for x in s if x.startswith("Of the methods that use no labels"))
     assert "UEO separated known from unknown best" in best and "TDA 81.6" in best and "ZERO 48.5" in best
+    s = lesson_summary(rows + [row("unient", 0.744, 0.840, 0.65)])  # a method that adapts as the images stream by
+    assert ("UniEnt, which adapts its image tower image by image as they stream by, raised GACC by 0.5 points "
+            "(73.9 → 74.4) and raised AUROC by 0.3 points (83.7 → 84.0) against zero-shot.") in s
 
 
-def test_cli_extended_lesson_runs_zero_and_tda_too(tmp_path, capsys):
+def test_cli_extended_lesson_runs_the_fields_methods_too(tmp_path, capsys):
     from ueo_core.cli import main
     folder = make_folder(tmp_path / "imgs", classes=("red", "green", "blue"), per_class=4)
     rc = main(["lesson", str(folder), "--prior", "red,green", "--model", "ueo-tiny", "--pretrained", "none",
                "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / "runs"), "--extended"])
     out = capsys.readouterr().out
     assert rc == 0
-    for m in ("zero", "tda"):
+    for m in ("zero", "tda", "rosita", "unient"):
         assert any(line.startswith(m + " ") for line in out.splitlines()), out
     assert "- ZERO, which trains nothing," in out and "- TDA, which trains nothing," in out
-    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 7
+    assert "- ROSITA, which adapts its image tower image by image as they stream by," in out
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 9
 
 
 def count_tower_images(monkeypatch) -> list[int]:

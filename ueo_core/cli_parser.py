@@ -154,14 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--output", default="embedding.csv", help="CSV to write: path, class, x, y (default %(default)s)")
     m.add_argument("--seed", type=int, default=0, help="UMAP random state (default %(default)s)")
 
+    from .lesson import EXTENDED  # (each method says whether it is in the lesson: Method.lesson)
+    field = ", ".join(METHODS[m].plain for m in EXTENDED)
     les = sub.add_parser("lesson", help="zero-shot, entropy minimisation, IM, UEO (and the oracle with ground "
-                                        "truth; with --extended ZERO and TDA) on one folder with the same "
+                                        f"truth; with --extended {field}) on one folder with the same "
                                         "settings, then what happened in words")
     _add_data_args(les)
     _add_model_args(les)
     les.add_argument("--out", default="runs", help="folder for the lesson's run folders (default %(default)s)")
     les.add_argument("--extended", action="store_true",
-                     help="the extended lesson: also ZERO and TDA, training-free methods of the field")
+                     help=f"the extended lesson: also {field}, the field's methods")
     les.add_argument("--epochs", type=int, default=5, help="epochs of each training run (default %(default)s)")
     les.add_argument("--batch-size", type=int, default=64, help="images per step (default %(default)s)")
     les.add_argument("--lr", type=float, default=0.05,

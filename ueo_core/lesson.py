@@ -22,13 +22,14 @@ from typing import Callable, Optional, Sequence
 from .analysis.lesson_words import lesson_summary, plain_name, progress_line, queue_line
 from .config import RunConfig
 from .data import ImageSet
-from .methods import get_method
+from .methods import METHODS, get_method
 from .runs import RunFolder, new_run_id, write_json_atomic
 from . import errors
 from .train import Event, Trainer
 
-LESSON_METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle")
-EXTENDED = ("zero", "tda")  # the extended lesson adds the field's training-free methods
+# each method says on its registry entry whether it is one of the lesson's (Method.lesson), in the registry's order
+LESSON_METHODS = tuple(m for m, entry in METHODS.items() if entry.lesson == "core")
+EXTENDED = tuple(m for m, entry in METHODS.items() if entry.lesson == "extended")  # the field's methods
 
 __all__ = ["LESSON_METHODS", "EXTENDED", "lesson_methods", "lesson_configs", "Lesson", "submit_lesson",
            "lesson_state", "read_lesson", "list_lessons", "lesson_rows", "lesson_summary", "plain_name"]
@@ -37,7 +38,7 @@ __all__ = ["LESSON_METHODS", "EXTENDED", "lesson_methods", "lesson_configs", "Le
 # ------------------------------------------------------------------------------------------------------ the plan
 def lesson_methods(has_truth: bool, extended: bool = False) -> list[str]:
     """The lesson's methods for this data (the oracle needs the true known/unknown split); ``extended`` adds
-    ZERO and TDA."""
+    the field's methods (``EXTENDED``)."""
     return [m for m in LESSON_METHODS + (EXTENDED if extended else ()) if has_truth or not get_method(m).needs_truth]
 
 
@@ -55,7 +56,7 @@ def lesson_configs(base: RunConfig, has_truth: bool, methods: Optional[Sequence[
 class Lesson:
     """The lesson's runs, one after another, under one progress fraction.
 
-    ``extended`` adds ZERO and TDA after the five. ``run()`` writes the manifest before each run and after the last,
+    ``extended`` adds the field's methods after the five. ``run()`` writes the manifest before each run and after the last,
     emits every trainer event to the listeners (with ``lesson_index`` and ``lesson_method`` added) plus ``lesson``
     events, and stops at the first error or at ``cancel()``. ``progress()`` is the whole lesson's fraction done and
     a line saying where it is.

@@ -30,9 +30,17 @@ def label_free(method: str) -> bool:
 
 
 def training_free(method: str) -> bool:
-    """It changes the predictions without training (ZERO, TDA), zero-shot itself aside."""
+    """It changes the predictions without training on the images beforehand (ZERO, TDA; ROSITA and UniEnt adapt
+    as the images stream by), zero-shot itself aside."""
     m = METHODS.get(method)
     return bool(m is not None and not m.trains and method != ZERO_SHOT)
+
+
+def _how(method: str) -> str:
+    """What a method that does not train beforehand does instead, in words (from its registry entry)."""
+    m = METHODS.get(method)
+    return "adapts its image tower image by image as they stream by" if m is not None and m.adapts_in_stream \
+        else "trains nothing"
 
 
 def _first_upper(s: str) -> str:
@@ -62,9 +70,9 @@ def training_free_line(method: str, after: dict, zero_shot: dict) -> str:
         moves.append((d, f"{word} {name}" + (f" by {abs(d):.1f} points" if d else "")
                       + f" ({shown_rate(zero_shot[key])} → {shown_rate(after[key])})"))
     if not moves:
-        return f"{_first_upper(plain_name(method))} trains nothing; this data has no truth to score it against."
+        return f"{_first_upper(plain_name(method))} {_how(method)}; this data has no truth to score it against."
     joint = " and " if len(moves) < 2 or (moves[0][0] > 0) == (moves[1][0] > 0) else " but "
-    return (f"{_first_upper(plain_name(method))}, which trains nothing, " + joint.join(w for _, w in moves)
+    return (f"{_first_upper(plain_name(method))}, which {_how(method)}, " + joint.join(w for _, w in moves)
             + " against zero-shot.")
 
 

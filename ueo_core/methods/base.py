@@ -170,11 +170,15 @@ class Method:
     plain: ClassVar[str]                     # its name inside a sentence ("entropy minimisation (TENT)", "the
     #   oracle"): the lesson's and the verdicts' one table of method names
     trains: ClassVar[bool] = True
+    adapts_in_stream: ClassVar[bool] = False  # a test-time method (trains False) that updates the model image by
+    #   image as the images stream by (ROSITA, UniEnt); ZERO and TDA change no parameter
     needs_weights: ClassVar[bool] = False
     needs_truth: ClassVar[bool] = False
     supervised: ClassVar[bool] = False       # trains on labelled source folders (config.source)
     trains_prompt: ClassVar[bool] = True     # the CoOp context vectors learn
     trains_visual: ClassVar[str] = "norm"    # "norm": norm-layer affine params; "all": the whole image tower
+    lesson: ClassVar[str] = ""               # "core": one of the lesson's runs; "extended": added by the extended
+    #   lesson (the field's methods); "": not in the lesson (CLIPood needs labelled sources)
     options: ClassVar[tuple] = ()            # its own settings (methods/options.Option): RunConfig.options holds
     #   their values; the CLI's flags, the Adapt page's widgets, the validation and the docs are made from these
     defaults: ClassVar[dict] = UEO_DEFAULTS  # the method's official settings: RunConfig fills unset fields from them

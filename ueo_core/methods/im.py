@@ -8,6 +8,7 @@ class InfoMax(Method):
     name = "im"
     label = "Information max. (IM)"
     plain = "IM"
+    lesson = "core"
     description = "Confident yet diverse predictions: mean entropy - lambda * entropy of the mean prediction."
     options = (TRADE,)
 

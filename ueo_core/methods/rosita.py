@@ -185,10 +185,12 @@ class ROSITA(Method):
     name = "rosita"
     label = "ROSITA (test-time: one step per image, known vs unknown contrast)"
     plain = "ROSITA"
+    lesson = "extended"
     description = ("Adapts the image tower's norm layers one image at a time: images it calls clearly known learn "
                    "their zero-shot class and move towards similar known images, clearly unknown ones towards "
                    "other unknowns (the order of the stream is fixed by the seed).")
     trains = False
+    adapts_in_stream = True
     defaults = STREAM_DEFAULTS
     options = (
         Option("rosita_lr", 0.001, "SGD learning rate of the norm layers, one step per image", lo=0, lo_open=True,

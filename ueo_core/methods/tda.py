@@ -78,6 +78,7 @@ class TDA(Method):
     name = "tda"
     label = "TDA (training-free: dynamic cache adapters)"
     plain = "TDA"
+    lesson = "extended"
     description = ("No training: the images stream through a positive cache of confident ones and a negative "
                    "cache of uncertain ones, which adjust CLIP's logits (the order of the stream is fixed by the "
                    "seed).")

@@ -8,6 +8,7 @@ class EntropyMin(Method):
     name = "entropy"
     label = "Entropy min. (TENT)"
     plain = "entropy minimisation (TENT)"
+    lesson = "core"
     description = "Minimise the mean entropy of all predictions (no diversity term: may collapse)."
 
     def loss(self, step: Step, ctx: Context):

@@ -30,6 +30,7 @@ class UEO(Method):
     name = "ueo"
     label = "UEO"
     plain = "UEO"
+    lesson = "core"
     description = ("Universal Entropy Optimization: confidence-weighted entropy minimisation plus "
                    "inverse-confidence-weighted marginal entropy maximisation.")
     needs_weights = True
@@ -69,6 +70,7 @@ class Oracle(Method):
     name = "oracle"
     label = "Oracle (true known/unknown)"
     plain = "the oracle"
+    lesson = "core"
     description = "UEO with the true known/unknown mask as weights (needs ground truth): an upper bound."
     needs_truth = True
     options = (TRADE,)

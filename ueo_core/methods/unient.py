@@ -56,10 +56,12 @@ class UniEnt(Method):
     name = "unient"
     label = "UniEnt (test-time: entropy down for known, up for unknown)"
     plain = "UniEnt"
+    lesson = "extended"
     description = ("Adapts the image tower's norm layers one image at a time: an image its recent scores call "
                    "known becomes more certain, one they call unknown less certain (the order of the stream is "
                    "fixed by the seed).")
     trains = False
+    adapts_in_stream = True
     defaults = STREAM_DEFAULTS
     options = (
         Option("unient_lr", 0.001, "SGD learning rate of the norm layers, one step per image", lo=0, lo_open=True,

@@ -66,6 +66,7 @@ class Zero(Method):
     name = "zero"
     label = "ZERO (training-free: vote of confident views)"
     plain = "ZERO"
+    lesson = "extended"
     description = ("No training, no backpropagation: each image is seen as N augmented views; the most confident "
                    "30 % vote, and the majority wins. Costs N forward passes per image.")
     trains = False

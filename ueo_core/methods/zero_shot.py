@@ -8,5 +8,6 @@ class ZeroShot(Method):
     name = "zero_shot"
     label = "Zero-shot"
     plain = "zero-shot"
+    lesson = "core"
     description = "No adaptation: the model and prompt template as they are."
     trains = False
