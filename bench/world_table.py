@@ -6,7 +6,8 @@
 
 Every cell is a real run of the trainer on the unlabeled demo folder (``shapes:<domain>``: the default prior names
 6 shapes, the other demo shapes are the unknowns), with the built-in model and the quick settings the app proposes
-for it (``studio.advice.suggested_settings``; ZERO and TDA train nothing, at their official settings). GACC,
+for it (``studio.advice.suggested_settings``; the test-time methods, ZERO, TDA, ROSITA and UniEnt, at their official
+settings; ECE beside them). GACC,
 AUROC and H-score are measured against the folder names,
 which no method sees (except the oracle). For zero-shot it also reports the share of images above 0.99
 max-softmax at the model's logit scale; for every method the largest share of images predicted as one class
@@ -32,8 +33,11 @@ from ueo_core.shapes import DOMAINS, SOURCE_DOMAIN  # noqa: E402
 from ueo_core.scores import LABELS, SCORES  # noqa: E402
 from ueo_core.train import Trainer  # noqa: E402
 
-METHODS = ("zero_shot", "entropy", "im", "ueo", "oracle", "zero", "tda")
-KEYS = ("gacc", "auroc", "h_score", "saturated", "top_share", "seconds") + tuple(f"auroc_{s}" for s in SCORES)
+from ueo_core.methods import METHODS as REGISTRY  # noqa: E402
+
+# every registered method that runs on the unlabeled folder (CLIPood needs labelled sources: bench/clipood_table.py)
+METHODS = tuple(m for m, entry in REGISTRY.items() if not entry.supervised)
+KEYS = ("gacc", "auroc", "h_score", "ece", "saturated", "top_share", "seconds") + tuple(f"auroc_{s}" for s in SCORES)
 
 
 def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None, protocol: str = "studio",
@@ -50,6 +54,7 @@ def run_cell(domain: str, method: str, seed: int, quick: dict, checkpoint=None, 
     if r.status != "done":
         raise RuntimeError(f"{domain}/{method}/{seed}: {r.status} {r.error}")
     return {"gacc": r.metrics["gacc"], "auroc": r.metrics["auroc"], "h_score": r.metrics["h_score"],
+            "ece": r.metrics["ece"],
             "saturated": float((r.probs.max(1) > 0.99).mean()), "top_share": r.metrics["top_share"],
             "seconds": time.time() - t0, **{f"auroc_{k}": v["auroc"] for k, v in r.metrics["scores"].items()}}
 
@@ -114,11 +119,11 @@ def main(argv=None) -> int:
                   f"H {m['h_score']*100:5.1f}  top class {m['top_share']*100:3.0f} %  run {m['seconds']:4.1f} s"
                   f"   ({time.time() - t0:.0f} s)", flush=True)
     sd = lambda m, k: f" ± {m[f'sd_{k}']*100:.1f}" if len(args.seeds) > 1 else ""  # noqa: E731
-    print("\n| domain | method | GACC | AUROC | H-score | top class share | > 0.99 conf. | run s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| domain | method | GACC | AUROC | H-score | ECE | top class share | > 0.99 conf. | run s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (dom, method), m in table.items():
         print(f"| {dom} | {method} | {m['gacc']*100:.1f}{sd(m, 'gacc')} | {m['auroc']*100:.1f}{sd(m, 'auroc')} | "
-              f"{m['h_score']*100:.1f} | "
+              f"{m['h_score']*100:.1f} | {m['ece']*100:.1f} | "
               f"{m['top_share']*100:.0f} % | {m['saturated']*100:.0f} % | {m['seconds']:.1f} |")
     shifted = [d for d in args.domains if d != SOURCE_DOMAIN]
     if shifted:
