@@ -77,9 +77,9 @@ MUTANTS = [
      "(tr.prompt.ctx.sum(), None, None)"),
     # the known/unknown scores (issue 21)
     ("energy with the wrong sign", "ueo_core/scores.py",
-     "return ENERGY_T * logsumexp(logits / ENERGY_T, axis=1)", "return -ENERGY_T * logsumexp(logits / ENERGY_T, axis=1)"),
+     "logits, tau: ENERGY_T * logsumexp(", "logits, tau: -ENERGY_T * logsumexp("),
     ("MCM at tau = 1 where tau is set", "ueo_core/scores.py",
-     "return softmax(cos / mcm_tau, axis=1).max(axis=1)", "return softmax(cos / 1.0, axis=1).max(axis=1)"),
+     "softmax(cos / tau, axis=1).max(axis=1)", "softmax(cos / 1.0, axis=1).max(axis=1)"),
     ("GEN over every class instead of the M largest", "ueo_core/scores.py",
      "[:, -min(GEN_M, cos.shape[1]):]", "[:, :]"),
     ("AUPR-Out ranked by the score instead of minus the score", "ueo_core/scores.py",

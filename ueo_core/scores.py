@@ -16,7 +16,8 @@ ranked by the score) and AUPR-Out (unknown images positive, ranked by minus the 
 """
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 from scipy.special import logsumexp, softmax
@@ -24,17 +25,38 @@ from sklearn.metrics import average_precision_score
 
 from .metrics import auroc, fpr_at_tpr
 
-SCORES = ("msp", "maxlogit", "energy", "mcm", "gen")
-LABELS = {"msp": "MSP (max softmax)", "maxlogit": "MaxLogit", "energy": "Energy", "mcm": "MCM",
-          "gen": "GEN (generalised entropy)"}
-# the range each score's values lie in, whatever the images (None: it depends on the run's scale or classes): a
-# softmax's largest share is in [0, 1]; MaxLogit and Energy follow the logit scale, GEN the number of classes
-BOUNDS: dict[str, Optional[tuple[float, float]]] = {"msp": (0.0, 1.0), "maxlogit": None, "energy": None,
-                                                    "mcm": (0.0, 1.0), "gen": None}
 DEFAULT = "msp"
 ENERGY_T = 1.0
 MCM_TAU = 1.0
 GEN_GAMMA, GEN_M = 0.1, 100
+
+
+@dataclass(frozen=True)
+class Score:
+    """One known/unknown score: its name on a page, how it is computed from an image's cosines ``cos`` (N, K),
+    softmax ``probs``, ``logits`` (scale * cos) and MCM's tau, and the range its values lie in whatever the images
+    (None: it follows the run's logit scale or its number of classes)."""
+    label: str
+    compute: Callable[[np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]
+    bounds: Optional[tuple[float, float]] = None
+
+
+def _gen(cos, probs, logits, tau):
+    p = np.sort(probs, axis=1)[:, -min(GEN_M, cos.shape[1]):]
+    return -(p ** GEN_GAMMA * (1 - p) ** GEN_GAMMA).sum(axis=1)
+
+
+# a score is one entry here (a softmax's largest share lies in [0, 1]; MaxLogit and Energy follow the logit scale)
+REGISTRY: dict[str, Score] = {
+    "msp": Score("MSP (max softmax)", lambda cos, probs, logits, tau: probs.max(axis=1), (0.0, 1.0)),
+    "maxlogit": Score("MaxLogit", lambda cos, probs, logits, tau: logits.max(axis=1)),
+    "energy": Score("Energy", lambda cos, probs, logits, tau: ENERGY_T * logsumexp(logits / ENERGY_T, axis=1)),
+    "mcm": Score("MCM", lambda cos, probs, logits, tau: softmax(cos / tau, axis=1).max(axis=1), (0.0, 1.0)),
+    "gen": Score("GEN (generalised entropy)", _gen),
+}
+SCORES = tuple(REGISTRY)
+LABELS = {name: s.label for name, s in REGISTRY.items()}
+BOUNDS: dict[str, Optional[tuple[float, float]]] = {name: s.bounds for name, s in REGISTRY.items()}
 
 
 def softmax_of(cos: np.ndarray, scale: float) -> np.ndarray:
@@ -43,20 +65,10 @@ def softmax_of(cos: np.ndarray, scale: float) -> np.ndarray:
 
 def score(name: str, cos: np.ndarray, probs: np.ndarray, scale: float, mcm_tau: float = MCM_TAU) -> np.ndarray:
     """(N,) score ``name`` of each image from its (N, K) cosine logits and softmax."""
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown score '{name}'. Choose one of: {', '.join(SCORES)}")
     cos, probs = np.asarray(cos, dtype=np.float64), np.asarray(probs, dtype=np.float64)
-    logits = scale * cos
-    if name == "msp":
-        return probs.max(axis=1)
-    if name == "maxlogit":
-        return logits.max(axis=1)
-    if name == "energy":
-        return ENERGY_T * logsumexp(logits / ENERGY_T, axis=1)
-    if name == "mcm":
-        return softmax(cos / mcm_tau, axis=1).max(axis=1)
-    if name == "gen":
-        p = np.sort(probs, axis=1)[:, -min(GEN_M, cos.shape[1]):]
-        return -(p ** GEN_GAMMA * (1 - p) ** GEN_GAMMA).sum(axis=1)
-    raise ValueError(f"Unknown score '{name}'. Choose one of: {', '.join(SCORES)}")
+    return REGISTRY[name].compute(cos, probs, scale * cos, mcm_tau)
 
 
 def span(name: str, values: np.ndarray) -> tuple[float, float]:
