@@ -221,6 +221,14 @@ MUTANTS = [
     ("ROSITA: known positives of any zero-shot class", "ueo_core/methods/rosita.py", ".argmax(1) == pl", ".argmax(1) >= 0"),
     ("UniEnt: entropy minimised for unknown images too", "ueo_core/methods/unient.py", "(1 if known else -1)",
      "(1 if known else 1)"),
+    ("the docs' methods table is not made (the marker stays)", "docs/hooks.py",
+     "return markdown.replace(MARKER, markdown_table(METHODS))", "return markdown"),
+    ("Adapt draws no widget for a method's option", "studio/method_form.py",
+     "for col, o in zip(cols, options[start:start + columns]):", "for col, o in zip(cols, options[start:start][:0]):"),
+    ("the extended lesson from a fixed list", "ueo_core/lesson.py",
+     'EXTENDED = tuple(m for m, entry in METHODS.items() if entry.lesson == "extended")', 'EXTENDED = ("zero", "tda")'),
+    ("ROSITA/UniEnt: the tower is not put back after the stream", "ueo_core/methods/rosita.py",
+     "                p.copy_(s)\n", "                pass\n"),
 ]
 
 
