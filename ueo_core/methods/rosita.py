@@ -180,6 +180,14 @@ def open_stream(method: Method, run, ctx: Context, step, name: str, label: str, 
 STREAM_DEFAULTS = {"epochs": 1, "batch_size": 64, "lr_prompt": 0.0, "lr_visual": 0.0}
 
 
+def stream_options(prefix: str) -> tuple:
+    """The options every stream here has, named for its method: the SGD learning rate and the score window."""
+    return (Option(f"{prefix}_lr", 0.001, "SGD learning rate of the norm layers, one step per image", lo=0,
+                   lo_open=True, hi=100, label="learning rate", official=0.001, source=f"{SOURCE} --tta_lr"),
+            Option(f"{prefix}_scores", 512, "recent scores the known/unknown threshold is fitted on", kind=int, lo=1,
+                   hi=1_000_000, label="score window", official=512, source=f"{SOURCE} --N_scores"))
+
+
 @register
 class ROSITA(Method):
     name = "rosita"
@@ -193,16 +201,13 @@ class ROSITA(Method):
     adapts_in_stream = True
     defaults = STREAM_DEFAULTS
     options = (
-        Option("rosita_lr", 0.001, "SGD learning rate of the norm layers, one step per image", lo=0, lo_open=True,
-               hi=100, label="learning rate", official=0.001, source=f"{SOURCE} --tta_lr"),
+        *stream_options("rosita"),
         Option("rosita_alpha", 0.5, "weight of the contrastive term beside the cross-entropy", lo=0, hi=1000,
                label="contrastive weight", official=0.5, source=f"{SOURCE} --alpha"),
         Option("rosita_neighbours", 5, "nearest same-group features an image is pulled towards (and known ones "
                "kept per class)", kind=int, lo=1, hi=1000, label="neighbours", official=5, source=f"{SOURCE} --k_p"),
         Option("rosita_negatives", 5, "nearest other-group features an image is pushed from", kind=int, lo=1,
                hi=1000, label="negatives", official=5, source=f"{SOURCE} --k_n"),
-        Option("rosita_scores", 512, "recent scores the known/unknown threshold is fitted on", kind=int, lo=1,
-               hi=1_000_000, label="score window", official=512, source=f"{SOURCE} --N_scores"),
         Option("rosita_bank", 64, "unknown features kept", kind=int, lo=1, hi=1_000_000, label="unknown bank",
                official=64, source=f"{SOURCE} --N_s"),
     )

@@ -25,8 +25,7 @@ import torch.nn.functional as F
 
 from . import register
 from .base import Context, Method
-from .options import Option
-from .rosita import SOURCE, STREAM_DEFAULTS, Stream, open_stream
+from .rosita import STREAM_DEFAULTS, Stream, open_stream, stream_options
 
 
 def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -63,12 +62,7 @@ class UniEnt(Method):
     trains = False
     adapts_in_stream = True
     defaults = STREAM_DEFAULTS
-    options = (
-        Option("unient_lr", 0.001, "SGD learning rate of the norm layers, one step per image", lo=0, lo_open=True,
-               hi=100, label="learning rate", official=0.001, source=f"{SOURCE} --tta_lr"),
-        Option("unient_scores", 512, "recent scores the known/unknown threshold is fitted on", kind=int, lo=1,
-               hi=1_000_000, label="score window", official=512, source=f"{SOURCE} --N_scores"),
-    )
+    options = stream_options("unient")
 
     def passes(self, cfg) -> int:
         return 3  # per image: forward and backward (about two passes), then its prediction
