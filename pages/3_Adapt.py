@@ -82,13 +82,18 @@ with st.form(f"settings-{method}"):
     template = st.text_input("Prompt template ({} = class name; the words before it initialise the learnable "
                              "context)", value=setting("template", RunConfig.template, str))
     c1, c2, c3, c4 = st.columns(4)
-    trains = METHODS[method].trains  # a training-free method has no epochs or learning rates
-    epochs = c1.number_input("Epochs", 1, 500, setting("epochs", sugg["epochs"], int), disabled=not trains)
-    batch = c2.number_input("Batch size", 1, 1024, setting("batch_size", sugg["batch_size"], int))
-    lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, setting("lr_prompt", sugg["lr_prompt"]), format="%.0e",
-                                disabled=not (trains and METHODS[method].trains_prompt))
-    lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
-                                0.0, 10.0, setting("lr_visual", sugg["lr_visual"]), format="%.0e", disabled=not trains)
+    trains = METHODS[method].trains  # a method that does not train beforehand has no epochs or learning rates
+    epochs = lr_prompt = lr_visual = None  # (then the run takes its method's own: RunConfig's defaults)
+    if trains:
+        epochs = c1.number_input("Epochs", 1, 500, setting("epochs", sugg["epochs"], int))
+    batch = c2.number_input("Batch size", 1, 1024, setting("batch_size", sugg["batch_size"], int),
+                            help=None if trains else "Images per forward pass; for a stream, how often its progress "
+                                                     "is reported and Stop is checked.")
+    if trains:
+        lr_prompt = c3.number_input("LR prompt", 0.0, 10.0, setting("lr_prompt", sugg["lr_prompt"]), format="%.0e",
+                                    disabled=not METHODS[method].trains_prompt)
+        lr_visual = c4.number_input("LR image tower" if METHODS[method].trains_visual == "all" else "LR norm params",
+                                    0.0, 10.0, setting("lr_visual", sugg["lr_visual"]), format="%.0e")
     c6, c8 = st.columns(2)
     protocol = c6.selectbox("Scoring protocol", list(ui.PROTOCOL_LABELS), format_func=ui.PROTOCOL_LABELS.get,
                             help="Where a softmax is taken, at which scale. Studio uses the model's own logit scale "
@@ -108,14 +113,16 @@ with st.form(f"settings-{method}"):
 if start:
     cfg = RunConfig(method=method, data=state.data_choice()["spec"], prior=ims.classes, model=model["name"],
                     pretrained=model.get("pretrained"), checkpoint=model.get("checkpoint"), source=sources or None,
-                    template=template, epochs=int(epochs), batch_size=int(batch), lr_prompt=float(lr_prompt),
-                    lr_visual=float(lr_visual), seed=int(seed), fast_mode=fast, protocol=protocol, options=options)
+                    template=template, epochs=None if epochs is None else int(epochs), batch_size=int(batch),
+                    lr_prompt=None if lr_prompt is None else float(lr_prompt),
+                    lr_visual=None if lr_visual is None else float(lr_visual), seed=int(seed), fast_mode=fast,
+                    protocol=protocol, options=options)
     try:
         cfg.validate()  # every option, with a message naming it
         if state.anything_running():  # a second tab or a double click: still one live run
             raise ValueError("A run of this session is already training: stop it first.")
         rid = state.start_run(cfg, ims)
-        st.session_state["adapt_epochs"], st.session_state["adapt_batch"] = int(epochs), int(batch)
+        st.session_state["adapt_epochs"], st.session_state["adapt_batch"] = cfg.epochs, int(batch)
         st.rerun()  # the whole page (Start off, sidebar) follows the new run
     except ValueError as err:
         st.error(str(err))

@@ -194,7 +194,7 @@ MUTANTS = [
     ("the README links a docs page that is gone", "README.md",
      "- [Layout](docs/layout.md) — which file", "- [Layout](docs/structure.md) — which file"),
     ("a method option is not checked against its declaration", "ueo_core/config.py",
-     "self.options[name] = declared[name].check(value, self.method)", "self.options[name] = value"),
+     "self.options[name] = declared[name].check(value, METHODS[self.method].plain)", "self.options[name] = value"),
     ("the CLI takes another method's option silently", "ueo_core/cli.py",
      "raise ValueError(f\"{o.flag} is an option of {', '.join(owners)}, not of {method}.\")", "continue"),
     ("a method's hooks reach the whole trainer", "ueo_core/methods/base.py",
@@ -229,6 +229,11 @@ MUTANTS = [
      'EXTENDED = tuple(m for m, entry in METHODS.items() if entry.lesson == "extended")', 'EXTENDED = ("zero", "tda")'),
     ("ROSITA/UniEnt: the tower is not put back after the stream", "ueo_core/methods/rosita.py",
      "                p.copy_(s)\n", "                pass\n"),
+    ("STAMP: replay weights detached", "ueo_core/methods/stamp.py", "inv = 1 / torch.exp(ent)",
+     "inv = 1 / torch.exp(ent.detach())"),
+    ("STAMP: memory drops its newest image", "ueo_core/methods/stamp.py", "self.data[self.rng.choice(tied)].pop(0)",
+     "self.data[self.rng.choice(tied)].pop()"),
+    ("STAMP: consistency filter ignored", "ueo_core/methods/stamp.py", ".cpu() & same)", ".cpu() | same)"),
 ]
 
 

@@ -12,7 +12,12 @@ def suggested_settings(model: str, pretrained: Optional[str] = None, method: str
     """Defaults the app proposes. The official ones (SGD lr 1e-4, 50 epochs) are tuned for ViT-B/RN50 CLIP on a
     GPU; the built-in small CLIP on a CPU needs a larger step and fewer epochs to move in a minute."""
     d = RunConfig(method=method)
-    note = get_method(method).note(d)  # a method with official settings of its own says them (CLIPood)
+    m = get_method(method)
+    note = m.note(d)  # a method with official settings of its own says them (CLIPood)
+    if not m.trains:
+        note = note or (f"{m.plain[:1].upper() + m.plain[1:]} does not train beforehand: no epochs or learning rates "
+                        "(a run is one pass over the images" + (", adapting as they stream by" if m.adapts_in_stream
+                                                                else "") + ")" + ("; its own options are above." if m.options else "."))
     if note:
         return {"epochs": d.epochs, "batch_size": d.batch_size, "lr_prompt": d.lr_prompt, "lr_visual": d.lr_visual,
                 "note": note}

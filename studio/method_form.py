@@ -8,14 +8,16 @@ from ueo_core.methods import METHODS
 
 
 def _help(o) -> str:
-    extra = "; ".join(x for x in (f"unset: {o.unset}" if o.optional else "", o.official_text()) if x)
+    extra = "; ".join(x for x in (f"empty: {o.unset}" if o.optional else "", f"allowed: {o.rule()}",
+                                  o.official_text()) if x)
     return o.help[:1].upper() + o.help[1:] + "." + (f" ({extra})" if extra else "")
 
 
 def option_widgets(method: str, own: dict, columns: int = 4) -> dict:
     """One widget per option of ``method`` (the value of this session's run of it when there is one, else the
-    declared default), in rows of ``columns``; returns name -> value, for ``RunConfig.options``. The allowed range
-    the widget does not enforce (an open bound) is left to ``RunConfig.validate``, which names the option."""
+    declared default), in rows of ``columns``; returns name -> value, for ``RunConfig.options``. A number box has
+    no bounds of its own: Streamlit would silently keep the last value in range, so a value out of range reaches
+    ``RunConfig.validate``, which refuses it naming the option (its label) and its range."""
     options = METHODS[method].options
     values = {}
     for start in range(0, len(options), columns):
@@ -30,9 +32,7 @@ def option_widgets(method: str, own: dict, columns: int = 4) -> dict:
                                                help=tip)
             else:
                 cast = int if o.kind is int else float
-                lo = None if o.lo is None or o.lo_open else cast(o.lo)
-                hi = None if o.hi is None else cast(o.hi)
-                got = col.number_input(label, min_value=lo, max_value=hi, value=None if value is None else cast(value),
+                got = col.number_input(label, value=None if value is None else cast(value),
                                        step=1 if o.kind is int else None, key=key, help=tip,
                                        placeholder=f"unset: {o.unset}" if o.optional else None,
                                        format=None if o.kind is int else "%g")

@@ -110,7 +110,7 @@ def test_cli_lesson_prints_the_table_and_the_summary(tmp_path, capsys):
 
 def test_the_extended_lesson_adds_the_fields_methods_and_says_what_each_did():
     assert lesson_methods(True, extended=True) == ["zero_shot", "entropy", "im", "ueo", "oracle", "zero", "tda",
-                                                   "rosita", "unient"]
+                                                   "rosita", "stamp", "unient"]
     base = RunConfig(data="shapes:sketch", epochs=3, lr_prompt=0.05, lr_visual=0.05, seed=7)
     assert [c.method for c in lesson_configs(base, True, methods=["zero_shot", "ueo", "zero", "tda"])] == \
         ["zero_shot", "ueo", "zero", "tda"]
@@ -135,11 +135,11 @@ def test_cli_extended_lesson_runs_the_fields_methods_too(tmp_path, capsys):
                "--epochs", "1", "--batch-size", "4", "--out", str(tmp_path / "runs"), "--extended"])
     out = capsys.readouterr().out
     assert rc == 0
-    for m in ("zero", "tda", "rosita", "unient"):
+    for m in ("zero", "tda", "rosita", "stamp", "unient"):
         assert any(line.startswith(m + " ") for line in out.splitlines()), out
     assert "- ZERO, which trains nothing," in out and "- TDA, which trains nothing," in out
     assert "- ROSITA, which adapts its image tower image by image as they stream by," in out
-    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 9
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 10
 
 
 def count_tower_images(monkeypatch) -> list[int]:

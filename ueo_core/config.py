@@ -151,7 +151,7 @@ class RunConfig:
             if name not in declared:
                 raise ValueError(f"Option '{name}' is not one of {self.method}'s options ("
                                  + (", ".join(declared) or "it has none") + ").")
-            self.options[name] = declared[name].check(value, self.method)
+            self.options[name] = declared[name].check(value, METHODS[self.method].plain)
         integer("epochs", 0, 100_000)  # 0: evaluate only
         integer("batch_size", 1, 65_536)
         integer("seed", 0, 2 ** 63 - 1)

@@ -55,7 +55,8 @@ class Option:
         return text + (" (or unset)" if self.optional else "")
 
     def check(self, value: Any, method: str) -> Any:
-        """``value`` if allowed, else a ValueError naming the option, its flag, the method and the rule."""
+        """``value`` if allowed, else a ValueError naming the option as the Adapt page does (its label), the method
+        (as a sentence names it), the rule, the value, and the option's name and flag (config, command line)."""
         if value is None and self.optional:
             return value
         ok = value is not None
@@ -69,8 +70,8 @@ class Option:
             ok = ok and (self.lo is None or (value > self.lo if self.lo_open else value >= self.lo))
             ok = ok and (self.hi is None or value <= self.hi)
         if not ok:
-            raise ValueError(f"Option '{self.name}' ({self.flag}) of {method} must be {self.rule()} "
-                             f"(got {value!r}).")
+            raise ValueError(f"'{self.label or self.name}' of {method} must be {self.rule()} (got {value!r}; "
+                             f"option {self.name}, {self.flag}).")
         return int(value) if self.kind is int else value
 
     def official_text(self) -> str:

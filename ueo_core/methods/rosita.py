@@ -183,9 +183,9 @@ STREAM_DEFAULTS = {"epochs": 1, "batch_size": 64, "lr_prompt": 0.0, "lr_visual":
 def stream_options(prefix: str) -> tuple:
     """The options every stream here has, named for its method: the SGD learning rate and the score window."""
     return (Option(f"{prefix}_lr", 0.001, "SGD learning rate of the norm layers, one step per image", lo=0,
-                   lo_open=True, hi=100, label="learning rate", official=0.001, source=f"{SOURCE} --tta_lr"),
+                   lo_open=True, hi=100, label="Learning rate (norm layers)", official=0.001, source=f"{SOURCE} --tta_lr"),
             Option(f"{prefix}_scores", 512, "recent scores the known/unknown threshold is fitted on", kind=int, lo=1,
-                   hi=1_000_000, label="score window", official=512, source=f"{SOURCE} --N_scores"))
+                   hi=1_000_000, label="Score window (images)", official=512, source=f"{SOURCE} --N_scores"))
 
 
 @register
@@ -203,12 +203,12 @@ class ROSITA(Method):
     options = (
         *stream_options("rosita"),
         Option("rosita_alpha", 0.5, "weight of the contrastive term beside the cross-entropy", lo=0, hi=1000,
-               label="contrastive weight", official=0.5, source=f"{SOURCE} --alpha"),
+               label="Contrastive weight α", official=0.5, source=f"{SOURCE} --alpha"),
         Option("rosita_neighbours", 5, "nearest same-group features an image is pulled towards (and known ones "
-               "kept per class)", kind=int, lo=1, hi=1000, label="neighbours", official=5, source=f"{SOURCE} --k_p"),
+               "kept per class)", kind=int, lo=1, hi=1000, label="Neighbours k_p", official=5, source=f"{SOURCE} --k_p"),
         Option("rosita_negatives", 5, "nearest other-group features an image is pushed from", kind=int, lo=1,
-               hi=1000, label="negatives", official=5, source=f"{SOURCE} --k_n"),
-        Option("rosita_bank", 64, "unknown features kept", kind=int, lo=1, hi=1_000_000, label="unknown bank",
+               hi=1000, label="Negatives k_n", official=5, source=f"{SOURCE} --k_n"),
+        Option("rosita_bank", 64, "unknown features kept", kind=int, lo=1, hi=1_000_000, label="Unknown bank N_s",
                official=64, source=f"{SOURCE} --N_s"),
     )
 

@@ -34,10 +34,10 @@ class UEO(Method):
     description = ("Universal Entropy Optimization: confidence-weighted entropy minimisation plus "
                    "inverse-confidence-weighted marginal entropy maximisation.")
     needs_weights = True
-    options = (TRADE, Option("weight_temperature", None, "the zero-shot weights are max softmax(T x cosine)",
-                             lo=0.0, hi=1e4, lo_open=True, label="UEO weight temperature",
-                             unset="the protocol's scale: the model's logit scale under studio (the paper), 1 under "
-                                   "official",
+    options = (TRADE, Option("weight_temperature", None, "the zero-shot weights are max softmax(T x cosine); empty: "
+                             "the protocol's scale, the model's logit scale under studio (as the paper), 1 under "
+                             "official (as the official code)", lo=0.0, hi=1e4, lo_open=True,
+                             label="UEO weight temperature", unset="by the protocol",
                              official=1.0, source="tim-learn/UEO demo.py (weights from unscaled cosines)"))
 
     def loss(self, step: Step, ctx: "WeightedContext"):
