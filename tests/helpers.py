@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20)}
@@ -94,3 +95,19 @@ def loss_of(name, probs, weights=None, known=None, features=None, text=None, lab
                           label_index=torch.arange(probs.shape[1]))
     return m.loss(Step(probs=probs, features=features, text=text, scale=scale, labels=labels,
                        per_image=lambda t: t), ctx)
+
+
+class Tower(torch.nn.Module):
+    """A stand-in image tower for the stream methods' step-by-step checks (tests/test_open_set_tta.py,
+    tests/test_stamp.py): a linear map and a LayerNorm whose affine parameters adapt, in float64."""
+
+    def __init__(self, d: int, g):
+        super().__init__()
+        self.proj = torch.nn.Linear(d, d).double()
+        self.ln = torch.nn.LayerNorm(d).double()
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.eye(d) + 0.1 * torch.randn(d, d, generator=g))
+            self.proj.bias.zero_()
+
+    def encode_image(self, x):
+        return self.ln(self.proj(x))

@@ -11,11 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from helpers import make_folder
+from helpers import Tower, make_folder
 from ueo_core.cli import main
 from ueo_core.config import RunConfig
 from ueo_core.methods import METHODS
@@ -162,21 +161,6 @@ class OfficialSTAMP:
 
 
 # ------------------------------------------------------------------------------ a short stream, batch by batch
-class Tower(nn.Module):
-    """A stand-in image tower: a linear map and a LayerNorm whose affine parameters adapt."""
-
-    def __init__(self, d: int, g: torch.Generator):
-        super().__init__()
-        self.proj = nn.Linear(d, d).double()
-        self.ln = nn.LayerNorm(d).double()
-        with torch.no_grad():
-            self.proj.weight.copy_(torch.eye(d) + 0.1 * torch.randn(d, d, generator=g))
-            self.proj.bias.zero_()
-
-    def encode_image(self, x):
-        return self.ln(self.proj(x))
-
-
 def stream(seed: int, n: int = 48, k: int = 3, d: int = 16):
     """Images near one class text (knowns) and random ones (unknowns), mixed."""
     g = torch.Generator().manual_seed(seed)

@@ -136,17 +136,24 @@ def augment_view(size: int) -> T.Compose:
                       T.RandomHorizontalFlip()])
 
 
+def stream_setup(method: Method, run) -> tuple[list, list, torch.Tensor, torch.Tensor]:
+    """What every stream here starts from: the norm-layer parameters that adapt and their values as loaded (put
+    back at the end), the normalised class texts, and the images' order, a permutation fixed by the seed."""
+    params = [p for _, p in method.visual_params(run.loaded.model.visual)]
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        text = F.normalize(run.prompt().float(), dim=-1)
+    order = torch.randperm(len(run.eval_set), generator=torch.Generator().manual_seed(run.config.seed))
+    return params, saved, text, order
+
+
 def open_stream(method: Method, run, ctx: Context, step, name: str, label: str, make_state, lr: float,
                 views: int) -> None:
     """The stream every open-set test-time method here shares: a seeded order, ``step`` per image on the image
     tower's norm-layer affine parameters (SGD at ``lr``), the tower put back as loaded at the end."""
     loaded = run.loaded
     model = loaded.model
-    params = [p for _, p in method.visual_params(model.visual)]
-    saved = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        text = F.normalize(run.prompt().float(), dim=-1)
-    order = torch.randperm(len(run.eval_set), generator=torch.Generator().manual_seed(run.config.seed))
+    params, saved, text, order = stream_setup(method, run)
     torch.manual_seed(run.config.seed * 1000 + 701)  # the augmented views: repeatable by the seed
     optimizer = torch.optim.SGD(params, lr=lr)
     encode = lambda x: model.encode_image(loaded.to_input(x), normalize=False).float()

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from . import register
 from .base import Context, Method
 from .options import Option
-from .rosita import STREAM_DEFAULTS
+from .rosita import STREAM_DEFAULTS, stream_setup
 
 SOURCE = "MarcLafon/cliptta baseline_stamp"
 
@@ -186,11 +186,7 @@ class STAMP(Method):
         o = ctx.options
         loaded = run.loaded
         model = loaded.model
-        params = [p for _, p in self.visual_params(model.visual)]
-        saved = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            text = F.normalize(run.prompt().float(), dim=-1)
-        order = torch.randperm(len(run.eval_set), generator=torch.Generator().manual_seed(run.config.seed))
+        params, saved, text, order = stream_setup(self, run)
         optimizer = torch.optim.SGD(params, lr=o.stamp_lr, momentum=o.stamp_momentum)
         encode = lambda x: model.encode_image(loaded.to_input(x), normalize=False).float()
 
