@@ -54,7 +54,7 @@ def worker(args) -> dict:
     if args.impl == "reference":
         from reference_ueo import run_reference
         out = run_reference(loaded, files, ims.classes, args.epochs, args.batch_size, lr=args.lr,
-                            seed=args.seed, options={"weight_temperature": 1.0})
+                            seed=args.seed, weight_temperature=1.0)
     else:
         marks = {}
 
