@@ -111,3 +111,14 @@ class Tower(torch.nn.Module):
 
     def encode_image(self, x):
         return self.ln(self.proj(x))
+
+
+def stream_folder(tmp_path: Path) -> Path:
+    """12 images, red/green/blue known and yellow unknown: a short stream for the stream methods' runs (each image
+    costs a step)."""
+    return make_folder(tmp_path / "small", classes=("red", "green", "blue", "yellow"), per_class=3)
+
+
+def tower_state(tr) -> dict:
+    """A run's norm-layer affine parameters now (copies)."""
+    return {n: p.detach().clone() for n, p in tr.method.visual_params(tr.loaded.model.visual)}

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from helpers import Tower, make_folder
+from helpers import Tower, stream_folder, tower_state
 from ueo_core.cli import main
 from ueo_core.config import RunConfig
 from ueo_core.methods import METHODS
@@ -270,13 +270,7 @@ TINY = dict(model="ueo-tiny", pretrained=None)
 
 @pytest.fixture
 def small(tmp_path):
-    """12 images: red/green/blue known, yellow unknown (a short stream: each image costs a step)."""
-    return make_folder(tmp_path / "small", classes=("red", "green", "blue", "yellow"), per_class=3)
-
-
-def tower_state(tr):
-    """The run's norm-layer affine parameters now (copies)."""
-    return {n: p.detach().clone() for n, p in tr.method.visual_params(tr.loaded.model.visual)}
+    return stream_folder(tmp_path)
 
 
 @pytest.mark.parametrize("method", ["rosita", "unient"])

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from helpers import Tower, make_folder
+from helpers import Tower, stream_folder, tower_state
 from ueo_core.cli import main
 from ueo_core.config import RunConfig
 from ueo_core.methods import METHODS
@@ -233,12 +233,7 @@ TINY = dict(model="ueo-tiny", pretrained=None)
 
 @pytest.fixture
 def small(tmp_path):
-    """12 images: red/green/blue known, yellow unknown."""
-    return make_folder(tmp_path / "small", classes=("red", "green", "blue", "yellow"), per_class=3)
-
-
-def tower_state(tr):
-    return {n: p.detach().clone() for n, p in tr.method.visual_params(tr.loaded.model.visual)}
+    return stream_folder(tmp_path)
 
 
 def test_a_cli_run_records_its_stream_and_its_checkpoint_is_the_tower_as_loaded(small, tmp_path, capsys):

@@ -101,7 +101,7 @@ def _own_defaults(field: str) -> str:
     """The methods whose registry entry sets ``field`` otherwise than UEO's, with their value ("" if none)."""
     own = [f"{m.name}: {m.defaults[field]:g}" for m in METHODS.values()
            if field in m.defaults and m.defaults[field] != getattr(DEFAULTS, field)]
-    return "; ".join(own) or "every method"
+    return "; ".join(own) or "the same for every method"
 
 
 def option_owners() -> dict:
